@@ -1,0 +1,113 @@
+// salient explain: saliency maps for inputs, written under --out.
+#include <iomanip>
+#include <iostream>
+
+#include "commands.hpp"
+#include "salient/error.hpp"
+#include "salient/explain.hpp"
+
+namespace salient::cli {
+
+namespace {
+
+struct ExplainFlags {
+  ModelFlags model;
+  std::vector<std::string> inputs;
+  std::string methods = "saliency,smoothgrad";
+  std::string out;
+  std::string target = "top";
+  std::string colormap = "inferno";
+  std::string reduce = "abs-sum";
+  bool resize = false;
+  std::vector<std::string> options;  // KEY=VALUE, passed to every method
+  // Method options with flags of their own; only those given on the command line are passed.
+  int64_t samples = 0, seed = 0, batch_size = 0;
+  double sigma = 0;
+  std::string noise, variant;
+  bool abs = true;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == sep) {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+}  // namespace
+
+void add_explain(CLI::App& app) {
+  auto* cmd = app.add_subcommand("explain", "compute saliency maps for inputs and write them under --out");
+  auto f = std::make_shared<ExplainFlags>();
+  f->model.add_to(cmd);
+  cmd->add_option("--input,-i", f->inputs, "image files (PNG, JPEG, BMP, ...) or .npy stacks [N, ...]")->required();
+  cmd->add_option("--method", f->methods, "comma-separated methods (see `salient methods`)")->capture_default_str();
+  cmd->add_option("--out,-o", f->out, "output folder")->required();
+  cmd->add_option("--target,-t", f->target, "top, top-K, a class index or a label")->capture_default_str();
+  auto* o_samples = cmd->add_option("--samples", f->samples, "samples of sampling methods (smoothgrad: 50)");
+  auto* o_sigma = cmd->add_option("--sigma", f->sigma, "noise sd as a fraction of the input's max - min (0.15)");
+  auto* o_seed = cmd->add_option("--seed", f->seed, "random seed (0)");
+  auto* o_noise = cmd->add_option("--noise", f->noise, "noise sampler: gaussian, antithetic, quasi");
+  auto* o_variant = cmd->add_option("--variant", f->variant, "smoothgrad statistic: smoothgrad, smoothgrad-sq, vargrad");
+  auto* o_batch = cmd->add_option("--batch-size", f->batch_size, "inputs per forward/backward pass: bounds memory (50)");
+  auto* o_abs = cmd->add_flag("--abs,!--no-abs", f->abs, "saliency: absolute gradient (default on)");
+  cmd->add_option("--option", f->options, "KEY=VALUE method option (repeatable), e.g. --option steps=64");
+  cmd->add_option("--colormap", f->colormap, "heatmap colormap: inferno, viridis, magma, plasma, jet, turbo, hot, bwr")
+      ->capture_default_str();
+  cmd->add_option("--reduce", f->reduce, "channel reduction for display: abs-sum, sum (signed), max-abs")
+      ->capture_default_str();
+  cmd->add_flag("--resize", f->resize, "resize images to the model's input size instead of rejecting them");
+
+  cmd->callback([f, o_samples, o_sigma, o_seed, o_noise, o_variant, o_batch, o_abs] {
+    ExplainRequest req;
+    req.methods = split(f->methods, ',');
+    req.out_dir = f->out;
+    req.render.colormap = f->colormap;
+    req.render.reduce = parse_reduce(f->reduce);
+    nlohmann::json& opt = req.method_options;
+    if (o_samples->count()) opt["samples"] = f->samples;
+    if (o_sigma->count()) opt["sigma"] = f->sigma;
+    if (o_seed->count()) opt["seed"] = f->seed;
+    if (o_noise->count()) opt["noise"] = f->noise;
+    if (o_variant->count()) opt["variant"] = f->variant;
+    if (o_batch->count()) opt["batch-size"] = f->batch_size;
+    if (o_abs->count()) opt["abs"] = f->abs;
+    for (const auto& kv : f->options) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
+      std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+      auto parsed = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+      opt[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+    }
+    // Everything that can be checked is checked before the first file is written.
+    Model model = f->model.load();
+    req.target = Target::parse(f->target, model.metadata());
+    validate(req);
+    auto inputs = load_inputs(f->inputs, model.metadata(), f->resize);
+    auto results = explain(model, inputs, req);
+    for (const auto& r : results) {
+      std::cout << r.stem << ":";
+      const auto& preds = r.json["predictions"];
+      for (size_t k = 0; k < std::min<size_t>(3, preds.size()); ++k)
+        std::cout << (k ? "," : "") << " " << preds[k]["label"].get<std::string>() << " " << std::fixed
+                  << std::setprecision(1) << 100.0 * preds[k]["probability"].get<double>() << "%";
+      std::cout << "  ->  " << r.dir << "/ (";
+      bool first = true;
+      for (const auto& [name, m] : r.json["explained"][0]["methods"].items()) {
+        std::cout << (first ? "" : ", ") << name << " " << std::setprecision(3) << m["seconds"].get<double>() << " s";
+        first = false;
+      }
+      std::cout << ")\n";
+    }
+  });
+}
+
+}  // namespace salient::cli

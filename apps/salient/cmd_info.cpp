@@ -1,0 +1,58 @@
+// salient info: what a model is: metadata, parameter count, output shape on a sample input.
+#include <iostream>
+
+#include "commands.hpp"
+#include "salient/error.hpp"
+
+namespace salient::cli {
+
+void add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "describe a model: metadata, parameters, output shape");
+  auto flags = std::make_shared<ModelFlags>();
+  auto shape = std::make_shared<std::vector<int64_t>>();
+  auto json = std::make_shared<bool>(false);
+  flags->add_to(cmd);
+  cmd->add_option("--input-shape", *shape, "shape of one input, e.g. 3 224 224 (default: from the metadata)")
+      ->delimiter(',');
+  cmd->add_flag("--json", *json, "print JSON");
+  cmd->callback([flags, shape, json] {
+    Model model = flags->load();
+    const ModelMetadata& meta = model.metadata();
+    std::vector<int64_t> in = shape->empty() ? meta.input_shape : *shape;
+    if (in.empty()) throw Error("the model has no metadata input_shape: pass --input-shape (e.g. 3,224,224)");
+    for (auto d : in)
+      if (d <= 0) throw Error("--input-shape values must be > 0");
+    std::vector<int64_t> batch_shape{1};
+    batch_shape.insert(batch_shape.end(), in.begin(), in.end());
+    torch::Tensor out = model.predict(torch::zeros(batch_shape));
+    nlohmann::json j{{"model", model.path()},
+                     {"device", model.device().str()},
+                     {"parameters", model.parameter_count()},
+                     {"input_shape", batch_shape},
+                     {"output_shape", out.sizes().vec()},
+                     {"metadata", meta.to_json()}};
+    if (*json) {
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::cout << "model:        " << model.path() << "\n"
+              << "device:       " << model.device().str() << "\n"
+              << "parameters:   " << model.parameter_count() << "\n"
+              << "input shape:  " << nlohmann::json(batch_shape).dump() << "\n"
+              << "output shape: " << nlohmann::json(out.sizes().vec()).dump() << "\n";
+    if (meta.present) {
+      std::cout << "metadata:     " << meta.name << ", " << meta.labels.size() << " labels, channels " << meta.channel_order
+                << ", range [" << meta.range_lo << ", " << meta.range_hi << "], mean " << nlohmann::json(meta.mean).dump()
+                << ", std " << nlohmann::json(meta.std).dump() << ", output " << meta.output << "\n";
+      if (!meta.labels.empty()) {
+        std::cout << "labels:      ";
+        for (size_t i = 0; i < meta.labels.size(); ++i) std::cout << " " << i << "=" << meta.labels[i];
+        std::cout << "\n";
+      }
+    } else {
+      std::cout << "metadata:     none (no sidecar <model>.json)\n";
+    }
+  });
+}
+
+}  // namespace salient::cli

@@ -1,0 +1,24 @@
+#pragma once
+// The CLI's subcommands: each file adds one to the app and runs it through the library.
+#include <CLI/CLI.hpp>
+
+#include "salient/model.hpp"
+
+namespace salient::cli {
+
+// Flags every model-loading subcommand shares.
+struct ModelFlags {
+  std::string model;
+  std::string device = "cpu";
+  std::string output;
+  std::string metadata;
+  int threads = 0;
+  void add_to(CLI::App* cmd);
+  Model load() const;  // also sets the thread count
+};
+
+void add_explain(CLI::App& app);
+void add_methods(CLI::App& app);
+void add_info(CLI::App& app);
+
+}  // namespace salient::cli

@@ -1,0 +1,57 @@
+// salient: explain what a TorchScript model looked at.
+#include <iostream>
+
+#include <c10/util/Exception.h>
+
+#include "commands.hpp"
+#include "salient/error.hpp"
+
+namespace salient::cli {
+
+void ModelFlags::add_to(CLI::App* cmd) {
+  cmd->add_option("--model,-m", model, "TorchScript model file (traced or scripted)")->required();
+  cmd->add_option("--device", device, "torch device: cpu, cuda, cuda:N")->capture_default_str();
+  cmd->add_option("--output", output, "which model output to explain when it returns a tuple/list/dict: index or key");
+  cmd->add_option("--metadata", metadata, "sidecar metadata JSON (default: <model>.json when present)");
+  cmd->add_option("--threads", threads, "LibTorch threads (default: all cores)");
+}
+
+Model ModelFlags::load() const {
+  if (threads < 0) throw Error("--threads must be >= 0, got " + std::to_string(threads));
+  set_threads(threads);
+  ModelOptions o;
+  o.device = device;
+  o.output = output;
+  o.metadata_path = metadata;
+  return Model(model, o);
+}
+
+}  // namespace salient::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"salient: saliency maps and attributions for TorchScript models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "salient 0.1.0");
+  salient::cli::add_explain(app);
+  salient::cli::add_methods(app);
+  salient::cli::add_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << salient::one_line(e) << " (see salient --help)\n";
+    return 2;
+  } catch (const salient::Error& e) {
+    std::cerr << "error: " << salient::one_line(e) << "\n";
+    return e.kind() == salient::ErrorKind::BadInput ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: internal: " << salient::one_line(e) << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,38 @@
+#pragma once
+// The explain pipeline shared by the CLI, batch runs and the viewer: inputs -> methods -> files.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "salient/image.hpp"
+#include "salient/model.hpp"
+#include "salient/target.hpp"
+
+namespace salient {
+
+struct ExplainRequest {
+  std::vector<std::string> methods;    // registry names
+  nlohmann::json method_options = nlohmann::json::object();  // option name -> value, shared
+  Target target;
+  std::string out_dir;
+  RenderOptions render;
+  int top_predictions = 5;
+};
+
+struct ExplainedInput {
+  std::string stem;
+  std::string dir;                       // where its files went
+  std::vector<int64_t> predicted;        // top classes
+  nlohmann::json json;                   // what explanation.json holds
+};
+
+// Validates the request (methods exist, options are valid, output folder writable) before any
+// computation, so that bad input leaves no file. Throws salient::Error.
+void validate(const ExplainRequest& request);
+// Runs every method on every input and writes, under out_dir/<stem>/: <method>.npy, <method>.png,
+// grid.png, explanation.json. With a top-k target the files are <method>_c<class>.*.
+std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs,
+                                    const ExplainRequest& request);
+
+}  // namespace salient

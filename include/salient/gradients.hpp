@@ -1,0 +1,23 @@
+#pragma once
+// Shared mechanics of the gradient family: target gradients and memory-bounded chunking.
+#include <functional>
+
+#include <torch/script.h>
+
+#include "salient/model.hpp"
+
+namespace salient {
+
+// d f(x)[target] / dx for a batch: inputs [B, ...], targets [B] (int64). One forward and one
+// backward. When `scores` is given it receives f(x)[target] [B] (detached).
+torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs,
+                              const torch::Tensor& targets, torch::Tensor* scores = nullptr);
+
+// f(x)[target] [B] without autograd.
+torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);
+
+// Calls fn(begin, end) for consecutive chunks [begin, end) of [0, total) of at most `batch`
+// elements (batch <= 0: one chunk). The batcher: memory is bounded by the chunk size.
+void for_chunks(int64_t total, int64_t batch, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace salient

@@ -1,0 +1,54 @@
+#pragma once
+// Image conveniences: decoding and preprocessing per the metadata, colormaps, overlays, grids.
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <torch/script.h>
+
+#include "salient/metadata.hpp"
+
+namespace salient {
+
+// One input as the model sees it, plus what rendering needs.
+struct InputItem {
+  std::string stem;     // output folder name
+  std::string source;   // the file it came from
+  torch::Tensor tensor; // one input, without batch dimension, float32
+  cv::Mat display;      // 8-bit BGR picture of the input (empty for .npy inputs that are not images)
+};
+
+// Decodes an image file and preprocesses it per `meta` (channel order, value range, mean/std,
+// input shape). A size or channel mismatch is an error naming expected vs got, unless `resize`.
+InputItem load_image(const std::string& path, const ModelMetadata& meta, bool resize = false);
+// Loads image files and .npy stacks (each of a stack's N rows becomes one input `stem_i`).
+std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta,
+                                   bool resize = false);
+// The inverse of preprocessing, for display: tensor [C,H,W] -> 8-bit BGR picture.
+cv::Mat tensor_to_display(const torch::Tensor& tensor, const ModelMetadata& meta);
+
+enum class Reduce { AbsSum, Sum, MaxAbs };  // how channels of a map become one plane
+Reduce parse_reduce(const std::string&);
+
+struct RenderOptions {
+  std::string colormap = "inferno";  // inferno, viridis, magma, plasma, jet, turbo, hot, bwr
+  Reduce reduce = Reduce::AbsSum;
+  double clip_percentile = 99.0;     // values above this percentile saturate (outliers)
+  double alpha = 0.55;               // heatmap opacity over the picture
+  int min_size = 224;                // small inputs are upscaled (nearest) to at least this size
+};
+
+bool is_image_like(const torch::Tensor& map);  // [C,H,W] with C in {1,3,4}, or [H,W]
+// A map [C,H,W] or [H,W] -> plane [H,W] in [0,1] (or [-1,1] for signed reduce), outliers clipped.
+cv::Mat normalise_map(const torch::Tensor& map, const RenderOptions& options);
+// Heatmap over `picture` (or alone when picture is empty), BGR 8-bit.
+cv::Mat render_heatmap(const torch::Tensor& map, const cv::Mat& picture, const RenderOptions& options);
+// Nearest-neighbour upscale so that the longer side is at least min_size (pixels stay pixels).
+cv::Mat upscale_for_display(const cv::Mat& picture, int min_size);
+// Panels side by side, each with a caption above it.
+cv::Mat make_grid(const std::vector<cv::Mat>& panels, const std::vector<std::string>& captions,
+                  const std::string& title);
+std::vector<std::string> colormap_names();
+void write_png(const std::string& path, const cv::Mat& image);  // atomic
+
+}  // namespace salient

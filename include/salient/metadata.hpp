@@ -1,0 +1,29 @@
+#pragma once
+// Sidecar metadata `<model>.json`: what preprocessing and rendering need to know about a model.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace salient {
+
+struct ModelMetadata {
+  std::string name;
+  std::vector<std::string> labels;        // class names, index = output column
+  std::vector<int64_t> input_shape;       // one input, without the batch dimension, e.g. [C,H,W]
+  std::string channel_order = "RGB";      // "RGB", "BGR" or "L" (grayscale)
+  double range_lo = 0.0, range_hi = 1.0;  // 8-bit pixels are scaled to [lo, hi] ...
+  std::vector<double> mean, std;          // ... then normalised per channel: (v - mean) / std
+  std::string output = "logits";          // "logits" (softmax for probabilities) or "probabilities"
+  bool present = false;                   // false when no sidecar file was found
+
+  // Reads `path`; throws salient::Error naming the file and the field on a malformed file.
+  static ModelMetadata load(const std::string& path);
+  // The sidecar of a model file: `model.pt` -> `model.json`, if it exists (else present=false).
+  static ModelMetadata for_model(const std::string& model_path);
+  std::string label(int64_t index) const;  // the label, or the index as text
+  nlohmann::json to_json() const;
+};
+
+}  // namespace salient

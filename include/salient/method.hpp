@@ -1,0 +1,96 @@
+#pragma once
+// The one interface every attribution method implements, and what it returns.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/script.h>
+
+#include "salient/model.hpp"
+
+namespace salient {
+
+// The taxonomy is part of the API: every method says where it sits on each of the four axes.
+enum class Family { Gradient, Layer, ModifiedBackprop, Perturbation, Intrinsic };
+enum class Scope { Local, Global, LocalAndGlobal };
+enum class Access { WhiteBox, BlackBox };
+enum class Stage { PostHoc, Intrinsic };
+enum class Specificity { ModelAgnostic, ModelSpecific };
+
+std::string to_string(Family);
+std::string to_string(Scope);
+std::string to_string(Access);
+std::string to_string(Stage);
+std::string to_string(Specificity);
+
+// One option of a method, as the CLI and the web viewer show it. `default_value` is the default of
+// the method's typed options struct (built from it, so the two cannot drift apart).
+struct OptionSpec {
+  std::string name;       // as on the command line, without dashes: "samples"
+  std::string type;       // "int", "double", "bool", "choice", "string"
+  nlohmann::json default_value;
+  std::string help;
+  std::vector<std::string> choices;  // for "choice"
+};
+
+struct MethodInfo {
+  std::string name;     // registry key and CLI name: "smoothgrad"
+  std::string title;    // "SmoothGrad"
+  Family family;
+  Scope scope = Scope::Local;
+  Access access = Access::WhiteBox;
+  Stage stage = Stage::PostHoc;
+  Specificity specificity = Specificity::ModelAgnostic;
+  bool needs_gradients = true;
+  std::string paper;    // "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise"
+  std::string summary;  // one line
+  std::vector<OptionSpec> options;
+  nlohmann::json to_json() const;
+};
+
+// What a method returns for a batch of N inputs.
+struct Attribution {
+  std::string method;
+  torch::Tensor map;             // [N, ...]: the shape of the inputs, on the CPU, float32
+  std::vector<int64_t> targets;  // the explained class of each input
+  torch::Tensor scores;          // [N]: the explained output f(x)[target] of each input
+  nlohmann::json params;         // the options in effect
+  nlohmann::json diagnostics = nlohmann::json::object();  // method-specific, e.g. gaps per input
+  double seconds = 0.0;          // wall time of attribute()
+};
+
+class Method {
+ public:
+  virtual ~Method() = default;
+  virtual const MethodInfo& info() const = 0;
+  virtual nlohmann::json params() const = 0;
+
+  // Explains `targets` [N] (int64 class indices) of `inputs` [N, ...] (any shape after the batch
+  // dimension). Inputs are moved to the model's device. Deterministic for a given seed.
+  Attribution attribute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);
+
+ protected:
+  // The method itself: returns the map [N, ...]; may add entries to `diagnostics`.
+  virtual torch::Tensor compute(Model& model, const torch::Tensor& inputs,
+                                const torch::Tensor& targets, nlohmann::json& diagnostics) = 0;
+};
+
+// Reads a method's options from JSON (keys = option names; unknown keys are left for other
+// methods), checking types and ranges with one-line salient::Error messages.
+class OptionReader {
+ public:
+  OptionReader(const nlohmann::json& options, const std::string& method)
+      : options_(options), method_(method) {}
+  int64_t get_int(const std::string& name, int64_t fallback, int64_t min_value) const;
+  double get_double(const std::string& name, double fallback, double min_value) const;
+  bool get_bool(const std::string& name, bool fallback) const;
+  std::string get_choice(const std::string& name, const std::string& fallback,
+                         const std::vector<std::string>& choices) const;
+
+ private:
+  const nlohmann::json& options_;
+  std::string method_;
+};
+
+}  // namespace salient

@@ -1,0 +1,25 @@
+#pragma once
+// Simple gradient (Simonyan et al. 2014): d f(x)[target] / dx, one backward pass.
+#include "salient/method.hpp"
+
+namespace salient {
+
+struct SaliencyOptions {
+  bool abs = true;  // absolute value of the gradient, as Captum's Saliency
+};
+
+class Saliency final : public Method {
+ public:
+  explicit Saliency(SaliencyOptions options = {}) : options_(options) {}
+  const MethodInfo& info() const override;
+  nlohmann::json params() const override;
+  static SaliencyOptions parse(const nlohmann::json& options);
+
+ protected:
+  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, nlohmann::json&) override;
+
+ private:
+  SaliencyOptions options_;
+};
+
+}  // namespace salient

@@ -1,0 +1,34 @@
+#pragma once
+// SmoothGrad (Smilkov et al. 2017) and its variants SmoothGrad^2 and VarGrad (Adebayo et al.
+// 2018): statistics of the gradients of `samples` noisy copies of the input.
+#include "salient/method.hpp"
+#include "salient/noise.hpp"
+
+namespace salient {
+
+enum class SmoothGradVariant { Mean, Squared, Variance };  // smoothgrad, smoothgrad-sq, vargrad
+
+struct SmoothGradOptions {
+  int64_t samples = 50;
+  double sigma = 0.15;  // noise standard deviation as a fraction of the input's max - min
+  NoiseKind noise = NoiseKind::Gaussian;
+  SmoothGradVariant variant = SmoothGradVariant::Mean;
+  int64_t batch = 50;   // noisy copies per forward/backward: bounds memory
+  uint64_t seed = 0;
+};
+
+class SmoothGrad final : public Method {
+ public:
+  explicit SmoothGrad(SmoothGradOptions options = {}) : options_(options) {}
+  const MethodInfo& info() const override;
+  nlohmann::json params() const override;
+  static SmoothGradOptions parse(const nlohmann::json& options);
+
+ protected:
+  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, nlohmann::json&) override;
+
+ private:
+  SmoothGradOptions options_;
+};
+
+}  // namespace salient

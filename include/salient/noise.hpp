@@ -1,0 +1,25 @@
+#pragma once
+// Noise for the sampling methods, drawn from an explicit seed so that the same seed gives the
+// same map, whatever the chunking.
+#include <string>
+
+#include <torch/script.h>
+
+namespace salient {
+
+enum class NoiseKind {
+  Gaussian,    // i.i.d. N(0, sigma^2)
+  Antithetic,  // pairs (e, -e): odd-order noise terms cancel exactly
+  Quasi        // Latin-hypercube Gaussians: each coordinate's samples are one per stratum
+};
+
+NoiseKind parse_noise_kind(const std::string&);
+std::string to_string(NoiseKind);
+
+// `samples` noise tensors of `shape` [S, shape...], standard deviation `sigma`, in float32 on
+// `device`. Deterministic in (kind, samples, shape, sigma, seed).
+torch::Tensor make_noise(NoiseKind kind, int64_t samples, c10::IntArrayRef shape, double sigma,
+                         uint64_t seed, const torch::Device& device,
+                         torch::Dtype dtype = torch::kFloat);
+
+}  // namespace salient

@@ -1,0 +1,40 @@
+#pragma once
+// Name -> method factory, with each method's description (for `salient methods`, the CLI, the web).
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "salient/method.hpp"
+
+namespace salient {
+
+class Registry {
+ public:
+  using Factory = std::function<std::unique_ptr<Method>(const nlohmann::json& options)>;
+
+  // The registry holding every built-in method.
+  static Registry& builtin();
+
+  void add(MethodInfo info, Factory factory);
+  bool has(const std::string& name) const;
+  // Throws salient::Error listing the known names when `name` is unknown.
+  std::unique_ptr<Method> create(const std::string& name, const nlohmann::json& options = {}) const;
+  const MethodInfo& info(const std::string& name) const;
+  std::vector<std::string> names() const;
+
+ private:
+  struct Entry {
+    MethodInfo info;
+    Factory factory;
+  };
+  std::map<std::string, Entry> entries_;
+};
+
+// Each method file defines one of these; registry.cpp calls them all (an explicit list, because
+// static self-registration is silently dropped when linking a static library).
+void register_saliency(Registry&);
+void register_smoothgrad(Registry&);
+
+}  // namespace salient

@@ -1,0 +1,163 @@
+#include "salient/explain.hpp"
+
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "salient/error.hpp"
+#include "salient/fsutil.hpp"
+#include "salient/gradients.hpp"
+#include "salient/npy.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string percent(double p) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1) << 100.0 * p << "%";
+  return s.str();
+}
+
+// Diagnostics are per-input arrays (length N) or batch-wide values: take input i's share.
+nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto it = d.begin(); it != d.end(); ++it)
+    out[it.key()] = it.value().is_array() && it.value().size() == n ? it.value()[i] : it.value();
+  return out;
+}
+
+}  // namespace
+
+void validate(const ExplainRequest& request) {
+  if (request.methods.empty()) throw Error("no method given (see `salient methods`)");
+  for (const auto& name : request.methods) Registry::builtin().create(name, request.method_options);
+  render_heatmap(torch::zeros({2, 2}), cv::Mat(), request.render);  // checks the colormap
+  if (request.out_dir.empty()) throw Error("no output folder given (--out)");
+  ensure_writable_dir(request.out_dir);
+}
+
+std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs, const ExplainRequest& request) {
+  validate(request);
+  if (inputs.empty()) throw Error("no input given");
+  std::vector<torch::Tensor> xs;
+  for (const auto& it : inputs) xs.push_back(it.tensor);
+  torch::Tensor batch;
+  try {
+    batch = torch::stack(xs);
+  } catch (const c10::Error&) {
+    throw Error("the inputs do not all have the same shape");
+  }
+  const int64_t n = batch.size(0);
+  const ModelMetadata& meta = model.metadata();
+
+  torch::Tensor logits = model.predict(batch).to(torch::kCPU, torch::kFloat);
+  torch::Tensor probs = meta.output == "probabilities" ? logits : logits.softmax(1);
+  auto targets = request.target.resolve(logits);
+  const int ranks = request.target.count();
+  const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
+  auto top_idx = std::get<1>(probs.topk(top, 1));
+
+  int64_t chunk = 50;
+  if (request.method_options.contains("batch-size") && request.method_options["batch-size"].is_number_integer())
+    chunk = std::max<int64_t>(1, request.method_options["batch-size"].get<int64_t>());
+
+  // attributions[rank][method] = the map stack [N, ...] and its per-input facts
+  struct Result {
+    torch::Tensor map;
+    std::vector<double> scores;
+    nlohmann::json params, diagnostics;
+    double seconds = 0;
+  };
+  std::vector<std::vector<Result>> results(ranks, std::vector<Result>(request.methods.size()));
+  for (int r = 0; r < ranks; ++r) {
+    torch::Tensor t = torch::empty({n}, torch::kLong);
+    for (int64_t i = 0; i < n; ++i) t[i] = targets[i][r];
+    for (size_t m = 0; m < request.methods.size(); ++m) {
+      auto method = Registry::builtin().create(request.methods[m], request.method_options);
+      Result& res = results[r][m];
+      std::vector<torch::Tensor> parts;
+      res.diagnostics = nlohmann::json::object();
+      for_chunks(n, chunk, [&](int64_t b, int64_t e) {
+        Attribution a = method->attribute(model, batch.slice(0, b, e), t.slice(0, b, e));
+        parts.push_back(a.map);
+        for (int64_t i = 0; i < e - b; ++i) res.scores.push_back(a.scores[i].item<double>());
+        res.params = a.params;
+        res.seconds += a.seconds;
+        for (int64_t i = 0; i < e - b; ++i) {
+          nlohmann::json di = diagnostics_of(a.diagnostics, i, e - b);
+          for (auto it = di.begin(); it != di.end(); ++it) res.diagnostics[it.key()].push_back(it.value());
+        }
+      });
+      res.map = torch::cat(parts);
+    }
+  }
+
+  std::vector<ExplainedInput> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const InputItem& item = inputs[i];
+    ExplainedInput ex;
+    ex.stem = item.stem;
+    ex.dir = (fs::path(request.out_dir) / item.stem).string();
+    ensure_writable_dir(ex.dir);
+    nlohmann::json j;
+    j["model"] = model.path();
+    j["input"] = item.source;
+    j["stem"] = item.stem;
+    nlohmann::json preds = nlohmann::json::array();
+    for (int64_t k = 0; k < top; ++k) {
+      int64_t c = top_idx[i][k].item<int64_t>();
+      ex.predicted.push_back(c);
+      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", probs[i][c].item<double>()},
+                       {"logit", logits[i][c].item<double>()}});
+    }
+    j["predictions"] = preds;
+    j["target"] = request.target.to_string();
+    j["explained"] = nlohmann::json::array();
+    std::vector<cv::Mat> panels;
+    std::vector<std::string> captions;
+    if (!item.display.empty()) {
+      panels.push_back(upscale_for_display(item.display, request.render.min_size));
+      captions.push_back("input");
+    }
+    for (int r = 0; r < ranks; ++r) {
+      const int64_t c = targets[i][r];
+      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[i][c].item<double>()},
+                        {"methods", nlohmann::json::object()}};
+      for (size_t m = 0; m < request.methods.size(); ++m) {
+        const Result& res = results[r][m];
+        const std::string& name = request.methods[m];
+        const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
+        torch::Tensor map = res.map[i];
+        write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
+        nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", res.scores[i]},
+                          {"npy", base + ".npy"}, {"diagnostics", diagnostics_of(res.diagnostics, i, n)}};
+        if (is_image_like(map)) {
+          cv::Mat heat = render_heatmap(map, item.display, request.render);
+          write_png((fs::path(ex.dir) / (base + ".png")).string(), heat);
+          mj["png"] = base + ".png";
+          panels.push_back(heat);
+          captions.push_back(ranks > 1 ? name + ": " + meta.label(c) : name);
+        }
+        tj["methods"][name] = mj;
+      }
+      j["explained"].push_back(tj);
+    }
+    if (!panels.empty()) {
+      const int64_t p = ex.predicted.empty() ? 0 : ex.predicted[0];
+      std::string title = item.stem + ": predicted " + meta.label(p) + " (" + percent(probs[i][p].item<double>()) + ")";
+      if (ranks == 1 && targets[i][0] != p) title += ", explaining " + meta.label(targets[i][0]);
+      write_png((fs::path(ex.dir) / "grid.png").string(), make_grid(panels, captions, title));
+      j["grid"] = "grid.png";
+    }
+    write_file_atomic((fs::path(ex.dir) / "explanation.json").string(), j.dump(2) + "\n");
+    ex.json = std::move(j);
+    out.push_back(std::move(ex));
+  }
+  return out;
+}
+
+}  // namespace salient

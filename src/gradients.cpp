@@ -1,0 +1,30 @@
+#include "salient/gradients.hpp"
+
+#include <torch/csrc/autograd/autograd.h>
+
+namespace salient {
+
+torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                              torch::Tensor* scores) {
+  torch::Tensor x = inputs.detach().to(model.device(), model.dtype()).requires_grad_(true);
+  torch::Tensor out = model.forward(x);
+  torch::Tensor picked = out.gather(1, targets.to(out.device(), torch::kLong).view({-1, 1})).squeeze(1);
+  // Each row's score depends only on its own input (eval mode), so the gradient of the sum is the
+  // per-input gradient, all in one backward pass.
+  auto grads = torch::autograd::grad({picked.sum()}, {x}, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                     /*create_graph=*/false, /*allow_unused=*/true);
+  if (scores) *scores = picked.detach();
+  return grads[0].defined() ? grads[0] : torch::zeros_like(x);
+}
+
+torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets) {
+  torch::Tensor out = model.predict(inputs);
+  return out.gather(1, targets.to(out.device(), torch::kLong).view({-1, 1})).squeeze(1);
+}
+
+void for_chunks(int64_t total, int64_t batch, const std::function<void(int64_t, int64_t)>& fn) {
+  if (batch <= 0) batch = total;
+  for (int64_t begin = 0; begin < total; begin += batch) fn(begin, std::min(total, begin + batch));
+}
+
+}  // namespace salient

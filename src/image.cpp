@@ -1,0 +1,295 @@
+#include "salient/image.hpp"
+
+#include <filesystem>
+#include <map>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "salient/error.hpp"
+#include "salient/fsutil.hpp"
+#include "salient/npy.hpp"
+
+namespace salient {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int expected_channels(const ModelMetadata& meta) {
+  if (meta.input_shape.size() == 3) return static_cast<int>(meta.input_shape[0]);
+  if (meta.present) return meta.channel_order == "L" ? 1 : 3;
+  return 0;  // unknown: take the image as it is
+}
+
+std::string channel_word(int c) { return c == 1 ? "1 channel (grayscale)" : std::to_string(c) + " channels"; }
+
+double at_or_first(const std::vector<double>& v, size_t i, double fallback) {
+  if (v.empty()) return fallback;
+  return i < v.size() ? v[i] : v[0];
+}
+
+}  // namespace
+
+InputItem load_image(const std::string& path, const ModelMetadata& meta, bool resize) {
+  const std::string bytes = read_file(path);
+  cv::Mat raw;
+  try {
+    raw = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
+                       cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception&) {
+    raw = cv::Mat();
+  }
+  if (raw.empty()) throw Error("cannot decode image '" + path + "' (corrupt, truncated or not an image)");
+  if (raw.depth() != CV_8U && raw.depth() != CV_16U)
+    throw Error("image '" + path + "' has an unsupported pixel depth (8- or 16-bit expected)");
+  const double full = raw.depth() == CV_16U ? 65535.0 : 255.0;
+  int want_c = expected_channels(meta);
+  int got_c = raw.channels() == 4 ? 3 : raw.channels();  // alpha is dropped
+  if (raw.channels() == 4) cv::cvtColor(raw, raw, cv::COLOR_BGRA2BGR);
+  if (raw.channels() == 2) throw Error("image '" + path + "' has 2 channels (gray + alpha); expected 1 or 3");
+  if (want_c != 0 && want_c != got_c)
+    throw Error("image '" + path + "' has " + channel_word(got_c) + ", the model expects " + channel_word(want_c));
+  if (meta.input_shape.size() == 3) {
+    const int h = static_cast<int>(meta.input_shape[1]), w = static_cast<int>(meta.input_shape[2]);
+    if (raw.rows != h || raw.cols != w) {
+      if (!resize)
+        throw Error("image '" + path + "' is " + std::to_string(raw.cols) + "x" + std::to_string(raw.rows) +
+                    " (WxH), the model expects " + std::to_string(w) + "x" + std::to_string(h) + " (or pass --resize)");
+      cv::resize(raw, raw, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+    }
+  }
+  InputItem item;
+  item.source = path;
+  item.stem = fs::path(path).stem().string();
+  cv::Mat bgr8;
+  raw.convertTo(bgr8, CV_8U, 255.0 / full);
+  if (bgr8.channels() == 1) cv::cvtColor(bgr8, bgr8, cv::COLOR_GRAY2BGR);
+  item.display = bgr8;
+
+  cv::Mat pix = raw;
+  if (pix.channels() == 3 && meta.channel_order != "BGR") cv::cvtColor(pix, pix, cv::COLOR_BGR2RGB);
+  cv::Mat f;
+  pix.convertTo(f, CV_32F, 1.0 / full);
+  torch::Tensor t = torch::from_blob(f.data, {f.rows, f.cols, f.channels()}, torch::kFloat).permute({2, 0, 1}).clone();
+  t = t * (meta.range_hi - meta.range_lo) + meta.range_lo;
+  for (int64_t c = 0; c < t.size(0); ++c) {
+    const double m = at_or_first(meta.mean, c, 0.0), s = at_or_first(meta.std, c, 1.0);
+    t[c] = (t[c] - m) / s;
+  }
+  item.tensor = t;
+  return item;
+}
+
+cv::Mat tensor_to_display(const torch::Tensor& tensor, const ModelMetadata& meta) {
+  torch::Tensor t = tensor.detach().to(torch::kCPU, torch::kFloat).clone();
+  if (t.dim() == 2) t = t.unsqueeze(0);
+  if (meta.present) {
+    for (int64_t c = 0; c < t.size(0); ++c)
+      t[c] = t[c] * at_or_first(meta.std, c, 1.0) + at_or_first(meta.mean, c, 0.0);
+    t = (t - meta.range_lo) / (meta.range_hi - meta.range_lo);
+  } else {
+    t = (t - t.min()) / (t.max() - t.min()).clamp_min(1e-12);
+  }
+  t = (t.clamp(0, 1) * 255).round().to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+  const int c = static_cast<int>(t.size(2));
+  cv::Mat m(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), CV_8UC(c), t.data_ptr());
+  cv::Mat out;
+  if (c == 1) cv::cvtColor(m, out, cv::COLOR_GRAY2BGR);
+  else if (meta.channel_order == "BGR") out = m.clone();
+  else cv::cvtColor(m, out, cv::COLOR_RGB2BGR);
+  return out;
+}
+
+std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta, bool resize) {
+  std::vector<InputItem> items;
+  for (const auto& p : paths) {
+    std::string ext = fs::path(p).extension().string();
+    for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (ext == ".npy") {
+      torch::Tensor stack = read_npy(p);
+      if (stack.dim() < 2 || stack.size(0) < 1)
+        throw Error("'" + p + "' must hold a stack [N, ...] of at least one input; got " + std::to_string(stack.dim()) + " dimension(s)");
+      if (!meta.input_shape.empty() && stack.sizes().slice(1) != c10::IntArrayRef(meta.input_shape)) {
+        std::string want, got;
+        for (auto d : meta.input_shape) want += (want.empty() ? "" : ",") + std::to_string(d);
+        for (auto d : stack.sizes().slice(1)) got += (got.empty() ? "" : ",") + std::to_string(d);
+        throw Error("'" + p + "' holds inputs of shape [" + got + "], the model expects [" + want + "]");
+      }
+      for (int64_t i = 0; i < stack.size(0); ++i) {
+        InputItem item;
+        item.source = p;
+        item.stem = fs::path(p).stem().string() + "_" + std::to_string(i);
+        item.tensor = stack[i].clone();
+        if (is_image_like(item.tensor)) item.display = tensor_to_display(item.tensor, meta);
+        items.push_back(std::move(item));
+      }
+    } else {
+      items.push_back(load_image(p, meta, resize));
+    }
+  }
+  // Two inputs with the same stem would overwrite each other's folder.
+  std::map<std::string, int> seen;
+  for (auto& item : items) {
+    int k = seen[item.stem]++;
+    if (k > 0) item.stem += "-" + std::to_string(k + 1);
+  }
+  return items;
+}
+
+Reduce parse_reduce(const std::string& s) {
+  if (s == "abs-sum") return Reduce::AbsSum;
+  if (s == "sum") return Reduce::Sum;
+  if (s == "max-abs") return Reduce::MaxAbs;
+  throw Error("unknown channel reduction '" + s + "' (expected abs-sum, sum or max-abs)");
+}
+
+bool is_image_like(const torch::Tensor& map) {
+  if (map.dim() == 2) return map.size(0) > 1 && map.size(1) > 1;
+  return map.dim() == 3 && (map.size(0) == 1 || map.size(0) == 3 || map.size(0) == 4) && map.size(1) > 1 && map.size(2) > 1;
+}
+
+cv::Mat normalise_map(const torch::Tensor& map, const RenderOptions& options) {
+  torch::Tensor m = map.detach().to(torch::kCPU, torch::kFloat);
+  if (m.dim() == 2) m = m.unsqueeze(0);
+  torch::Tensor plane;
+  switch (options.reduce) {
+    case Reduce::AbsSum: plane = m.abs().sum(0); break;
+    case Reduce::Sum: plane = m.sum(0); break;
+    case Reduce::MaxAbs: plane = std::get<0>(m.abs().max(0)); break;
+  }
+  // Scale by a high percentile of |value| so that a few outliers do not wash the map out.
+  torch::Tensor flat = plane.abs().flatten();
+  double q = options.clip_percentile >= 100 ? flat.max().item<double>()
+                                            : flat.quantile(options.clip_percentile / 100.0).item<double>();
+  if (!(q > 0)) q = flat.max().item<double>();
+  if (!(q > 0)) q = 1.0;
+  const double lo = options.reduce == Reduce::Sum ? -1.0 : 0.0;
+  plane = (plane / q).clamp(lo, 1.0).contiguous();
+  return cv::Mat(static_cast<int>(plane.size(0)), static_cast<int>(plane.size(1)), CV_32F, plane.data_ptr()).clone();
+}
+
+namespace {
+
+const std::map<std::string, int>& cv_colormaps() {
+  static const std::map<std::string, int> m{
+      {"inferno", cv::COLORMAP_INFERNO}, {"viridis", cv::COLORMAP_VIRIDIS}, {"magma", cv::COLORMAP_MAGMA},
+      {"plasma", cv::COLORMAP_PLASMA},   {"jet", cv::COLORMAP_JET},         {"turbo", cv::COLORMAP_TURBO},
+      {"hot", cv::COLORMAP_HOT}};
+  return m;
+}
+
+// Diverging blue-white-red for signed maps: 0 -> blue, 127 -> white, 255 -> red (BGR).
+cv::Mat bwr_lut() {
+  cv::Mat lut(1, 256, CV_8UC3);
+  for (int i = 0; i < 256; ++i) {
+    double t = i / 255.0 * 2 - 1;  // [-1, 1]
+    double r = t < 0 ? 1 + t : 1, b = t > 0 ? 1 - t : 1, g = 1 - std::abs(t);
+    lut.at<cv::Vec3b>(0, i) = cv::Vec3b(static_cast<uchar>(b * 255), static_cast<uchar>(g * 255), static_cast<uchar>(r * 255));
+  }
+  return lut;
+}
+
+int upscale_factor(int rows, int cols, int min_size) {
+  int longest = std::max(rows, cols);
+  return longest >= min_size ? 1 : (min_size + longest - 1) / longest;
+}
+
+}  // namespace
+
+std::vector<std::string> colormap_names() {
+  std::vector<std::string> names;
+  for (const auto& kv : cv_colormaps()) names.push_back(kv.first);
+  names.push_back("bwr");
+  return names;
+}
+
+cv::Mat render_heatmap(const torch::Tensor& map, const cv::Mat& picture, const RenderOptions& options) {
+  const bool known = options.colormap == "bwr" || cv_colormaps().count(options.colormap);
+  if (!known) {
+    std::string list;
+    for (const auto& n : colormap_names()) list += (list.empty() ? "" : ", ") + n;
+    throw Error("unknown colormap '" + options.colormap + "' (expected one of " + list + ")");
+  }
+  cv::Mat plane = normalise_map(map, options);  // [0,1] or [-1,1]
+  const bool signed_map = options.reduce == Reduce::Sum;
+  cv::Mat u8;
+  if (signed_map || options.colormap == "bwr") {
+    cv::Mat shifted = signed_map ? (plane + 1.0) * 127.5 : plane * 127.5 + 127.5;
+    shifted.convertTo(u8, CV_8U);
+  } else {
+    plane.convertTo(u8, CV_8U, 255.0);
+  }
+  cv::Mat heat;
+  if (options.colormap == "bwr" || signed_map && options.colormap == "inferno") {
+    cv::Mat u8c;
+    cv::cvtColor(u8, u8c, cv::COLOR_GRAY2BGR);
+    cv::LUT(u8c, bwr_lut(), heat);
+  } else {
+    cv::applyColorMap(u8, heat, cv_colormaps().at(options.colormap));
+  }
+  const int f = upscale_factor(heat.rows, heat.cols, options.min_size);
+  cv::Mat big_heat, weight;
+  cv::resize(heat, big_heat, cv::Size(), f, f, cv::INTER_NEAREST);
+  if (picture.empty()) return big_heat;
+  cv::Mat pic;
+  if (picture.rows != heat.rows || picture.cols != heat.cols) cv::resize(picture, pic, heat.size(), 0, 0, cv::INTER_AREA);
+  else pic = picture;
+  cv::resize(pic, pic, cv::Size(), f, f, cv::INTER_NEAREST);
+  // Faded grayscale picture underneath; the heat shows through in proportion to its strength.
+  cv::Mat gray;
+  cv::cvtColor(pic, gray, cv::COLOR_BGR2GRAY);
+  cv::cvtColor(gray, gray, cv::COLOR_GRAY2BGR);
+  cv::Mat mag = cv::abs(plane);
+  cv::sqrt(mag, mag);
+  cv::resize(mag, weight, cv::Size(), f, f, cv::INTER_NEAREST);
+  cv::Mat out(big_heat.size(), CV_8UC3);
+  for (int y = 0; y < out.rows; ++y)
+    for (int x = 0; x < out.cols; ++x) {
+      const double a = std::min(1.0, options.alpha + (1 - options.alpha) * weight.at<float>(y, x)) *
+                       std::min(1.0, 0.35 + weight.at<float>(y, x));
+      const auto& h = big_heat.at<cv::Vec3b>(y, x);
+      const auto& g = gray.at<cv::Vec3b>(y, x);
+      for (int c = 0; c < 3; ++c) out.at<cv::Vec3b>(y, x)[c] = cv::saturate_cast<uchar>(a * h[c] + (1 - a) * 0.6 * g[c]);
+    }
+  return out;
+}
+
+cv::Mat upscale_for_display(const cv::Mat& picture, int min_size) {
+  const int f = upscale_factor(picture.rows, picture.cols, min_size);
+  cv::Mat out;
+  cv::resize(picture, out, cv::Size(), f, f, cv::INTER_NEAREST);
+  return out;
+}
+
+cv::Mat make_grid(const std::vector<cv::Mat>& panels, const std::vector<std::string>& captions,
+                  const std::string& title) {
+  const int pad = 8, cap_h = 22, title_h = title.empty() ? 0 : 28;
+  int ph = 0, pw = 0;
+  for (const auto& p : panels) {
+    ph = std::max(ph, p.rows);
+    pw = std::max(pw, p.cols);
+  }
+  const int n = static_cast<int>(panels.size());
+  cv::Mat grid(title_h + cap_h + ph + 2 * pad, n * (pw + pad) + pad, CV_8UC3, cv::Scalar(255, 255, 255));
+  if (!title.empty())
+    cv::putText(grid, title, cv::Point(pad, 20), cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
+  for (int i = 0; i < n; ++i) {
+    const int x = pad + i * (pw + pad), y = title_h + cap_h + pad;
+    panels[i].copyTo(grid(cv::Rect(x, y, panels[i].cols, panels[i].rows)));
+    std::string cap = i < static_cast<int>(captions.size()) ? captions[i] : "";
+    double scale = 0.5;
+    int base = 0;
+    while (scale > 0.3 && cv::getTextSize(cap, cv::FONT_HERSHEY_SIMPLEX, scale, 1, &base).width > pw) scale -= 0.05;
+    cv::putText(grid, cap, cv::Point(x, y - 6), cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(40, 40, 40), 1, cv::LINE_AA);
+  }
+  return grid;
+}
+
+void write_png(const std::string& path, const cv::Mat& image) {
+  std::vector<uchar> buf;
+  if (!cv::imencode(".png", image, buf)) throw Error("cannot encode PNG for '" + path + "'", ErrorKind::Internal);
+  write_file_atomic(path, std::string(buf.begin(), buf.end()));
+}
+
+}  // namespace salient

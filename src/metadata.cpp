@@ -1,0 +1,80 @@
+#include "salient/metadata.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "salient/error.hpp"
+
+namespace salient {
+
+namespace fs = std::filesystem;
+
+ModelMetadata ModelMetadata::load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot read model metadata '" + path + "'");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model metadata '" + path + "' is not valid JSON");
+  }
+  ModelMetadata m;
+  m.present = true;
+  try {
+    m.name = j.value("name", fs::path(path).stem().string());
+    if (j.contains("labels")) m.labels = j.at("labels").get<std::vector<std::string>>();
+    if (j.contains("input_shape")) m.input_shape = j.at("input_shape").get<std::vector<int64_t>>();
+    m.channel_order = j.value("channel_order", std::string("RGB"));
+    if (j.contains("value_range")) {
+      auto r = j.at("value_range").get<std::vector<double>>();
+      if (r.size() != 2 || !(r[1] > r[0])) throw Error("model metadata '" + path + "': value_range must be [lo, hi] with hi > lo");
+      m.range_lo = r[0];
+      m.range_hi = r[1];
+    }
+    if (j.contains("mean")) m.mean = j.at("mean").get<std::vector<double>>();
+    if (j.contains("std")) m.std = j.at("std").get<std::vector<double>>();
+    m.output = j.value("output", std::string("logits"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model metadata '" + path + "' has a field of the wrong type");
+  }
+  if (m.channel_order != "RGB" && m.channel_order != "BGR" && m.channel_order != "L")
+    throw Error("model metadata '" + path + "': channel_order must be RGB, BGR or L, got '" + m.channel_order + "'");
+  if (m.output != "logits" && m.output != "probabilities")
+    throw Error("model metadata '" + path + "': output must be logits or probabilities");
+  for (double s : m.std)
+    if (!(s > 0)) throw Error("model metadata '" + path + "': std values must be > 0");
+  return m;
+}
+
+ModelMetadata ModelMetadata::for_model(const std::string& model_path) {
+  fs::path p(model_path);
+  fs::path side = p;
+  side.replace_extension(".json");
+  if (fs::exists(side)) return load(side.string());
+  ModelMetadata m;
+  m.name = p.stem().string();
+  return m;
+}
+
+std::string ModelMetadata::label(int64_t index) const {
+  if (index >= 0 && index < static_cast<int64_t>(labels.size())) return labels[index];
+  return std::to_string(index);
+}
+
+nlohmann::json ModelMetadata::to_json() const {
+  nlohmann::json j;
+  j["present"] = present;
+  j["name"] = name;
+  j["labels"] = labels;
+  j["input_shape"] = input_shape;
+  j["channel_order"] = channel_order;
+  j["value_range"] = {range_lo, range_hi};
+  j["mean"] = mean;
+  j["std"] = std;
+  j["output"] = output;
+  return j;
+}
+
+}  // namespace salient

@@ -1,0 +1,114 @@
+#include "salient/method.hpp"
+
+#include <chrono>
+#include <cmath>
+
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+
+namespace salient {
+
+std::string to_string(Family f) {
+  switch (f) {
+    case Family::Gradient: return "gradient";
+    case Family::Layer: return "layer/CAM";
+    case Family::ModifiedBackprop: return "modified backprop";
+    case Family::Perturbation: return "perturbation";
+    case Family::Intrinsic: return "intrinsic";
+  }
+  return "?";
+}
+std::string to_string(Scope s) {
+  switch (s) {
+    case Scope::Local: return "local";
+    case Scope::Global: return "global";
+    case Scope::LocalAndGlobal: return "local+global";
+  }
+  return "?";
+}
+std::string to_string(Access a) { return a == Access::WhiteBox ? "white-box" : "black-box"; }
+std::string to_string(Stage s) { return s == Stage::PostHoc ? "post-hoc" : "intrinsic"; }
+std::string to_string(Specificity s) {
+  return s == Specificity::ModelAgnostic ? "model-agnostic" : "model-specific";
+}
+
+nlohmann::json MethodInfo::to_json() const {
+  nlohmann::json opts = nlohmann::json::array();
+  for (const auto& o : options) {
+    nlohmann::json j{{"name", o.name}, {"type", o.type}, {"default", o.default_value}, {"help", o.help}};
+    if (!o.choices.empty()) j["choices"] = o.choices;
+    opts.push_back(j);
+  }
+  return {{"name", name}, {"title", title}, {"family", to_string(family)}, {"scope", to_string(scope)},
+          {"access", to_string(access)}, {"stage", to_string(stage)},
+          {"specificity", to_string(specificity)}, {"needs_gradients", needs_gradients},
+          {"paper", paper}, {"summary", summary}, {"options", opts}};
+}
+
+Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets) {
+  if (inputs.dim() < 1 || inputs.size(0) < 1) throw Error(info().name + ": expected a non-empty batch [N, ...]");
+  if (targets.dim() != 1 || targets.size(0) != inputs.size(0))
+    throw Error(info().name + ": expected one target per input");
+  auto start = std::chrono::steady_clock::now();
+  Attribution a;
+  a.method = info().name;
+  a.params = params();
+  torch::Tensor x = inputs.to(model.device(), model.dtype()).detach();
+  torch::Tensor t = targets.to(model.device(), torch::kLong);
+  a.map = compute(model, x, t, a.diagnostics).detach().to(torch::kCPU, torch::kFloat).contiguous();
+  a.scores = target_scores(model, x, t);
+  auto tc = targets.to(torch::kCPU, torch::kLong).contiguous();
+  a.targets.assign(tc.data_ptr<int64_t>(), tc.data_ptr<int64_t>() + tc.numel());
+  a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return a;
+}
+
+namespace {
+std::string type_error(const std::string& method, const std::string& name, const std::string& want) {
+  return method + ": option '" + name + "' must be " + want;
+}
+}  // namespace
+
+int64_t OptionReader::get_int(const std::string& name, int64_t fallback, int64_t min_value) const {
+  if (!options_.is_object() || !options_.contains(name)) return fallback;
+  const auto& v = options_.at(name);
+  int64_t x;
+  if (v.is_number_integer()) x = v.get<int64_t>();
+  else if (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
+    x = static_cast<int64_t>(v.get<double>());
+  else throw Error(type_error(method_, name, "a whole number"));
+  if (x < min_value) throw Error(method_ + ": option '" + name + "' must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
+  return x;
+}
+
+double OptionReader::get_double(const std::string& name, double fallback, double min_value) const {
+  if (!options_.is_object() || !options_.contains(name)) return fallback;
+  const auto& v = options_.at(name);
+  if (!v.is_number()) throw Error(type_error(method_, name, "a number"));
+  double x = v.get<double>();
+  if (!(x >= min_value) || !std::isfinite(x))
+    throw Error(method_ + ": option '" + name + "' must be a finite number >= " + nlohmann::json(min_value).dump() + ", got " + v.dump());
+  return x;
+}
+
+bool OptionReader::get_bool(const std::string& name, bool fallback) const {
+  if (!options_.is_object() || !options_.contains(name)) return fallback;
+  const auto& v = options_.at(name);
+  if (!v.is_boolean()) throw Error(type_error(method_, name, "true or false"));
+  return v.get<bool>();
+}
+
+std::string OptionReader::get_choice(const std::string& name, const std::string& fallback,
+                                     const std::vector<std::string>& choices) const {
+  if (!options_.is_object() || !options_.contains(name)) return fallback;
+  const auto& v = options_.at(name);
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  if (!v.is_string()) throw Error(type_error(method_, name, "one of " + list));
+  std::string s = v.get<std::string>();
+  for (const auto& c : choices)
+    if (c == s) return s;
+  throw Error(method_ + ": unknown " + name + " '" + s + "' (expected one of " + list + ")");
+}
+
+}  // namespace salient

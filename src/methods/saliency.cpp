@@ -1,0 +1,42 @@
+#include "salient/methods/saliency.hpp"
+
+#include "salient/gradients.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+const MethodInfo& Saliency::info() const {
+  static const MethodInfo i = [] {
+    SaliencyOptions d;
+    MethodInfo m;
+    m.name = "saliency";
+    m.title = "Simple gradient (saliency)";
+    m.family = Family::Gradient;
+    m.paper = "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks";
+    m.summary = "gradient of the target output with respect to each input element; one backward pass";
+    m.options = {{"abs", "bool", d.abs, "absolute value of the gradient (as Captum's Saliency)", {}}};
+    return m;
+  }();
+  return i;
+}
+
+SaliencyOptions Saliency::parse(const nlohmann::json& options) {
+  OptionReader r(options, "saliency");
+  SaliencyOptions o;
+  o.abs = r.get_bool("abs", o.abs);
+  return o;
+}
+
+nlohmann::json Saliency::params() const { return {{"abs", options_.abs}}; }
+
+torch::Tensor Saliency::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                nlohmann::json&) {
+  torch::Tensor g = target_gradient(model, inputs, targets);
+  return options_.abs ? g.abs() : g;
+}
+
+void register_saliency(Registry& r) {
+  r.add(Saliency().info(), [](const nlohmann::json& o) { return std::make_unique<Saliency>(Saliency::parse(o)); });
+}
+
+}  // namespace salient

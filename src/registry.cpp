@@ -1,0 +1,45 @@
+#include "salient/registry.hpp"
+
+#include "salient/error.hpp"
+
+namespace salient {
+
+Registry& Registry::builtin() {
+  static Registry* r = [] {
+    auto* reg = new Registry();
+    register_saliency(*reg);
+    register_smoothgrad(*reg);
+    return reg;
+  }();
+  return *r;
+}
+
+void Registry::add(MethodInfo info, Factory factory) {
+  std::string name = info.name;
+  entries_[name] = Entry{std::move(info), std::move(factory)};
+}
+
+bool Registry::has(const std::string& name) const { return entries_.count(name) > 0; }
+
+const MethodInfo& Registry::info(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    std::string known;
+    for (const auto& kv : entries_) known += (known.empty() ? "" : ", ") + kv.first;
+    throw Error("unknown method '" + name + "' (available: " + known + ")");
+  }
+  return it->second.info;
+}
+
+std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann::json& options) const {
+  info(name);  // throws for unknown names
+  return entries_.at(name).factory(options.is_null() ? nlohmann::json::object() : options);
+}
+
+std::vector<std::string> Registry::names() const {
+  std::vector<std::string> out;
+  for (const auto& kv : entries_) out.push_back(kv.first);
+  return out;
+}
+
+}  // namespace salient
