@@ -1,5 +1,9 @@
 #include "salient/image.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <map>
 
@@ -29,11 +33,34 @@ double at_or_first(const std::vector<double>& v, size_t i, double fallback) {
   return i < v.size() ? v[i] : v[0];
 }
 
+// Sends the process's stderr to /dev/null for its lifetime (decoders write warnings there).
+class StderrSilencer {
+ public:
+  StderrSilencer() {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    int devnull = ::open("/dev/null", O_WRONLY);
+    if (saved_ >= 0 && devnull >= 0) ::dup2(devnull, 2);
+    if (devnull >= 0) ::close(devnull);
+  }
+  ~StderrSilencer() {
+    std::fflush(stderr);
+    if (saved_ >= 0) {
+      ::dup2(saved_, 2);
+      ::close(saved_);
+    }
+  }
+
+ private:
+  int saved_ = -1;
+};
+
 }  // namespace
 
 InputItem load_image(const std::string& path, const ModelMetadata& meta, bool resize) {
   const std::string bytes = read_file(path);
   cv::Mat raw;
+  StderrSilencer quiet;  // libpng/libjpeg print their own complaints; ours is the one line
   try {
     raw = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
                        cv::IMREAD_UNCHANGED);

@@ -56,9 +56,8 @@ torch::Tensor read_npy(const std::string& path) {
 std::string encode_npy(const torch::Tensor& tensor) {
   torch::Tensor t = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
   std::string shape = "(";
-  for (int64_t i = 0; i < t.dim(); ++i) shape += std::to_string(t.size(i)) + (t.dim() == 1 || i + 1 < t.dim() ? "," : "");
-  if (t.dim() > 1) shape.pop_back();
-  shape += ")";
+  for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? ", " : "") + std::to_string(t.size(i));
+  shape += t.dim() == 1 ? ",)" : ")";
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad so that the data starts on a 64-byte boundary, header ending in '\n'.
   size_t total = 10 + header.size() + 1;

@@ -94,7 +94,7 @@ TEST(Noise, AntitheticPairsCancelAndQuasiIsStratified) {
   const int64_t s = 40;
   torch::Tensor q = make_noise(NoiseKind::Quasi, s, {25}, 1.0, 3, torch::kCPU);
   torch::Tensor u = 0.5 * (1 + torch::erf(q / std::sqrt(2.0)));  // back to uniforms
-  torch::Tensor strata = (u * s).floor().to(torch::kLong).sort(0).values;
+  torch::Tensor strata = std::get<0>((u * s).floor().to(torch::kLong).sort(0));
   EXPECT_TRUE(torch::equal(strata, torch::arange(s).unsqueeze(1).expand({s, 25})));
   // Same seed, same noise; another seed, other noise.
   EXPECT_TRUE(torch::equal(make_noise(NoiseKind::Gaussian, 4, {8}, 0.5, 11, torch::kCPU),
