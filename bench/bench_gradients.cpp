@@ -1,2 +1,122 @@
-// Placeholder replaced below.
-int main() { return 0; }
+// Gradient methods against their floor: one forward+backward of the same batch.
+//
+//   salient_bench --demo models/fashion_cnn.pt --resnet build/bench/resnet18_traced.pt [--threads 2]
+//
+// Every pair (floor, method) is timed in the same run; bench/run.sh turns them into ratios.
+#include <sys/resource.h>
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include "salient/gradients.hpp"
+#include "salient/methods/saliency.hpp"
+#include "salient/methods/smoothgrad.hpp"
+
+using namespace salient;
+
+namespace {
+
+std::map<std::string, std::unique_ptr<Model>> g_models;
+std::map<std::string, std::vector<int64_t>> g_shapes;
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// Runs `fn` per iteration and reports process CPU time / wall time (2.0 = both cores busy).
+template <class Fn>
+void timed(benchmark::State& state, Fn&& fn) {
+  double cpu = 0, wall = 0;
+  for (auto _ : state) {
+    double c0 = cpu_seconds();
+    auto w0 = std::chrono::steady_clock::now();
+    fn();
+    wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+    cpu += cpu_seconds() - c0;
+  }
+  state.counters["cpu_per_wall"] = wall > 0 ? cpu / wall : 0;
+}
+
+torch::Tensor batch_of(const std::string& model, int64_t n) {
+  std::vector<int64_t> shape{n};
+  for (auto d : g_shapes[model]) shape.push_back(d);
+  torch::manual_seed(1);
+  return torch::randn(shape);
+}
+
+// The floor: the model's forward and one backward from the target outputs, nothing else.
+void floor_forward_backward(benchmark::State& state, const std::string& name, int64_t n) {
+  Model& m = *g_models[name];
+  torch::Tensor x = batch_of(name, n);
+  torch::Tensor t = torch::zeros({n}, torch::kLong);
+  timed(state, [&] {
+    torch::Tensor xi = x.clone().requires_grad_(true);
+    auto out = m.module().forward({xi}).toTensor();
+    auto g = torch::autograd::grad({out.gather(1, t.view({-1, 1})).sum()}, {xi});
+    benchmark::DoNotOptimize(g[0].data_ptr());
+  });
+}
+
+void saliency(benchmark::State& state, const std::string& name) {
+  Model& m = *g_models[name];
+  torch::Tensor x = batch_of(name, 1);
+  Saliency method;
+  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
+}
+
+void smoothgrad(benchmark::State& state, const std::string& name, int64_t samples, int64_t batch) {
+  Model& m = *g_models[name];
+  torch::Tensor x = batch_of(name, 1);
+  SmoothGradOptions o;
+  o.samples = samples;
+  o.batch = batch;
+  SmoothGrad method(o);
+  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> paths;
+  int threads = 0;
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--demo") && i + 1 < argc) paths["demo"] = argv[++i];
+    else if (!std::strcmp(argv[i], "--resnet") && i + 1 < argc) paths["resnet18"] = argv[++i];
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else rest.push_back(argv[i]);
+  }
+  set_threads(threads);
+  g_shapes["demo"] = {1, 28, 28};
+  g_shapes["resnet18"] = {3, 224, 224};
+  for (const auto& [name, path] : paths) {
+    g_models[name] = std::make_unique<Model>(path);
+    const int iters = name == "demo" ? 200 : 3;
+    const int big_iters = name == "demo" ? 100 : 2;
+    auto reg = [&](const std::string& label, auto fn, int it) {
+      benchmark::RegisterBenchmark(label.c_str(), fn)->Iterations(it)->UseRealTime()->Unit(benchmark::kMillisecond);
+    };
+    // Warm-up: TorchScript's first calls are profiling runs.
+    reg(name + "/warmup", [name](benchmark::State& s) { floor_forward_backward(s, name, 2); }, 3);
+    reg(name + "/floor_fwd_bwd/1", [name](benchmark::State& s) { floor_forward_backward(s, name, 1); }, iters);
+    reg(name + "/saliency", [name](benchmark::State& s) { saliency(s, name); }, iters);
+    reg(name + "/floor_fwd_bwd/50", [name](benchmark::State& s) { floor_forward_backward(s, name, 50); }, big_iters);
+    reg(name + "/smoothgrad50/batch50", [name](benchmark::State& s) { smoothgrad(s, name, 50, 50); }, big_iters);
+    for (int b : {5, 10, 25})
+      reg(name + "/smoothgrad50/batch" + std::to_string(b), [name, b](benchmark::State& s) { smoothgrad(s, name, 50, b); }, big_iters);
+  }
+  int bargc = static_cast<int>(rest.size());
+  benchmark::Initialize(&bargc, rest.data());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

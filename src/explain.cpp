@@ -61,14 +61,13 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
   const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
   auto top_idx = std::get<1>(probs.topk(top, 1));
 
-  int64_t chunk = 50;
+  int64_t chunk = kDefaultBatch;
   if (request.method_options.contains("batch-size") && request.method_options["batch-size"].is_number_integer())
     chunk = std::max<int64_t>(1, request.method_options["batch-size"].get<int64_t>());
 
   // attributions[rank][method] = the map stack [N, ...] and its per-input facts
   struct Result {
     torch::Tensor map;
-    std::vector<double> scores;
     nlohmann::json params, diagnostics;
     double seconds = 0;
   };
@@ -84,7 +83,6 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       for_chunks(n, chunk, [&](int64_t b, int64_t e) {
         Attribution a = method->attribute(model, batch.slice(0, b, e), t.slice(0, b, e));
         parts.push_back(a.map);
-        for (int64_t i = 0; i < e - b; ++i) res.scores.push_back(a.scores[i].item<double>());
         res.params = a.params;
         res.seconds += a.seconds;
         for (int64_t i = 0; i < e - b; ++i) {
@@ -133,7 +131,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
         torch::Tensor map = res.map[i];
         write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
-        nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", res.scores[i]},
+        nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", logits[i][c].item<double>()},
                           {"npy", base + ".npy"}, {"diagnostics", diagnostics_of(res.diagnostics, i, n)}};
         if (is_image_like(map)) {
           cv::Mat heat = render_heatmap(map, item.display, request.render);

@@ -55,8 +55,8 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   a.params = params();
   torch::Tensor x = inputs.to(model.device(), model.dtype()).detach();
   torch::Tensor t = targets.to(model.device(), torch::kLong);
-  a.map = compute(model, x, t, a.diagnostics).detach().to(torch::kCPU, torch::kFloat).contiguous();
-  a.scores = target_scores(model, x, t);
+  a.map = compute(model, x, t, a).detach().to(torch::kCPU, torch::kFloat).contiguous();
+  if (a.scores.defined()) a.scores = a.scores.detach().to(torch::kCPU, torch::kDouble);
   auto tc = targets.to(torch::kCPU, torch::kLong).contiguous();
   a.targets.assign(tc.data_ptr<int64_t>(), tc.data_ptr<int64_t>() + tc.numel());
   a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

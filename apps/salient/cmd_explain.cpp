@@ -57,7 +57,7 @@ void add_explain(CLI::App& app) {
   auto* o_seed = cmd->add_option("--seed", f->seed, "random seed (0)");
   auto* o_noise = cmd->add_option("--noise", f->noise, "noise sampler: gaussian, antithetic, quasi");
   auto* o_variant = cmd->add_option("--variant", f->variant, "smoothgrad statistic: smoothgrad, smoothgrad-sq, vargrad");
-  auto* o_batch = cmd->add_option("--batch-size", f->batch_size, "inputs per forward/backward pass: bounds memory (50)");
+  auto* o_batch = cmd->add_option("--batch-size", f->batch_size, "inputs or noisy copies per forward/backward pass: bounds memory (10)");
   auto* o_abs = cmd->add_flag("--abs,!--no-abs", f->abs, "saliency: absolute gradient (default on)");
   cmd->add_option("--option", f->options, "KEY=VALUE method option (repeatable), e.g. --option steps=64");
   cmd->add_option("--colormap", f->colormap, "heatmap colormap: inferno, viridis, magma, plasma, jet, turbo, hot, bwr")

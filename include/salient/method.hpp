@@ -54,7 +54,8 @@ struct Attribution {
   std::string method;
   torch::Tensor map;             // [N, ...]: the shape of the inputs, on the CPU, float32
   std::vector<int64_t> targets;  // the explained class of each input
-  torch::Tensor scores;          // [N]: the explained output f(x)[target] of each input
+  torch::Tensor scores;          // [N]: f(x)[target] of each input, when the method's own passes
+                                 // computed it (else undefined: see target_scores())
   nlohmann::json params;         // the options in effect
   nlohmann::json diagnostics = nlohmann::json::object();  // method-specific, e.g. gaps per input
   double seconds = 0.0;          // wall time of attribute()
@@ -71,9 +72,10 @@ class Method {
   Attribution attribute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);
 
  protected:
-  // The method itself: returns the map [N, ...]; may add entries to `diagnostics`.
-  virtual torch::Tensor compute(Model& model, const torch::Tensor& inputs,
-                                const torch::Tensor& targets, nlohmann::json& diagnostics) = 0;
+  // The method itself: returns the map [N, ...]. It may add entries to `out.diagnostics`, and
+  // sets `out.scores` when its passes computed f(x)[target] anyway (no pass is run for them).
+  virtual torch::Tensor compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                Attribution& out) = 0;
 };
 
 // Reads a method's options from JSON (keys = option names; unknown keys are left for other

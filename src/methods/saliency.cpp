@@ -30,8 +30,8 @@ SaliencyOptions Saliency::parse(const nlohmann::json& options) {
 nlohmann::json Saliency::params() const { return {{"abs", options_.abs}}; }
 
 torch::Tensor Saliency::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                nlohmann::json&) {
-  torch::Tensor g = target_gradient(model, inputs, targets);
+                                Attribution& out) {
+  torch::Tensor g = target_gradient(model, inputs, targets, &out.scores);
   return options_.abs ? g.abs() : g;
 }
 

@@ -51,7 +51,7 @@ nlohmann::json SmoothGrad::params() const {
 }
 
 torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                  nlohmann::json& diagnostics) {
+                                  Attribution& out) {
   const int64_t n = inputs.size(0), s = options_.samples;
   auto shape = inputs.sizes().slice(1);
   std::vector<torch::Tensor> maps;
@@ -82,7 +82,7 @@ torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, con
         break;
     }
   }
-  diagnostics["noise_stdev"] = stdevs;
+  out.diagnostics["noise_stdev"] = stdevs;
   return torch::stack(maps).to(torch::kFloat);
 }
 

@@ -16,7 +16,7 @@ class Saliency final : public Method {
   static SaliencyOptions parse(const nlohmann::json& options);
 
  protected:
-  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, nlohmann::json&) override;
+  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
   SaliencyOptions options_;

@@ -1,6 +1,7 @@
 #pragma once
 // SmoothGrad (Smilkov et al. 2017) and its variants SmoothGrad^2 and VarGrad (Adebayo et al.
 // 2018): statistics of the gradients of `samples` noisy copies of the input.
+#include "salient/gradients.hpp"
 #include "salient/method.hpp"
 #include "salient/noise.hpp"
 
@@ -13,7 +14,7 @@ struct SmoothGradOptions {
   double sigma = 0.15;  // noise standard deviation as a fraction of the input's max - min
   NoiseKind noise = NoiseKind::Gaussian;
   SmoothGradVariant variant = SmoothGradVariant::Mean;
-  int64_t batch = 50;   // noisy copies per forward/backward: bounds memory
+  int64_t batch = kDefaultBatch;  // noisy copies per forward/backward: bounds memory
   uint64_t seed = 0;
 };
 
@@ -25,7 +26,7 @@ class SmoothGrad final : public Method {
   static SmoothGradOptions parse(const nlohmann::json& options);
 
  protected:
-  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, nlohmann::json&) override;
+  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
   SmoothGradOptions options_;
