@@ -17,6 +17,7 @@
 
 #include "salient/gradients.hpp"
 #include "salient/methods/saliency.hpp"
+#include "salient/methods/integrated_gradients.hpp"
 #include "salient/methods/smoothgrad.hpp"
 
 using namespace salient;
@@ -83,6 +84,16 @@ void smoothgrad(benchmark::State& state, const std::string& name, int64_t sample
   timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
 }
 
+void integrated_gradients(benchmark::State& state, const std::string& name, int64_t steps, int64_t batch) {
+  Model& m = *g_models[name];
+  torch::Tensor x = batch_of(name, 1);
+  IntegratedGradientsOptions o;
+  o.steps = steps;
+  o.batch = batch;
+  IntegratedGradients method(o);
+  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +124,13 @@ int main(int argc, char** argv) {
     reg(name + "/smoothgrad50/batch50", [name](benchmark::State& s) { smoothgrad(s, name, 50, 50); }, big_iters);
     for (int b : {5, 10, 25})
       reg(name + "/smoothgrad50/batch" + std::to_string(b), [name, b](benchmark::State& s) { smoothgrad(s, name, 50, b); }, big_iters);
+  }
+  for (const auto& [name, path] : paths) {
+    const int big_iters = name == "demo" ? 100 : 2;
+    for (int b : {10, 50})
+      benchmark::RegisterBenchmark((name + "/ig50/batch" + std::to_string(b)).c_str(),
+                                   [name = name, b](benchmark::State& s) { integrated_gradients(s, name, 50, b); })
+          ->Iterations(big_iters)->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   int bargc = static_cast<int>(rest.size());
   benchmark::Initialize(&bargc, rest.data());

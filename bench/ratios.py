@@ -24,6 +24,8 @@ def main():
             ("SmoothGrad-50, --batch-size 10 (default) / one forward+backward of batch 50", t(f"{model}/smoothgrad50/batch10") / f50),
             ("SmoothGrad-50, --batch-size 5 / same floor", t(f"{model}/smoothgrad50/batch5") / f50),
             ("SmoothGrad-50, --batch-size 25 / same floor", t(f"{model}/smoothgrad50/batch25") / f50),
+            ("Integrated Gradients 50 steps, --batch-size 50 / one forward+backward of batch 50", t(f"{model}/ig50/batch50") / f50),
+            ("Integrated Gradients 50 steps, --batch-size 10 (default) / same floor", t(f"{model}/ig50/batch10") / f50),
             ("CPU time / wall time, SmoothGrad-50 (2 threads)", runs[f"{model}/smoothgrad50/batch10"]["cpu_per_wall"]),
         ]
         for name, v in rows:

@@ -32,16 +32,19 @@ nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
 
 }  // namespace
 
-void validate(const ExplainRequest& request) {
+MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
   if (request.methods.empty()) throw Error("no method given (see `salient methods`)");
-  for (const auto& name : request.methods) Registry::builtin().create(name, request.method_options);
+  MethodList methods;
+  for (const auto& name : request.methods) methods.push_back(Registry::builtin().create(name, request.method_options, meta));
   render_heatmap(torch::zeros({2, 2}), cv::Mat(), request.render);  // checks the colormap
   if (request.out_dir.empty()) throw Error("no output folder given (--out)");
   ensure_writable_dir(request.out_dir);
+  return methods;
 }
 
-std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs, const ExplainRequest& request) {
-  validate(request);
+std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs, const ExplainRequest& request,
+                                    MethodList& methods) {
+  if (methods.size() != request.methods.size()) throw Error("explain: methods do not match the request", ErrorKind::Internal);
   if (inputs.empty()) throw Error("no input given");
   std::vector<torch::Tensor> xs;
   for (const auto& it : inputs) xs.push_back(it.tensor);
@@ -76,7 +79,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     torch::Tensor t = torch::empty({n}, torch::kLong);
     for (int64_t i = 0; i < n; ++i) t[i] = targets[i][r];
     for (size_t m = 0; m < request.methods.size(); ++m) {
-      auto method = Registry::builtin().create(request.methods[m], request.method_options);
+      Method* method = methods[m].get();
       Result& res = results[r][m];
       std::vector<torch::Tensor> parts;
       res.diagnostics = nlohmann::json::object();
@@ -131,8 +134,10 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
         torch::Tensor map = res.map[i];
         write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
+        nlohmann::json diag = diagnostics_of(res.diagnostics, i, n);
+        if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
         nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", logits[i][c].item<double>()},
-                          {"npy", base + ".npy"}, {"diagnostics", diagnostics_of(res.diagnostics, i, n)}};
+                          {"npy", base + ".npy"}, {"diagnostics", diag}};
         if (is_image_like(map)) {
           cv::Mat heat = render_heatmap(map, item.display, request.render);
           write_png((fs::path(ex.dir) / (base + ".png")).string(), heat);

@@ -9,6 +9,10 @@ Registry& Registry::builtin() {
     auto* reg = new Registry();
     register_saliency(*reg);
     register_smoothgrad(*reg);
+    register_input_x_gradient(*reg);
+    register_integrated_gradients(*reg);
+    register_gradient_shap(*reg);
+    register_linear_weights(*reg);
     return reg;
   }();
   return *r;
@@ -31,9 +35,10 @@ const MethodInfo& Registry::info(const std::string& name) const {
   return it->second.info;
 }
 
-std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann::json& options) const {
+std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann::json& options,
+                                         const ModelMetadata& meta) const {
   info(name);  // throws for unknown names
-  return entries_.at(name).factory(options.is_null() ? nlohmann::json::object() : options);
+  return entries_.at(name).factory(options.is_null() ? nlohmann::json::object() : options, meta);
 }
 
 std::vector<std::string> Registry::names() const {

@@ -114,4 +114,12 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("explain" + model + input + " --device tpu" + tail, out, "device");
   expect_bad_input("explain" + model + tail, out, "--input");
   expect_bad_input("frobnicate", out, "subcommand");
+  // Path-method options.
+  write_npy(dir / "wrong.npy", torch::zeros({3, 5}));
+  const std::string ig = " --method saliency,integrated-gradients";
+  expect_bad_input("explain" + model + input + ig + " --steps 0" + tail, out, "steps");
+  expect_bad_input("explain" + model + input + ig + " --steps lots" + tail, out, "steps");
+  expect_bad_input("explain" + model + input + ig + " --quadrature simpson" + tail, out, "simpson");
+  expect_bad_input("explain" + model + input + ig + " --baseline " + q(dir / "wrong.npy") + tail, out, "[3,5]");
+  expect_bad_input("explain" + model + input + " --method linear-weights" + tail, out, "not a single linear layer");
 }

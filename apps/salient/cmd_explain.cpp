@@ -23,7 +23,8 @@ struct ExplainFlags {
   // Method options with flags of their own; only those given on the command line are passed.
   int64_t samples = 0, seed = 0, batch_size = 0;
   double sigma = 0;
-  std::string noise, variant;
+  std::string noise, variant, steps, quadrature, baseline, baselines;
+  double tolerance = 0;
   bool abs = true;
 };
 
@@ -59,6 +60,12 @@ void add_explain(CLI::App& app) {
   auto* o_variant = cmd->add_option("--variant", f->variant, "smoothgrad statistic: smoothgrad, smoothgrad-sq, vargrad");
   auto* o_batch = cmd->add_option("--batch-size", f->batch_size, "inputs or noisy copies per forward/backward pass: bounds memory (10)");
   auto* o_abs = cmd->add_flag("--abs,!--no-abs", f->abs, "saliency: absolute gradient (default on)");
+  auto* o_steps = cmd->add_option("--steps", f->steps, "integrated-gradients: quadrature nodes, or auto (50)");
+  auto* o_quad = cmd->add_option("--quadrature", f->quadrature,
+                                 "riemann-left, riemann-right, riemann-middle, trapezoid, gauss-legendre");
+  auto* o_base = cmd->add_option("--baseline", f->baseline, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file");
+  auto* o_tol = cmd->add_option("--tolerance", f->tolerance, "integrated-gradients: relative completeness gap (0.01)");
+  auto* o_bases = cmd->add_option("--baselines", f->baselines, "gradient-shap: folder of images, .npy stack or IDX file");
   cmd->add_option("--option", f->options, "KEY=VALUE method option (repeatable), e.g. --option steps=64");
   cmd->add_option("--colormap", f->colormap, "heatmap colormap: inferno, viridis, magma, plasma, jet, turbo, hot, bwr")
       ->capture_default_str();
@@ -66,7 +73,7 @@ void add_explain(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--resize", f->resize, "resize images to the model's input size instead of rejecting them");
 
-  cmd->callback([f, o_samples, o_sigma, o_seed, o_noise, o_variant, o_batch, o_abs] {
+  cmd->callback([=] {
     ExplainRequest req;
     req.methods = split(f->methods, ',');
     req.out_dir = f->out;
@@ -80,6 +87,14 @@ void add_explain(CLI::App& app) {
     if (o_variant->count()) opt["variant"] = f->variant;
     if (o_batch->count()) opt["batch-size"] = f->batch_size;
     if (o_abs->count()) opt["abs"] = f->abs;
+    if (o_steps->count()) {
+      auto v = nlohmann::json::parse(f->steps, nullptr, false);
+      opt["steps"] = v.is_number() ? v : nlohmann::json(f->steps);
+    }
+    if (o_quad->count()) opt["quadrature"] = f->quadrature;
+    if (o_base->count()) opt["baseline"] = f->baseline;
+    if (o_tol->count()) opt["tolerance"] = f->tolerance;
+    if (o_bases->count()) opt["baselines"] = f->baselines;
     for (const auto& kv : f->options) {
       auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
@@ -90,9 +105,9 @@ void add_explain(CLI::App& app) {
     // Everything that can be checked is checked before the first file is written.
     Model model = f->model.load();
     req.target = Target::parse(f->target, model.metadata());
-    validate(req);
+    MethodList methods = prepare(req, model.metadata());
     auto inputs = load_inputs(f->inputs, model.metadata(), f->resize);
-    auto results = explain(model, inputs, req);
+    auto results = explain(model, inputs, req, methods);
     for (const auto& r : results) {
       std::cout << r.stem << ":";
       const auto& preds = r.json["predictions"];
@@ -106,6 +121,7 @@ void add_explain(CLI::App& app) {
         first = false;
       }
       std::cout << ")\n";
+      for (const auto& w : r.warnings) std::cerr << "warning: " << r.stem << ": " << w << "\n";
     }
   });
 }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "salient/image.hpp"
+#include "salient/method.hpp"
 #include "salient/model.hpp"
 #include "salient/target.hpp"
 
@@ -25,14 +26,18 @@ struct ExplainedInput {
   std::string dir;                       // where its files went
   std::vector<int64_t> predicted;        // top classes
   nlohmann::json json;                   // what explanation.json holds
+  std::vector<std::string> warnings;     // methods' diagnostics["warning"] for this input
 };
 
-// Validates the request (methods exist, options are valid, output folder writable) before any
-// computation, so that bad input leaves no file. Throws salient::Error.
-void validate(const ExplainRequest& request);
+using MethodList = std::vector<std::unique_ptr<Method>>;
+
+// Validates the request (methods exist, their options are valid and their option files load,
+// colormap known, output folder writable) and creates the methods, before any computation, so that
+// bad input leaves no file. Throws salient::Error.
+MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta = {});
 // Runs every method on every input and writes, under out_dir/<stem>/: <method>.npy, <method>.png,
 // grid.png, explanation.json. With a top-k target the files are <method>_c<class>.*.
 std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs,
-                                    const ExplainRequest& request);
+                                    const ExplainRequest& request, MethodList& methods);
 
 }  // namespace salient

@@ -12,7 +12,9 @@ namespace salient {
 
 class Registry {
  public:
-  using Factory = std::function<std::unique_ptr<Method>(const nlohmann::json& options)>;
+  // Options come as JSON; `meta` lets a factory load option files (baseline images) the way the
+  // model's inputs are loaded. Factories read files, methods never do.
+  using Factory = std::function<std::unique_ptr<Method>(const nlohmann::json& options, const ModelMetadata& meta)>;
 
   // The registry holding every built-in method.
   static Registry& builtin();
@@ -20,7 +22,8 @@ class Registry {
   void add(MethodInfo info, Factory factory);
   bool has(const std::string& name) const;
   // Throws salient::Error listing the known names when `name` is unknown.
-  std::unique_ptr<Method> create(const std::string& name, const nlohmann::json& options = {}) const;
+  std::unique_ptr<Method> create(const std::string& name, const nlohmann::json& options = {},
+                                 const ModelMetadata& meta = {}) const;
   const MethodInfo& info(const std::string& name) const;
   std::vector<std::string> names() const;
 
@@ -36,5 +39,9 @@ class Registry {
 // static self-registration is silently dropped when linking a static library).
 void register_saliency(Registry&);
 void register_smoothgrad(Registry&);
+void register_input_x_gradient(Registry&);
+void register_integrated_gradients(Registry&);
+void register_gradient_shap(Registry&);
+void register_linear_weights(Registry&);
 
 }  // namespace salient

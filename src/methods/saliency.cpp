@@ -36,7 +36,7 @@ torch::Tensor Saliency::compute(Model& model, const torch::Tensor& inputs, const
 }
 
 void register_saliency(Registry& r) {
-  r.add(Saliency().info(), [](const nlohmann::json& o) { return std::make_unique<Saliency>(Saliency::parse(o)); });
+  r.add(Saliency().info(), [](const nlohmann::json& o, const ModelMetadata&) { return std::make_unique<Saliency>(Saliency::parse(o)); });
 }
 
 }  // namespace salient

@@ -87,7 +87,7 @@ torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, con
 }
 
 void register_smoothgrad(Registry& r) {
-  r.add(SmoothGrad().info(), [](const nlohmann::json& o) { return std::make_unique<SmoothGrad>(SmoothGrad::parse(o)); });
+  r.add(SmoothGrad().info(), [](const nlohmann::json& o, const ModelMetadata&) { return std::make_unique<SmoothGrad>(SmoothGrad::parse(o)); });
 }
 
 }  // namespace salient

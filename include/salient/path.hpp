@@ -1,0 +1,30 @@
+#pragma once
+// Path integrals for the path methods (Integrated Gradients and friends): quadrature rules on
+// [0, 1] and the batched integral of the gradient along a straight path.
+#include <string>
+#include <vector>
+
+#include <torch/script.h>
+
+#include "salient/model.hpp"
+
+namespace salient {
+
+enum class Quadrature { RiemannLeft, RiemannRight, RiemannMiddle, Trapezoid, GaussLegendre };
+
+Quadrature parse_quadrature(const std::string&);
+std::string to_string(Quadrature);
+const std::vector<std::string>& quadrature_names();
+
+// Nodes alpha_k in [0, 1] and weights w_k (summing to 1) of a rule with `steps` nodes.
+struct QuadratureRule {
+  std::vector<double> alphas, weights;
+};
+QuadratureRule quadrature_rule(Quadrature q, int64_t steps);
+
+// (x - x0) * sum_k w_k * grad f(x0 + alpha_k (x - x0))[target], for one input x and baseline x0
+// (both without batch dimension); the path points go through the model `batch` at a time.
+torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
+                             const QuadratureRule& rule, int64_t batch);
+
+}  // namespace salient

@@ -1,0 +1,96 @@
+#include "salient/methods/gradient_shap.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "salient/baseline.hpp"
+#include "salient/error.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+const MethodInfo& GradientShap::info() const {
+  static const MethodInfo i = [] {
+    GradientShapOptions d;
+    MethodInfo m;
+    m.name = "gradient-shap";
+    m.title = "GradientShap (Expected Gradients)";
+    m.family = Family::Gradient;
+    m.paper = "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions; Erion et al. 2021, Expected Gradients";
+    m.summary = "expected (x - x0) * gradient at random points between random baselines and the input";
+    m.options = {{"samples", "int", d.samples, "random (baseline, point) draws per input", {}},
+                 {"baselines", "string", d.baselines_spec, "zeros, or a set: a folder of images, an .npy stack [M,...], or an IDX image file", {}},
+                 {"baseline-count", "int", d.baseline_count, "at most this many baselines from the set (seeded subset)", {}},
+                 {"sigma", "double", d.sigma, "input noise sd as a fraction of the input's max - min", {}},
+                 {"batch-size", "int", d.batch, "draws per forward/backward pass", {}},
+                 {"seed", "int", d.seed, "random seed", {}}};
+    return m;
+  }();
+  return i;
+}
+
+GradientShapOptions GradientShap::parse(const nlohmann::json& options, const ModelMetadata& meta) {
+  OptionReader r(options, "gradient-shap");
+  GradientShapOptions o;
+  o.samples = r.get_int("samples", o.samples, 1);
+  o.baseline_count = r.get_int("baseline-count", o.baseline_count, 1);
+  o.sigma = r.get_double("sigma", o.sigma, 0.0);
+  o.batch = r.get_int("batch-size", o.batch, 1);
+  o.seed = static_cast<uint64_t>(r.get_int("seed", 0, 0));
+  if (options.contains("baselines")) {
+    if (!options["baselines"].is_string()) throw Error("gradient-shap: option 'baselines' must be text");
+    o.baselines_spec = options["baselines"].get<std::string>();
+    if (o.baselines_spec != "zeros") o.baselines = load_input_set(o.baselines_spec, meta, o.baseline_count, o.seed);
+  }
+  return o;
+}
+
+nlohmann::json GradientShap::params() const {
+  return {{"samples", options_.samples}, {"baselines", options_.baselines_spec},
+          {"baseline-count", options_.baselines.defined() ? options_.baselines.size(0) : 1}, {"sigma", options_.sigma},
+          {"batch-size", options_.batch}, {"seed", options_.seed}};
+}
+
+torch::Tensor GradientShap::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                    Attribution& out) {
+  const int64_t n = inputs.size(0), s = options_.samples;
+  auto shape = inputs.sizes().slice(1);
+  torch::Tensor set = options_.baselines.defined() ? options_.baselines.to(inputs.options())
+                                                   : torch::zeros(inputs.sizes().slice(1), inputs.options()).unsqueeze(0);
+  if (set.sizes().slice(1) != shape)
+    throw Error("gradient-shap: the baselines have shape " + c10::str(set.sizes().slice(1)) + ", the inputs " + c10::str(shape));
+  std::vector<int64_t> bshape(inputs.dim(), 1);
+  std::vector<torch::Tensor> maps;
+  auto cpu_f = torch::TensorOptions().dtype(torch::kFloat);
+  for (int64_t i = 0; i < n; ++i) {
+    // The same draws for every input (as SmoothGrad): a map does not depend on the batch.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed);
+    torch::Tensor pick = at::randint(set.size(0), {s}, gen, torch::TensorOptions().dtype(torch::kLong));
+    torch::Tensor alpha = at::rand({s}, gen, cpu_f).to(inputs.options());
+    std::vector<int64_t> nshape{s};
+    nshape.insert(nshape.end(), shape.begin(), shape.end());
+    torch::Tensor x = inputs[i];
+    const double sd = options_.sigma * (x.max() - x.min()).item<double>();
+    torch::Tensor noise = (at::normal(0.0, 1.0, nshape, gen, cpu_f) * sd).to(inputs.options());
+    torch::Tensor sum = torch::zeros(shape, x.options().dtype(torch::kDouble));
+    torch::Tensor t = targets[i];
+    for_chunks(s, options_.batch, [&](int64_t b, int64_t e) {
+      torch::Tensor x0 = set.index_select(0, pick.slice(0, b, e).to(set.device()));
+      torch::Tensor xn = x.unsqueeze(0) + noise.slice(0, b, e);
+      bshape[0] = e - b;
+      torch::Tensor points = x0 + alpha.slice(0, b, e).view(bshape) * (xn - x0);
+      torch::Tensor g = target_gradient(model, points, t.expand({e - b}));
+      sum += ((xn - x0) * g).to(torch::kDouble).sum(0);
+    });
+    torch::Tensor attr = sum / static_cast<double>(s);
+    maps.push_back(attr);
+  }
+  return torch::stack(maps).to(inputs.scalar_type());
+}
+
+void register_gradient_shap(Registry& r) {
+  r.add(GradientShap().info(), [](const nlohmann::json& o, const ModelMetadata& meta) {
+    return std::make_unique<GradientShap>(GradientShap::parse(o, meta));
+  });
+}
+
+}  // namespace salient

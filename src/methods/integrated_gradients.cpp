@@ -1,0 +1,121 @@
+#include "salient/methods/integrated_gradients.hpp"
+
+#include <sstream>
+
+#include "salient/error.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+const MethodInfo& IntegratedGradients::info() const {
+  static const MethodInfo i = [] {
+    IntegratedGradientsOptions d;
+    MethodInfo m;
+    m.name = "integrated-gradients";
+    m.title = "Integrated Gradients";
+    m.family = Family::Gradient;
+    m.paper = "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks";
+    m.summary = "path integral of the gradient from a baseline to the input; attributions sum to f(x) - f(x0)";
+    m.options = {
+        {"steps", "int|auto", d.steps, "quadrature nodes, or auto: doubled from 8 until the gap is within tolerance", {}},
+        {"quadrature", "choice", to_string(d.quadrature), "quadrature rule on [0,1]", quadrature_names()},
+        {"baseline", "string", d.baseline.spec, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
+        {"tolerance", "double", d.tolerance, "relative completeness gap: auto steps' goal, warned about above it", {}},
+        {"max-steps", "int", d.max_steps, "ceiling of auto steps", {}},
+        {"batch-size", "int", d.batch, "path points per forward/backward pass", {}},
+        {"seed", "int", d.seed, "seed of the uniform baseline", {}}};
+    return m;
+  }();
+  return i;
+}
+
+IntegratedGradientsOptions IntegratedGradients::parse(const nlohmann::json& options, const ModelMetadata& meta) {
+  const std::string name = "integrated-gradients";
+  OptionReader r(options, name);
+  IntegratedGradientsOptions o;
+  if (options.contains("steps") && options["steps"].is_string()) {
+    if (options["steps"] != "auto") throw Error(name + ": option 'steps' must be a whole number >= 1 or auto");
+    o.auto_steps = true;
+  } else {
+    o.steps = r.get_int("steps", o.steps, 1);
+  }
+  o.quadrature = parse_quadrature(r.get_choice("quadrature", to_string(o.quadrature), quadrature_names()));
+  if (o.quadrature == Quadrature::Trapezoid && !o.auto_steps && o.steps < 2)
+    throw Error(name + ": the trapezoid rule needs steps >= 2");
+  o.tolerance = r.get_double("tolerance", o.tolerance, 0.0);
+  o.max_steps = r.get_int("max-steps", o.max_steps, 8);
+  o.batch = r.get_int("batch-size", o.batch, 1);
+  o.seed = static_cast<uint64_t>(r.get_int("seed", 0, 0));
+  if (options.contains("baseline")) {
+    if (!options["baseline"].is_string()) throw Error(name + ": option 'baseline' must be text");
+    o.baseline = Baseline::parse(options["baseline"].get<std::string>(), meta);
+  }
+  return o;
+}
+
+nlohmann::json IntegratedGradients::params() const {
+  return {{"steps", options_.auto_steps ? nlohmann::json("auto") : nlohmann::json(options_.steps)},
+          {"quadrature", to_string(options_.quadrature)}, {"baseline", options_.baseline.spec},
+          {"tolerance", options_.tolerance}, {"max-steps", options_.max_steps}, {"batch-size", options_.batch},
+          {"seed", options_.seed}};
+}
+
+torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                           Attribution& out) {
+  const int64_t n = inputs.size(0);
+  std::vector<torch::Tensor> baselines;
+  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed));
+  // f(x) and f(x0) of every input in one pass: what completeness is measured against.
+  torch::Tensor ends = model.predict(torch::cat({inputs, torch::stack(baselines)}));
+  torch::Tensor t2 = torch::cat({targets, targets}).view({-1, 1});
+  torch::Tensor f = ends.gather(1, t2).squeeze(1).to(torch::kDouble).cpu();
+  out.scores = f.slice(0, 0, n);
+
+  std::vector<torch::Tensor> maps;
+  nlohmann::json steps_used = nlohmann::json::array(), delta = nlohmann::json::array(), total = nlohmann::json::array(),
+                 gap = nlohmann::json::array(), rel = nlohmann::json::array(), warning = nlohmann::json::array();
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = f[i].item<double>() - f[n + i].item<double>();
+    const int64_t target = targets[i].item<int64_t>();
+    int64_t steps = options_.auto_steps ? 8 : options_.steps;
+    torch::Tensor attr;
+    double g = 0, r = 0;
+    for (;;) {
+      attr = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps), options_.batch);
+      g = std::abs(attr.sum().item<double>() - d);
+      r = g / std::max(std::abs(d), 1e-12);
+      if (!options_.auto_steps || r <= options_.tolerance || steps * 2 > options_.max_steps) break;
+      steps *= 2;
+    }
+    maps.push_back(attr);
+    steps_used.push_back(steps);
+    delta.push_back(d);
+    total.push_back(attr.sum().item<double>());
+    gap.push_back(g);
+    rel.push_back(r);
+    if (r > options_.tolerance) {
+      std::ostringstream w;
+      w << "integrated-gradients: completeness gap " << r * 100 << "% of |f(x) - f(x0)| exceeds the tolerance "
+        << options_.tolerance * 100 << "% at " << steps << " steps"
+        << (options_.auto_steps ? " (max-steps reached)" : " (raise --steps, or use --steps auto)");
+      warning.push_back(w.str());
+    } else {
+      warning.push_back(nullptr);
+    }
+  }
+  out.diagnostics["steps"] = steps_used;
+  out.diagnostics["f(x)-f(x0)"] = delta;
+  out.diagnostics["sum"] = total;
+  out.diagnostics["completeness_gap"] = gap;
+  out.diagnostics["relative_gap"] = rel;
+  out.diagnostics["warning"] = warning;
+  return torch::stack(maps);
+}
+
+void register_integrated_gradients(Registry& r) {
+  r.add(IntegratedGradients().info(), [](const nlohmann::json& o, const ModelMetadata& meta) {
+    return std::make_unique<IntegratedGradients>(IntegratedGradients::parse(o, meta));
+  });
+}
+
+}  // namespace salient

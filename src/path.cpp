@@ -1,0 +1,108 @@
+#include "salient/path.hpp"
+
+#include <cmath>
+
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+
+namespace salient {
+
+const std::vector<std::string>& quadrature_names() {
+  static const std::vector<std::string> names{"riemann-left", "riemann-right", "riemann-middle", "trapezoid",
+                                              "gauss-legendre"};
+  return names;
+}
+
+Quadrature parse_quadrature(const std::string& s) {
+  const auto& n = quadrature_names();
+  for (size_t i = 0; i < n.size(); ++i)
+    if (n[i] == s) return static_cast<Quadrature>(i);
+  throw Error("unknown quadrature '" + s + "' (expected riemann-left, riemann-right, riemann-middle, trapezoid or gauss-legendre)");
+}
+
+std::string to_string(Quadrature q) { return quadrature_names()[static_cast<int>(q)]; }
+
+namespace {
+
+// Gauss-Legendre nodes and weights on [-1, 1] by Newton's method on P_n (Numerical Recipes' gauleg).
+void gauss_legendre(int64_t n, std::vector<double>& x, std::vector<double>& w) {
+  x.assign(n, 0.0);
+  w.assign(n, 0.0);
+  const int64_t m = (n + 1) / 2;
+  for (int64_t i = 0; i < m; ++i) {
+    double z = std::cos(M_PI * (i + 0.75) / (n + 0.5)), pp = 0;
+    for (int it = 0; it < 100; ++it) {
+      double p1 = 1, p2 = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double p3 = p2;
+        p2 = p1;
+        p1 = ((2.0 * j + 1) * z * p2 - j * p3) / (j + 1);
+      }
+      pp = n * (z * p1 - p2) / (z * z - 1);
+      double z1 = z;
+      z = z1 - p1 / pp;
+      if (std::abs(z - z1) < 1e-15) break;
+    }
+    x[i] = -z;
+    x[n - 1 - i] = z;
+    w[i] = w[n - 1 - i] = 2.0 / ((1 - z * z) * pp * pp);
+  }
+}
+
+}  // namespace
+
+QuadratureRule quadrature_rule(Quadrature q, int64_t steps) {
+  if (steps < 1) throw Error("steps must be >= 1, got " + std::to_string(steps));
+  QuadratureRule r;
+  const double m = static_cast<double>(steps);
+  switch (q) {
+    case Quadrature::RiemannLeft:
+    case Quadrature::RiemannRight:
+    case Quadrature::RiemannMiddle: {
+      const double shift = q == Quadrature::RiemannLeft ? 0.0 : q == Quadrature::RiemannRight ? 1.0 : 0.5;
+      for (int64_t k = 0; k < steps; ++k) {
+        r.alphas.push_back((k + shift) / m);
+        r.weights.push_back(1.0 / m);
+      }
+      break;
+    }
+    case Quadrature::Trapezoid:
+      if (steps < 2) throw Error("the trapezoid rule needs steps >= 2, got " + std::to_string(steps));
+      for (int64_t k = 0; k < steps; ++k) {
+        r.alphas.push_back(k / (m - 1));
+        r.weights.push_back((k == 0 || k == steps - 1 ? 0.5 : 1.0) / (m - 1));
+      }
+      break;
+    case Quadrature::GaussLegendre: {
+      std::vector<double> x, w;
+      gauss_legendre(steps, x, w);
+      for (int64_t k = 0; k < steps; ++k) {
+        r.alphas.push_back(0.5 * (x[k] + 1));
+        r.weights.push_back(0.5 * w[k]);
+      }
+      break;
+    }
+  }
+  return r;
+}
+
+torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
+                             const QuadratureRule& rule, int64_t batch) {
+  const int64_t steps = static_cast<int64_t>(rule.alphas.size());
+  auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  torch::Tensor alphas = torch::tensor(rule.alphas, opts).to(model.device(), model.dtype());
+  torch::Tensor weights = torch::tensor(rule.weights, opts).to(model.device());
+  torch::Tensor diff = (x - x0).unsqueeze(0);
+  std::vector<int64_t> bshape(x.dim() + 1, 1);
+  torch::Tensor sum = torch::zeros(x.sizes(), x.options().dtype(torch::kDouble));
+  torch::Tensor t = torch::full({1}, target, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
+  for_chunks(steps, batch, [&](int64_t b, int64_t e) {
+    bshape[0] = e - b;
+    torch::Tensor points = x0.unsqueeze(0) + alphas.slice(0, b, e).view(bshape) * diff;
+    torch::Tensor g = target_gradient(model, points, t.expand({e - b})).to(torch::kDouble);
+    sum += (g * weights.slice(0, b, e).view(bshape)).sum(0);
+  });
+  return (sum * (x - x0).to(torch::kDouble)).to(x.scalar_type());
+}
+
+}  // namespace salient
