@@ -71,6 +71,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
   // attributions[rank][method] = the map stack [N, ...] and its per-input facts
   struct Result {
     torch::Tensor map;
+    std::map<std::string, torch::Tensor> extra;
     nlohmann::json params, diagnostics;
     double seconds = 0;
   };
@@ -82,10 +83,12 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       Method* method = methods[m].get();
       Result& res = results[r][m];
       std::vector<torch::Tensor> parts;
+      std::map<std::string, std::vector<torch::Tensor>> extra_parts;
       res.diagnostics = nlohmann::json::object();
       for_chunks(n, chunk, [&](int64_t b, int64_t e) {
         Attribution a = method->attribute(model, batch.slice(0, b, e), t.slice(0, b, e));
         parts.push_back(a.map);
+        for (const auto& [key, t] : a.extra) extra_parts[key].push_back(t);
         res.params = a.params;
         res.seconds += a.seconds;
         for (int64_t i = 0; i < e - b; ++i) {
@@ -94,6 +97,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         }
       });
       res.map = torch::cat(parts);
+      for (const auto& [key, ts] : extra_parts) res.extra[key] = torch::cat(ts);
     }
   }
 
@@ -134,10 +138,19 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
         torch::Tensor map = res.map[i];
         write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
+        nlohmann::json extra_files = nlohmann::json::object();
+        for (const auto& [key, t] : res.extra) {
+          std::string file = base + "." + key + ".npy";
+          for (auto& ch : file)
+            if (ch == '/') ch = '_';
+          write_npy((fs::path(ex.dir) / file).string(), t[i]);
+          extra_files[key] = file;
+        }
         nlohmann::json diag = diagnostics_of(res.diagnostics, i, n);
         if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
         nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", logits[i][c].item<double>()},
                           {"npy", base + ".npy"}, {"diagnostics", diag}};
+        if (!extra_files.empty()) mj["extra_npy"] = extra_files;
         if (is_image_like(map)) {
           cv::Mat heat = render_heatmap(map, item.display, request.render);
           write_png((fs::path(ex.dir) / (base + ".png")).string(), heat);

@@ -52,10 +52,11 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   auto start = std::chrono::steady_clock::now();
   Attribution a;
   a.method = info().name;
-  a.params = params();
   torch::Tensor x = inputs.to(model.device(), model.dtype()).detach();
   torch::Tensor t = targets.to(model.device(), torch::kLong);
   a.map = compute(model, x, t, a).detach().to(torch::kCPU, torch::kFloat).contiguous();
+  a.params = params();  // after compute: a method may settle defaults on its first call (a CAM's layer)
+  for (auto& [key, t] : a.extra) t = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   if (a.scores.defined()) a.scores = a.scores.detach().to(torch::kCPU, torch::kDouble);
   auto tc = targets.to(torch::kCPU, torch::kLong).contiguous();
   a.targets.assign(tc.data_ptr<int64_t>(), tc.data_ptr<int64_t>() + tc.numel());

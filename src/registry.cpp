@@ -13,6 +13,7 @@ Registry& Registry::builtin() {
     register_integrated_gradients(*reg);
     register_gradient_shap(*reg);
     register_linear_weights(*reg);
+    register_cams(*reg);
     return reg;
   }();
   return *r;

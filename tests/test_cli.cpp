@@ -82,6 +82,20 @@ TEST(Cli, MethodsAndInfoDescribeTheRegistryAndTheModel) {
   EXPECT_EQ(j["metadata"]["labels"].size(), 10u);
 }
 
+TEST(Cli, LayersListsModulePathsAndCamsWriteRawMaps) {
+  test::RunResult r = test::run_cli("layers --model " + q(test::demo_model()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("conv2"), std::string::npos);
+  EXPECT_NE(r.out.find("[1,64,14,14]"), std::string::npos) << r.out;
+  test::TempDir dir;
+  r = test::run_cli("explain -m " + q(test::demo_model()) + " -i " + q(test::first_sample()) +
+                    " --method grad-cam,score-cam --layer conv2 --out " + q(dir / "out"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_npy(dir / "out/7-sneaker/grad-cam.npy").sizes(), (std::vector<int64_t>{1, 28, 28}));
+  EXPECT_EQ(read_npy(dir / "out/7-sneaker/grad-cam.raw.npy").sizes(), (std::vector<int64_t>{14, 14}));
+  EXPECT_TRUE(fs::exists(dir.path / "out/7-sneaker/score-cam.raw.npy"));
+}
+
 TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   test::TempDir dir;
   const fs::path out = dir.path / "out";
@@ -122,4 +136,5 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("explain" + model + input + ig + " --quadrature simpson" + tail, out, "simpson");
   expect_bad_input("explain" + model + input + ig + " --baseline " + q(dir / "wrong.npy") + tail, out, "[3,5]");
   expect_bad_input("explain" + model + input + " --method linear-weights" + tail, out, "not a single linear layer");
+  expect_bad_input("explain" + model + input + " --method grad-cam --layer conv3" + tail, out, "nearest: conv1, conv2");
 }

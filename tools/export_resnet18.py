@@ -12,9 +12,8 @@ import torch
 import torchvision
 
 
-def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "."
-    os.makedirs(out, exist_ok=True)
+def build():
+    """The benchmark/test ResNet-18: seeded random weights and BatchNorm statistics, eval mode."""
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     # Random BatchNorm statistics, so that eval-mode BN is not the identity.
@@ -23,8 +22,18 @@ def main():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def export(out):
+    os.makedirs(out, exist_ok=True)
+    model = build()
     torch.jit.trace(model, torch.randn(1, 3, 224, 224)).save(os.path.join(out, "resnet18_traced.pt"))
     torch.jit.script(model).save(os.path.join(out, "resnet18_scripted.pt"))
+
+
+def main():
+    export(sys.argv[1] if len(sys.argv) > 1 else ".")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ struct ExplainFlags {
   double sigma = 0;
   std::string noise, variant, steps, quadrature, baseline, baselines;
   double tolerance = 0;
-  bool abs = true;
+  bool abs = true, relu = true;
+  std::vector<std::string> layers;
+  int64_t reshape = -1;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -66,6 +68,9 @@ void add_explain(CLI::App& app) {
   auto* o_base = cmd->add_option("--baseline", f->baseline, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file");
   auto* o_tol = cmd->add_option("--tolerance", f->tolerance, "integrated-gradients: relative completeness gap (0.01)");
   auto* o_bases = cmd->add_option("--baselines", f->baselines, "gradient-shap: folder of images, .npy stack or IDX file");
+  auto* o_layer = cmd->add_option("--layer", f->layers, "layer methods: module path(s) (see `salient layers`)")->delimiter(',');
+  auto* o_relu = cmd->add_flag("--relu,!--no-relu", f->relu, "CAMs: keep positive evidence only (default on)");
+  auto* o_reshape = cmd->add_option("--reshape", f->reshape, "CAMs on tokens [N,T,C]: drop this many leading tokens, make a grid");
   cmd->add_option("--option", f->options, "KEY=VALUE method option (repeatable), e.g. --option steps=64");
   cmd->add_option("--colormap", f->colormap, "heatmap colormap: inferno, viridis, magma, plasma, jet, turbo, hot, bwr")
       ->capture_default_str();
@@ -95,6 +100,9 @@ void add_explain(CLI::App& app) {
     if (o_base->count()) opt["baseline"] = f->baseline;
     if (o_tol->count()) opt["tolerance"] = f->tolerance;
     if (o_bases->count()) opt["baselines"] = f->baselines;
+    if (o_layer->count()) opt["layer"] = f->layers;
+    if (o_relu->count()) opt["relu"] = f->relu;
+    if (o_reshape->count()) opt["reshape"] = f->reshape;
     for (const auto& kv : f->options) {
       auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");

@@ -18,13 +18,9 @@ void add_info(CLI::App& app) {
   cmd->callback([flags, shape, json] {
     Model model = flags->load();
     const ModelMetadata& meta = model.metadata();
-    std::vector<int64_t> in = shape->empty() ? meta.input_shape : *shape;
-    if (in.empty()) throw Error("the model has no metadata input_shape: pass --input-shape (e.g. 3,224,224)");
-    for (auto d : in)
-      if (d <= 0) throw Error("--input-shape values must be > 0");
-    std::vector<int64_t> batch_shape{1};
-    batch_shape.insert(batch_shape.end(), in.begin(), in.end());
-    torch::Tensor out = model.predict(torch::zeros(batch_shape));
+    torch::Tensor sample = sample_input(model, *shape);
+    std::vector<int64_t> batch_shape = sample.sizes().vec();
+    torch::Tensor out = model.predict(sample);
     nlohmann::json j{{"model", model.path()},
                      {"device", model.device().str()},
                      {"parameters", model.parameter_count()},

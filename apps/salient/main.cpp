@@ -26,6 +26,15 @@ Model ModelFlags::load() const {
   return Model(model, o);
 }
 
+torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> in = shape.empty() ? model.metadata().input_shape : shape;
+  if (in.empty()) throw Error("the model has no metadata input_shape: pass --input-shape (e.g. 3,224,224)");
+  for (auto d : in)
+    if (d <= 0) throw Error("--input-shape values must be > 0");
+  in.insert(in.begin(), 1);
+  return torch::zeros(in);
+}
+
 }  // namespace salient::cli
 
 int main(int argc, char** argv) {
@@ -35,6 +44,7 @@ int main(int argc, char** argv) {
   salient::cli::add_explain(app);
   salient::cli::add_methods(app);
   salient::cli::add_info(app);
+  salient::cli::add_layers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,5 +1,6 @@
 #pragma once
 // The one interface every attribution method implements, and what it returns.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,7 +58,8 @@ struct Attribution {
   torch::Tensor scores;          // [N]: f(x)[target] of each input, when the method's own passes
                                  // computed it (else undefined: see target_scores())
   nlohmann::json params;         // the options in effect
-  nlohmann::json diagnostics = nlohmann::json::object();  // method-specific, e.g. gaps per input
+  nlohmann::json diagnostics = nlohmann::json::object();  // method-specific, per-input arrays
+  std::map<std::string, torch::Tensor> extra;  // further maps [N, ...], e.g. "raw" layer-resolution CAMs
   double seconds = 0.0;          // wall time of attribute()
 };
 

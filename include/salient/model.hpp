@@ -29,6 +29,9 @@ class Model {
   // The same, without autograd (inference mode): for predictions and forward-only methods.
   torch::Tensor predict(const torch::Tensor& batch);
 
+  // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
+  torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
+
   const torch::Device& device() const { return device_; }
   const ModelMetadata& metadata() const { return meta_; }
   const std::string& path() const { return path_; }

@@ -43,5 +43,6 @@ void register_input_x_gradient(Registry&);
 void register_integrated_gradients(Registry&);
 void register_gradient_shap(Registry&);
 void register_linear_weights(Registry&);
+void register_cams(Registry&);  // grad-cam, grad-cam++, xgrad-cam, hires-cam, layer-cam, eigen-cam, score-cam, ablation-cam
 
 }  // namespace salient

@@ -1,0 +1,55 @@
+#pragma once
+// The CAM family: a class activation map is a weighted sum of a layer's activation channels; each
+// variant only says how it weighs (a CamRule). Maps are [N, 1, H, W] at the input's resolution
+// (bilinear), with the raw layer-resolution map kept in Attribution::extra["raw"].
+#include <functional>
+#include <memory>
+
+#include "salient/layers.hpp"
+#include "salient/method.hpp"
+
+namespace salient {
+
+struct CamOptions {
+  std::vector<std::string> layers;  // empty: the model's last Conv2d module
+  bool relu = true;                 // keep only positive evidence (as the papers)
+  int64_t reshape_drop = -1;        // >= 0: activations are tokens [N,T,C]; drop this many, make a grid
+  int64_t batch = 32;               // masked inputs / ablated channels per forward (score-cam, ablation-cam)
+};
+
+// What a rule sees: activations A [N,C,h,w], gradients G (undefined when the variant needs none),
+// and, for forward-only variants, the model, the capture and the inputs.
+struct CamContext {
+  Model& model;
+  LayerCapture& capture;
+  size_t layer;                 // index of the layer in the capture
+  const torch::Tensor& inputs;  // [N, ...]
+  const torch::Tensor& targets; // [N]
+  const CamOptions& options;
+};
+// Returns the map [N, h, w] before ReLU.
+using CamRule = std::function<torch::Tensor(const torch::Tensor& A, const torch::Tensor& G, const CamContext&)>;
+
+class Cam final : public Method {
+ public:
+  Cam(MethodInfo info, CamRule rule, CamOptions options);
+  ~Cam() override;
+  const MethodInfo& info() const override { return info_; }
+  nlohmann::json params() const override;
+
+ protected:
+  torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
+
+ private:
+  MethodInfo info_;
+  CamRule rule_;
+  CamOptions options_;
+  std::unique_ptr<LayerCapture> capture_;  // built for the first model seen, reused after
+  Model* captured_model_ = nullptr;
+  std::vector<std::string> layers_used_;
+};
+
+// The default layer: the last Conv2d module (throws salient::Error when there is none).
+std::string default_cam_layer(Model& model);
+
+}  // namespace salient

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Independent reference values for Salient's layer capture and CAM tests, computed on eager
+PyTorch models with module hooks (what Captum and pytorch-grad-cam do), and the same models
+exported to TorchScript (traced and scripted) for Salient to load.
+
+    /usr/bin/python3 tools/layer_reference.py OUT_DIR
+
+Writes into OUT_DIR:
+  resnet18_traced.pt, resnet18_scripted.pt   torchvision ResNet-18, random seeded weights
+  resnet_input.npy [2,3,224,224], resnet_targets.npy [2]
+  resnet_gradcam_layer4.npy [2,7,7]          Grad-CAM on layer4 (ReLU'd, layer resolution)
+  resnet_<layer>_act.npy / _grad.npy         activation and gradient at the module's last call,
+                                             for layer4.1.bn2 (followed by an in-place add_) and
+                                             layer4.1.relu (a module called twice)
+  demo_input.npy [2,1,28,28], demo_targets.npy, demo_gradcam_conv2.npy [2,14,14]
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "models"))
+import export_resnet18  # noqa: E402
+from train_demo import FashionCNN  # noqa: E402
+
+
+def capture(model, module, x, targets):
+    """Activation and d score / d activation at the module's last call. The hook returns a clone
+    for the rest of the network to use, so in-place ops downstream cannot alter the saved value,
+    and each call overwrites the previous one (the last call wins)."""
+    saved = {}
+
+    def hook(_m, _inp, out):
+        saved["act"] = out
+        return out.clone()
+
+    h = module.register_forward_hook(hook)
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    h.remove()
+    score = out.gather(1, targets.view(-1, 1)).sum()
+    grad, = torch.autograd.grad(score, saved["act"])
+    return saved["act"].detach(), grad.detach()
+
+
+def grad_cam(act, grad):
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * act).sum(1))
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    export_resnet18.export(out)
+    torch.manual_seed(0)
+    model = export_resnet18.build()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    np.save(os.path.join(out, "resnet_input.npy"), x.numpy())
+    np.save(os.path.join(out, "resnet_targets.npy"), targets.numpy().astype(np.float32))
+    act, grad = capture(model, model.layer4, x, targets)
+    np.save(os.path.join(out, "resnet_gradcam_layer4.npy"), grad_cam(act, grad).numpy())
+    for name in ("layer4.1.bn2", "layer4.1.relu"):
+        act, grad = capture(model, model.get_submodule(name), x, targets)
+        np.save(os.path.join(out, f"resnet_{name}_act.npy"), act.numpy())
+        np.save(os.path.join(out, f"resnet_{name}_grad.npy"), grad.numpy())
+
+    demo = FashionCNN().eval()
+    demo.load_state_dict(torch.jit.load(os.path.join(HERE, "..", "models", "fashion_cnn.pt")).state_dict())
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        targets = demo(x).argmax(1)
+    np.save(os.path.join(out, "demo_input.npy"), x.numpy())
+    np.save(os.path.join(out, "demo_targets.npy"), targets.numpy().astype(np.float32))
+    act, grad = capture(demo, demo.conv2, x, targets)
+    np.save(os.path.join(out, "demo_gradcam_conv2.npy"), grad_cam(act, grad).numpy())
+
+
+if __name__ == "__main__":
+    main()
