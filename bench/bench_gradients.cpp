@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -17,7 +18,9 @@
 
 #include "salient/gradients.hpp"
 #include "salient/methods/saliency.hpp"
+#include "salient/methods/cam.hpp"
 #include "salient/methods/integrated_gradients.hpp"
+#include "salient/registry.hpp"
 #include "salient/methods/smoothgrad.hpp"
 
 using namespace salient;
@@ -67,31 +70,54 @@ void floor_forward_backward(benchmark::State& state, const std::string& name, in
   });
 }
 
-void saliency(benchmark::State& state, const std::string& name) {
+// Times `method` explaining class 0 of one input of model `name`.
+void time_method(benchmark::State& state, const std::string& name, Method& method) {
   Model& m = *g_models[name];
   torch::Tensor x = batch_of(name, 1);
+  torch::Tensor t = torch::zeros({1}, torch::kLong);
+  method.attribute(m, x, t);  // warm: TorchScript profiles first runs; CAMs build their capture graph
+  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, t).map.data_ptr()); });
+}
+
+void saliency(benchmark::State& state, const std::string& name) {
   Saliency method;
-  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
+  time_method(state, name, method);
 }
 
 void smoothgrad(benchmark::State& state, const std::string& name, int64_t samples, int64_t batch) {
-  Model& m = *g_models[name];
-  torch::Tensor x = batch_of(name, 1);
   SmoothGradOptions o;
   o.samples = samples;
   o.batch = batch;
   SmoothGrad method(o);
-  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
+  time_method(state, name, method);
 }
 
 void integrated_gradients(benchmark::State& state, const std::string& name, int64_t steps, int64_t batch) {
-  Model& m = *g_models[name];
-  torch::Tensor x = batch_of(name, 1);
   IntegratedGradientsOptions o;
   o.steps = steps;
   o.batch = batch;
   IntegratedGradients method(o);
-  timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, torch::zeros({1}, torch::kLong)).map.data_ptr()); });
+  time_method(state, name, method);
+}
+
+const char* cam_layer(const std::string& name) { return name == "demo" ? "conv2" : "layer4"; }
+
+void cam(benchmark::State& state, const std::string& name, const std::string& method) {
+  auto meth = Registry::builtin().create(method, {{"layer", cam_layer(name)}});
+  time_method(state, name, *meth);
+}
+
+// Score-CAM's floor: one forward of the input to get the activations, then C masked inputs in
+// forward-only batches of 32 (C = channels of the layer).
+void score_cam_floor(benchmark::State& state, const std::string& name) {
+  Model& m = *g_models[name];
+  torch::Tensor x = batch_of(name, 1);
+  const int64_t channels = name == "demo" ? 64 : 512;
+  torch::Tensor masked = x.expand({32, -1, -1, -1}).contiguous();
+  timed(state, [&] {
+    benchmark::DoNotOptimize(m.predict(x).data_ptr());
+    for (int64_t b = 0; b < channels; b += 32) benchmark::DoNotOptimize(m.predict(masked.slice(0, 0, std::min<int64_t>(32, channels - b))).data_ptr());
+  });
 }
 
 }  // namespace
@@ -109,28 +135,27 @@ int main(int argc, char** argv) {
   set_threads(threads);
   g_shapes["demo"] = {1, 28, 28};
   g_shapes["resnet18"] = {3, 224, 224};
-  for (const auto& [name, path] : paths) {
-    g_models[name] = std::make_unique<Model>(path);
-    const int iters = name == "demo" ? 200 : 3;
-    const int big_iters = name == "demo" ? 100 : 2;
-    auto reg = [&](const std::string& label, auto fn, int it) {
-      benchmark::RegisterBenchmark(label.c_str(), fn)->Iterations(it)->UseRealTime()->Unit(benchmark::kMillisecond);
+  for (const auto& [name, path] : paths) g_models[name] = std::make_unique<Model>(path);
+  // Each benchmark runs `reps` repetitions (bench/run.sh interleaves them at random and ratios.py
+  // takes medians), so that a method and its floor see the same machine conditions.
+  for (const auto& [model, path] : paths) {
+    const std::string name = model;
+    const bool demo = name == "demo";
+    const int small = demo ? 50 : 3, big = demo ? 10 : 1, reps = demo ? 7 : 5;
+    auto reg = [&](const std::string& label, std::function<void(benchmark::State&)> fn, int iterations, int r) {
+      benchmark::RegisterBenchmark((name + "/" + label).c_str(), [fn](benchmark::State& s) { fn(s); })
+          ->Iterations(iterations)->Repetitions(r)->ReportAggregatesOnly(true)->UseRealTime()->Unit(benchmark::kMillisecond);
     };
-    // Warm-up: TorchScript's first calls are profiling runs.
-    reg(name + "/warmup", [name](benchmark::State& s) { floor_forward_backward(s, name, 2); }, 3);
-    reg(name + "/floor_fwd_bwd/1", [name](benchmark::State& s) { floor_forward_backward(s, name, 1); }, iters);
-    reg(name + "/saliency", [name](benchmark::State& s) { saliency(s, name); }, iters);
-    reg(name + "/floor_fwd_bwd/50", [name](benchmark::State& s) { floor_forward_backward(s, name, 50); }, big_iters);
-    reg(name + "/smoothgrad50/batch50", [name](benchmark::State& s) { smoothgrad(s, name, 50, 50); }, big_iters);
-    for (int b : {5, 10, 25})
-      reg(name + "/smoothgrad50/batch" + std::to_string(b), [name, b](benchmark::State& s) { smoothgrad(s, name, 50, b); }, big_iters);
-  }
-  for (const auto& [name, path] : paths) {
-    const int big_iters = name == "demo" ? 100 : 2;
+    reg("floor_fwd_bwd/1", [name](benchmark::State& s) { floor_forward_backward(s, name, 1); }, small, reps);
+    reg("saliency", [name](benchmark::State& s) { saliency(s, name); }, small, reps);
+    reg("grad-cam", [name](benchmark::State& s) { cam(s, name, "grad-cam"); }, small, reps);
+    reg("floor_fwd_bwd/50", [name](benchmark::State& s) { floor_forward_backward(s, name, 50); }, big, reps);
+    for (int b : {5, 10, 25, 50})
+      reg("smoothgrad50/batch" + std::to_string(b), [name, b](benchmark::State& s) { smoothgrad(s, name, 50, b); }, big, reps);
     for (int b : {10, 50})
-      benchmark::RegisterBenchmark((name + "/ig50/batch" + std::to_string(b)).c_str(),
-                                   [name = name, b](benchmark::State& s) { integrated_gradients(s, name, 50, b); })
-          ->Iterations(big_iters)->UseRealTime()->Unit(benchmark::kMillisecond);
+      reg("ig50/batch" + std::to_string(b), [name, b](benchmark::State& s) { integrated_gradients(s, name, 50, b); }, big, reps);
+    reg("score-cam-floor", [name](benchmark::State& s) { score_cam_floor(s, name); }, big, demo ? reps : 3);
+    reg("score-cam", [name](benchmark::State& s) { cam(s, name, "score-cam"); }, big, demo ? reps : 3);
   }
   int bargc = static_cast<int>(rest.size());
   benchmark::Initialize(&bargc, rest.data());

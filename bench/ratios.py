@@ -5,7 +5,9 @@ import sys
 
 
 def main():
-    runs = {b["name"].split("/iterations")[0]: b for b in json.load(open(sys.argv[1]))["benchmarks"]}
+    # Medians over the repetitions (run with --benchmark_enable_random_interleaving).
+    runs = {b["run_name"].split("/iterations")[0]: b
+            for b in json.load(open(sys.argv[1]))["benchmarks"] if b.get("aggregate_name") == "median"}
     mem = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 
     def t(name):
@@ -26,6 +28,8 @@ def main():
             ("SmoothGrad-50, --batch-size 25 / same floor", t(f"{model}/smoothgrad50/batch25") / f50),
             ("Integrated Gradients 50 steps, --batch-size 50 / one forward+backward of batch 50", t(f"{model}/ig50/batch50") / f50),
             ("Integrated Gradients 50 steps, --batch-size 10 (default) / same floor", t(f"{model}/ig50/batch10") / f50),
+            ("Grad-CAM / one forward+backward of batch 1", t(f"{model}/grad-cam") / f1),
+            ("Score-CAM / its forward passes batched (1 + channels/32)", t(f"{model}/score-cam") / t(f"{model}/score-cam-floor")),
             ("CPU time / wall time, SmoothGrad-50 (2 threads)", runs[f"{model}/smoothgrad50/batch10"]["cpu_per_wall"]),
         ]
         for name, v in rows:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the benchmark ratios of the README's Performance section, all measured in this one run.
-#   bash bench/run.sh [BUILD_DIR]        (after building; ~3 minutes on 2 cores)
+#   bash bench/run.sh [BUILD_DIR]        (after building; ~8 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -9,6 +9,7 @@ mkdir -p "$build/bench"
 [ -f "$build/bench/resnet18_traced.pt" ] || /usr/bin/python3 tools/export_resnet18.py "$build/bench"
 
 "$build/salient_bench" --demo models/fashion_cnn.pt --resnet "$build/bench/resnet18_traced.pt" --threads "$threads" \
+  --benchmark_enable_random_interleaving=true \
   --benchmark_out="$build/bench/gradients.json" --benchmark_out_format=json >/dev/null 2>"$build/bench/gradients.log"
 
 # Peak memory (max RSS) of a whole `salient explain` process, SmoothGrad-50 on ResNet-18 224x224.

@@ -1,6 +1,7 @@
 #include "salient/methods/cam.hpp"
 
 #include "salient/error.hpp"
+#include "salient/gradients.hpp"
 #include "salient/registry.hpp"
 
 namespace salient {
@@ -115,10 +116,9 @@ torch::Tensor score_cam(const torch::Tensor& A, const torch::Tensor&, const CamC
     torch::Tensor masks = (up - lo) / (hi - lo).clamp_min(1e-12);
     const int64_t channels = A.size(1), t = c.targets[i].item<int64_t>();
     std::vector<torch::Tensor> scores;
-    for (int64_t b = 0; b < channels; b += c.options.batch) {
-      const int64_t e = std::min(channels, b + c.options.batch);
+    for_chunks(channels, c.options.batch, [&](int64_t b, int64_t e) {
       scores.push_back(c.model.predict(c.inputs[i].unsqueeze(0) * masks.slice(0, b, e)).select(1, t));
-    }
+    });
     maps.push_back(weighted_sum(torch::cat(scores).softmax(0).unsqueeze(0), A[i].unsqueeze(0))[0]);
   }
   return torch::stack(maps);
@@ -132,12 +132,11 @@ torch::Tensor ablation_cam(const torch::Tensor& A, const torch::Tensor&, const C
     const torch::Tensor x = c.inputs[i].unsqueeze(0);
     const double y = c.capture.run_replacing(c.layer, x, A[i].unsqueeze(0))[0][t].item<double>();
     std::vector<torch::Tensor> scores;
-    for (int64_t b = 0; b < channels; b += c.options.batch) {
-      const int64_t e = std::min(channels, b + c.options.batch);
+    for_chunks(channels, c.options.batch, [&](int64_t b, int64_t e) {
       torch::Tensor batch = A[i].unsqueeze(0).repeat({e - b, 1, 1, 1});
       for (int64_t k = b; k < e; ++k) batch[k - b][k].zero_();
       scores.push_back(c.capture.run_replacing(c.layer, x, batch).select(1, t));
-    }
+    });
     torch::Tensor w = (y - torch::cat(scores)) / (std::abs(y) > 1e-12 ? y : 1e-12);
     maps.push_back(weighted_sum(w.unsqueeze(0), A[i].unsqueeze(0))[0]);
   }
