@@ -49,6 +49,9 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   if (inputs.dim() < 1 || inputs.size(0) < 1) throw Error(info().name + ": expected a non-empty batch [N, ...]");
   if (targets.dim() != 1 || targets.size(0) != inputs.size(0))
     throw Error(info().name + ": expected one target per input");
+  if (model.backend() == Backend::Onnx && info().access != Access::BlackBox)
+    throw Error(info().name + " needs a TorchScript model (gradients or layers); ONNX models run the black-box "
+                "methods: occlusion, feature-ablation, rise, lime, kernel-shap, shapley-sampling");
   auto start = std::chrono::steady_clock::now();
   Attribution a;
   a.method = info().name;

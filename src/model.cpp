@@ -8,6 +8,7 @@
 #include <torch/cuda.h>
 
 #include "salient/error.hpp"
+#include "salient/onnx.hpp"
 
 namespace salient {
 
@@ -32,8 +33,9 @@ std::string shape_str(c10::IntArrayRef s) {
 
 }  // namespace
 
+namespace fs = std::filesystem;
+
 Model::Model(const std::string& path, ModelOptions options) : path_(path), options_(std::move(options)) {
-  namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error("model file '" + path + "' does not exist");
   if (fs::is_directory(path)) throw Error("model path '" + path + "' is a folder, not a TorchScript file");
   {
@@ -41,14 +43,26 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
     if (!probe) throw Error("cannot read model file '" + path + "'");
   }
   device_ = parse_device(options_.device);
+  meta_ = options_.metadata_path.empty() ? ModelMetadata::for_model(path)
+                                         : ModelMetadata::load(options_.metadata_path);
+  if (fs::path(path).extension() == ".onnx") {
+    if (!device_.is_cpu()) throw Error("ONNX models run on the CPU through OpenCV DNN; --device must be cpu");
+    backend_ = Backend::Onnx;
+    onnx_ = load_onnx(path);
+    return;
+  }
   try {
     module_ = torch::jit::load(path, device_);
   } catch (const std::exception& e) {
     throw Error("'" + path + "' is not a TorchScript model (" + one_line(e) + ")");
   }
-  meta_ = options_.metadata_path.empty() ? ModelMetadata::for_model(path)
-                                         : ModelMetadata::load(options_.metadata_path);
   prepare();
+}
+
+torch::jit::Module& Model::module() {
+  if (backend_ == Backend::Onnx)
+    throw Error("'" + path_ + "' is an ONNX model: this needs a TorchScript model (gradients or layers)");
+  return module_;
 }
 
 Model::Model(torch::jit::Module module, ModelOptions options, ModelMetadata meta)
@@ -121,6 +135,8 @@ torch::Tensor Model::select_output(const c10::IValue& out) const {
 }
 
 torch::Tensor Model::forward(const torch::Tensor& batch) {
+  if (backend_ == Backend::Onnx)
+    throw Error("'" + path_ + "' is an ONNX model, which gives no gradients: use a black-box method (see `salient methods`)");
   torch::Tensor x = batch.to(device_, dtype_);
   c10::IValue out;
   try {
@@ -136,16 +152,40 @@ torch::Tensor Model::forward(const torch::Tensor& batch) {
 
 torch::Tensor Model::predict(const torch::Tensor& batch) {
   torch::NoGradGuard no_grad;
+  if (backend_ == Backend::Onnx) {
+    torch::Tensor out = onnx_forward(*onnx_, batch.detach().to(torch::kCPU, torch::kFloat).contiguous());
+    if (out.dim() == 1) out = out.unsqueeze(1);
+    if (out.dim() != 2 || out.size(0) != batch.size(0))
+      throw Error("the ONNX model returned shape " + shape_str(out.sizes()) + " for a batch of " + std::to_string(batch.size(0)));
+    return out;
+  }
+  if (options_.freeze) {
+    if (!frozen_) {
+      // A frozen, inference-optimised copy (constants folded, conv+bn fused); the user's module
+      // is cloned first, never changed.
+      torch::jit::Module frozen = torch::jit::freeze(module_.clone());
+      frozen_ = torch::jit::optimize_for_inference(frozen);
+    }
+    torch::Tensor x = batch.to(device_, dtype_);
+    try {
+      return select_output(frozen_->forward({x}));
+    } catch (const c10::Error& e) {
+      throw Error("the model failed on an input of shape " + shape_str(x.sizes()) + ": " + one_line(e));
+    }
+  }
   return forward(batch);
 }
 
 int64_t Model::parameter_count() const {
+  if (backend_ == Backend::Onnx) return 0;
   int64_t n = 0;
   for (const auto& p : module_.parameters()) n += p.numel();
   return n;
 }
 
 void Model::to(torch::Dtype dtype) {
+  if (backend_ == Backend::Onnx) throw Error("ONNX models run in float32 only");
+  frozen_.reset();
   module_.to(dtype);
   dtype_ = dtype;
   for (auto p : module_.parameters()) p.set_requires_grad(false);

@@ -14,6 +14,12 @@ Registry& Registry::builtin() {
     register_gradient_shap(*reg);
     register_linear_weights(*reg);
     register_cams(*reg);
+    register_occlusion(*reg);
+    register_feature_ablation(*reg);
+    register_rise(*reg);
+    register_lime(*reg);
+    register_kernel_shap(*reg);
+    register_shapley_sampling(*reg);
     return reg;
   }();
   return *r;

@@ -137,4 +137,7 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("explain" + model + input + ig + " --baseline " + q(dir / "wrong.npy") + tail, out, "[3,5]");
   expect_bad_input("explain" + model + input + " --method linear-weights" + tail, out, "not a single linear layer");
   expect_bad_input("explain" + model + input + " --method grad-cam --layer conv3" + tail, out, "nearest: conv1, conv2");
+  expect_bad_input("explain" + model + input + " --method occlusion --window 40x40" + tail, out, "larger than the input");
+  expect_bad_input("explain" + model + input + " --method rise --samples 0" + tail, out, "samples");
+  expect_bad_input("explain" + model + input + " --method lime --features hexagons" + tail, out, "hexagons");
 }

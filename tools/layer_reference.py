@@ -13,6 +13,7 @@ Writes into OUT_DIR:
                                              for layer4.1.bn2 (followed by an in-place add_) and
                                              layer4.1.relu (a module called twice)
   demo_input.npy [2,1,28,28], demo_targets.npy, demo_gradcam_conv2.npy [2,14,14]
+  fashion_cnn.onnx                           the demo CNN exported with torch.onnx.export
 """
 import os
 import sys
@@ -81,6 +82,9 @@ def main():
     np.save(os.path.join(out, "demo_targets.npy"), targets.numpy().astype(np.float32))
     act, grad = capture(demo, demo.conv2, x, targets)
     np.save(os.path.join(out, "demo_gradcam_conv2.npy"), grad_cam(act, grad).numpy())
+    # The same demo CNN as ONNX (dynamic batch), for the OpenCV DNN back end.
+    torch.onnx.export(demo, torch.zeros(1, 1, 28, 28), os.path.join(out, "fashion_cnn.onnx"), opset_version=13,
+                      input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
 
 
 if __name__ == "__main__":

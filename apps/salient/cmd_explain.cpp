@@ -28,6 +28,7 @@ struct ExplainFlags {
   bool abs = true, relu = true;
   std::vector<std::string> layers;
   int64_t reshape = -1;
+  std::string window, stride, features;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -71,6 +72,9 @@ void add_explain(CLI::App& app) {
   auto* o_layer = cmd->add_option("--layer", f->layers, "layer methods: module path(s) (see `salient layers`)")->delimiter(',');
   auto* o_relu = cmd->add_flag("--relu,!--no-relu", f->relu, "CAMs: keep positive evidence only (default on)");
   auto* o_reshape = cmd->add_option("--reshape", f->reshape, "CAMs on tokens [N,T,C]: drop this many leading tokens, make a grid");
+  auto* o_window = cmd->add_option("--window", f->window, "occlusion: window over the trailing dims, e.g. 4x4");
+  auto* o_stride = cmd->add_option("--stride", f->stride, "occlusion: strides, e.g. 2x2");
+  auto* o_features = cmd->add_option("--features", f->features, "black-box groups: slic[:SIZE], grid[:K], elements, or .npy labels");
   cmd->add_option("--option", f->options, "KEY=VALUE method option (repeatable), e.g. --option steps=64");
   cmd->add_option("--colormap", f->colormap, "heatmap colormap: inferno, viridis, magma, plasma, jet, turbo, hot, bwr")
       ->capture_default_str();
@@ -103,6 +107,9 @@ void add_explain(CLI::App& app) {
     if (o_layer->count()) opt["layer"] = f->layers;
     if (o_relu->count()) opt["relu"] = f->relu;
     if (o_reshape->count()) opt["reshape"] = f->reshape;
+    if (o_window->count()) opt["window"] = f->window;
+    if (o_stride->count()) opt["stride"] = f->stride;
+    if (o_features->count()) opt["features"] = f->features;
     for (const auto& kv : f->options) {
       auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");

@@ -9,11 +9,12 @@
 namespace salient::cli {
 
 void ModelFlags::add_to(CLI::App* cmd) {
-  cmd->add_option("--model,-m", model, "TorchScript model file (traced or scripted)")->required();
+  cmd->add_option("--model,-m", model, "TorchScript model (traced or scripted), or .onnx (black-box methods only)")->required();
   cmd->add_option("--device", device, "torch device: cpu, cuda, cuda:N")->capture_default_str();
   cmd->add_option("--output", output, "which model output to explain when it returns a tuple/list/dict: index or key");
   cmd->add_option("--metadata", metadata, "sidecar metadata JSON (default: <model>.json when present)");
   cmd->add_option("--threads", threads, "LibTorch threads (default: all cores)");
+  cmd->add_flag("--freeze", freeze, "forward-only passes run a frozen, inference-optimised copy of the model");
 }
 
 Model ModelFlags::load() const {
@@ -23,6 +24,7 @@ Model ModelFlags::load() const {
   o.device = device;
   o.output = output;
   o.metadata_path = metadata;
+  o.freeze = freeze;
   return Model(model, o);
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 // Model: a TorchScript module loaded through LibTorch, in eval mode, on one device.
+#include <memory>
+#include <optional>
 #include <string>
 
 #include <torch/script.h>
@@ -13,12 +15,16 @@ struct ModelOptions {
   std::string output;          // which output to explain when the model returns a tuple/list/dict:
                                // an index ("0") or a dict key; empty = the first tensor
   std::string metadata_path;   // empty = `<model>.json` beside the model, when it exists
+  bool freeze = false;         // forward-only passes run a frozen, inference-optimised copy
 };
+
+enum class Backend { TorchScript, Onnx };
 
 class Model {
  public:
-  // Loads a traced or scripted TorchScript file. Throws salient::Error (bad input) when the file
-  // is missing or is not TorchScript.
+  // Loads a traced or scripted TorchScript file, or an ONNX file (by its `.onnx` extension) through
+  // OpenCV's DNN module (forward passes only). Throws salient::Error (bad input) when the file is
+  // missing or is not a model.
   explicit Model(const std::string& path, ModelOptions options = {});
   // Wraps a module built in C++ (tests, embedding applications). The module is put in eval mode.
   explicit Model(torch::jit::Module module, ModelOptions options = {}, ModelMetadata meta = {});
@@ -26,8 +32,10 @@ class Model {
   // Runs the model on a batch [N, ...] and returns the explained output [N, K] (or [N] -> [N,1]).
   // Gradients flow when the input requires them.
   torch::Tensor forward(const torch::Tensor& batch);
-  // The same, without autograd (inference mode): for predictions and forward-only methods.
+  // The same, without autograd: for predictions and forward-only methods (on a frozen copy with
+  // ModelOptions::freeze; through OpenCV DNN for ONNX models).
   torch::Tensor predict(const torch::Tensor& batch);
+  Backend backend() const { return backend_; }
 
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
   torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
@@ -35,7 +43,7 @@ class Model {
   const torch::Device& device() const { return device_; }
   const ModelMetadata& metadata() const { return meta_; }
   const std::string& path() const { return path_; }
-  torch::jit::Module& module() { return module_; }
+  torch::jit::Module& module();  // TorchScript only (salient::Error for ONNX)
   int64_t parameter_count() const;
   // Casts the parameters (e.g. to kDouble for finite-difference checks).
   void to(torch::Dtype dtype);
@@ -51,6 +59,9 @@ class Model {
   ModelMetadata meta_;
   torch::Device device_{torch::kCPU};
   torch::Dtype dtype_ = torch::kFloat;
+  Backend backend_ = Backend::TorchScript;
+  std::shared_ptr<struct OnnxNet> onnx_;
+  std::optional<torch::jit::Module> frozen_;
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).

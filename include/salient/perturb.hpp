@@ -1,0 +1,42 @@
+#pragma once
+// Shared mechanics of the black-box (perturbation) methods: feature groups, coalitions of groups
+// applied against a baseline, and their scores through forward passes only.
+#include <string>
+
+#include <torch/script.h>
+
+#include "salient/baseline.hpp"
+#include "salient/model.hpp"
+
+namespace salient {
+
+// A partition of one input's elements into `count` groups: labels has the input's shape (int64).
+struct FeatureGroups {
+  torch::Tensor labels;
+  int64_t count = 0;
+};
+
+// How features are grouped, as an option: "slic[:SIZE]" (SLIC superpixels of about SIZE px;
+// default: ~50 regions), "grid[:K]" (K x K cells, default 7), "elements" (every element alone), or
+// an .npy file of integer labels (one input's shape, or [H, W] for images). Channels of an image
+// always share a group.
+struct GroupSpec {
+  std::string spec = "slic";
+  torch::Tensor mask;  // the file's labels, loaded by the factory
+  static GroupSpec parse(const std::string& spec);
+  FeatureGroups make(const torch::Tensor& x, const ModelMetadata& meta) const;  // x: one input
+};
+
+// Inputs where group g is kept (z[b][g] = 1) or replaced by the baseline (0): [B, ...].
+torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& baseline, const FeatureGroups& groups,
+                               const torch::Tensor& z);
+// f(input)[target] for every coalition row of z, `batch` forward passes at a time: [B] (double, CPU).
+torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
+                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch);
+// Per-group values [G] spread over the input's shape.
+torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups);
+
+// f(inputs)[target] for a stack of inputs [B, ...], `batch` at a time (forward only): [B] double CPU.
+torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t target, int64_t batch);
+
+}  // namespace salient

@@ -1,0 +1,79 @@
+// Occlusion (Zeiler & Fergus 2014): slide a window of baseline values over the input; each element's
+// attribution is the mean output drop over the windows that cover it.
+#include "salient/error.hpp"
+#include "salient/methods/blackbox.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace {
+
+torch::Tensor occlusion(const BlackBoxCall& c) {
+  const auto shape = c.x.sizes().vec();
+  const size_t rank = shape.size();
+  // The window covers the trailing dims it names; leading dims (an image's channels) whole.
+  std::vector<int64_t> win = shape, stride = shape;
+  if (c.options.window.empty()) {  // auto: ~7 windows per side of an image, half-window strides
+    for (size_t d = rank >= 2 ? rank - 2 : 0; d < rank; ++d) win[d] = std::max<int64_t>(1, (shape[d] + 6) / 7);
+  } else {
+    if (c.options.window.size() > rank) throw Error("occlusion: the window has more dims than the input " + c10::str(c.x.sizes()));
+    for (size_t k = 0; k < c.options.window.size(); ++k) win[rank - c.options.window.size() + k] = c.options.window[k];
+  }
+  for (size_t d = 0; d < rank; ++d) {
+    if (win[d] > shape[d])
+      throw Error("occlusion: window " + c10::str(c10::IntArrayRef(win)) + " is larger than the input " + c10::str(c.x.sizes()));
+    stride[d] = std::max<int64_t>(1, win[d] / 2);
+    if (win[d] == shape[d]) stride[d] = shape[d];
+  }
+  if (!c.options.stride.empty()) {
+    if (c.options.stride.size() > rank) throw Error("occlusion: the stride has more dims than the input");
+    for (size_t k = 0; k < c.options.stride.size(); ++k) stride[rank - c.options.stride.size() + k] = c.options.stride[k];
+  }
+  // Every window position (row-major), as start offsets.
+  std::vector<std::vector<int64_t>> starts{{}};
+  for (size_t d = 0; d < rank; ++d) {
+    std::vector<std::vector<int64_t>> next;
+    for (const auto& s : starts)
+      for (int64_t p = 0; p + win[d] <= shape[d]; p += stride[d]) {
+        next.push_back(s);
+        next.back().push_back(p);
+      }
+    starts = std::move(next);
+  }
+  auto region = [&](torch::Tensor t, const std::vector<int64_t>& s) {
+    for (size_t d = 0; d < rank; ++d) t = t.narrow(static_cast<int64_t>(d) + (t.dim() > static_cast<int64_t>(rank) ? 1 : 0), s[d], win[d]);
+    return t;
+  };
+  const double fx = batched_scores(c.model, c.x.unsqueeze(0), c.target, 1)[0].item<double>();
+  torch::Tensor sum = torch::zeros(c.x.sizes(), torch::kDouble), count = torch::zeros(c.x.sizes(), torch::kDouble);
+  const int64_t n = static_cast<int64_t>(starts.size());
+  for (int64_t b = 0; b < n; b += c.options.batch) {
+    const int64_t e = std::min(n, b + c.options.batch);
+    std::vector<int64_t> reps(rank + 1, 1);
+    reps[0] = e - b;
+    torch::Tensor batch = c.x.unsqueeze(0).repeat(reps);
+    for (int64_t k = b; k < e; ++k) region(batch[k - b], starts[k]).copy_(region(c.baseline, starts[k]));
+    torch::Tensor drop = fx - batched_scores(c.model, batch, c.target, c.options.batch);
+    for (int64_t k = b; k < e; ++k) {
+      region(sum, starts[k]).add_(drop[k - b].item<double>());
+      region(count, starts[k]).add_(1.0);
+    }
+  }
+  c.diag["windows"] = n;
+  return sum / count.clamp_min(1.0);
+}
+
+}  // namespace
+
+void register_occlusion(Registry& r) {
+  MethodInfo m;
+  m.name = "occlusion";
+  m.title = "Occlusion";
+  m.paper = "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks";
+  m.summary = "mean output drop over the sliding windows of baseline values that cover each element";
+  m.options = {{"window", "ints", "auto", "window shape over the trailing dims, e.g. 4x4 (auto: ~1/7 of each side)", {}},
+               {"stride", "ints", "auto", "window strides (auto: half the window)", {}}};
+  add_blackbox(r, m, BlackBoxOptions{}, occlusion);
+}
+
+}  // namespace salient

@@ -1,0 +1,62 @@
+// RISE (Petsiuk et al. 2018): the output on randomly masked inputs, averaged per element over the
+// masks that keep it. That raw map carries an offset, the mean output over the masks, even on
+// elements the model ignores: the map returned is raw - offset (0 where the model does not look);
+// the raw map is kept as extra "raw" and the offset in diagnostics "offset".
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "salient/error.hpp"
+#include "salient/methods/blackbox.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace {
+
+torch::Tensor rise(const BlackBoxCall& c) {
+  if (c.x.dim() != 3) throw Error("rise needs image inputs [C, H, W]");
+  const int64_t n = c.options.samples, s = c.options.grid, h = c.x.size(1), w = c.x.size(2);
+  const int64_t ch = (h + s - 1) / s, cw = (w + s - 1) / s;
+  // All random draws up front (grids and shifts are small), so chunking cannot change them.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(c.options.seed);
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  torch::Tensor grids = (at::rand({n, 1, s, s}, gen, f32) < c.options.keep).to(torch::kFloat);
+  torch::Tensor dy = (at::rand({n}, gen, f32) * ch).floor().to(torch::kLong);
+  torch::Tensor dx = (at::rand({n}, gen, f32) * cw).floor().to(torch::kLong);
+  torch::Tensor sal = torch::zeros({h, w}, torch::kDouble);
+  double total = 0;
+  for (int64_t b = 0; b < n; b += c.options.batch) {
+    const int64_t e = std::min(n, b + c.options.batch);
+    torch::Tensor up = torch::upsample_bilinear2d(grids.slice(0, b, e), {(s + 1) * ch, (s + 1) * cw}, false);
+    std::vector<torch::Tensor> masks;
+    for (int64_t k = b; k < e; ++k)
+      masks.push_back(up[k - b][0].narrow(0, dy[k].item<int64_t>(), h).narrow(1, dx[k].item<int64_t>(), w));
+    torch::Tensor m = torch::stack(masks).unsqueeze(1);  // [B,1,H,W]
+    torch::Tensor inputs = c.baseline.unsqueeze(0) + (c.x - c.baseline).unsqueeze(0) * m.to(c.x.options());
+    torch::Tensor f = batched_scores(c.model, inputs, c.target, c.options.batch);
+    sal += (f.view({-1, 1, 1}) * m.squeeze(1).to(torch::kDouble)).sum(0);
+    total += f.sum().item<double>();
+  }
+  const double offset = total / static_cast<double>(n);
+  c.diag["offset"] = offset;
+  torch::Tensor raw = (sal / (static_cast<double>(n) * c.options.keep)).unsqueeze(0).expand(c.x.sizes()).contiguous();
+  c.extra["raw"] = raw;
+  return raw - offset;
+}
+
+}  // namespace
+
+void register_rise(Registry& r) {
+  BlackBoxOptions d;
+  d.samples = 4000;
+  MethodInfo m;
+  m.name = "rise";
+  m.title = "RISE";
+  m.paper = "Petsiuk, Das & Saenko 2018, RISE: Randomized Input Sampling for Explanation of Black-box Models";
+  m.summary = "mean output over random smooth masks per element, minus the mean output over all masks";
+  m.options = {{"samples", "int", d.samples, "number of masks", {}},
+               {"grid", "int", d.grid, "mask grid cells per side", {}},
+               {"keep", "double", d.keep, "probability that a cell is kept", {}}};
+  add_blackbox(r, m, d, rise);
+}
+
+}  // namespace salient

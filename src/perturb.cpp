@@ -1,0 +1,114 @@
+#include "salient/perturb.hpp"
+
+#include <opencv2/imgproc.hpp>
+#include <opencv2/ximgproc.hpp>
+
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+#include "salient/image.hpp"
+#include "salient/npy.hpp"
+
+namespace salient {
+
+GroupSpec GroupSpec::parse(const std::string& spec) {
+  GroupSpec g;
+  g.spec = spec;
+  auto number_after = [&](const std::string& prefix) -> int64_t {
+    std::string rest = spec.substr(prefix.size());
+    try {
+      size_t used = 0;
+      long long v = std::stoll(rest, &used);
+      if (used == rest.size() && v >= 1) return v;
+    } catch (...) {
+    }
+    throw Error("features '" + spec + "': '" + rest + "' is not a whole number >= 1");
+  };
+  if (spec == "slic" || spec == "grid" || spec == "elements") return g;
+  if (spec.rfind("slic:", 0) == 0 || spec.rfind("grid:", 0) == 0) {
+    number_after(spec.substr(0, 5));  // validates
+    return g;
+  }
+  if (spec.size() > 4 && spec.substr(spec.size() - 4) == ".npy") {
+    g.mask = read_npy(spec).round().to(torch::kLong);
+    return g;
+  }
+  throw Error("features '" + spec + "' is not slic[:SIZE], grid[:K], elements, or an .npy label file");
+}
+
+namespace {
+
+// Relabels arbitrary integer labels to 0..G-1.
+FeatureGroups compact(const torch::Tensor& labels) {
+  auto uniq = at::_unique(labels.flatten(), /*sorted=*/true, /*return_inverse=*/true);
+  return {std::get<1>(uniq).view(labels.sizes()).to(torch::kLong), std::get<0>(uniq).numel()};
+}
+
+bool image_shape(const torch::Tensor& x) { return x.dim() == 3; }
+
+}  // namespace
+
+FeatureGroups GroupSpec::make(const torch::Tensor& x, const ModelMetadata& meta) const {
+  if (mask.defined()) {
+    torch::Tensor m = mask;
+    if (image_shape(x) && m.dim() == 2) m = m.unsqueeze(0).expand(x.sizes());
+    if (m.sizes() != x.sizes())
+      throw Error("features file '" + spec + "' has shape " + c10::str(mask.sizes()) + ", the inputs " + c10::str(x.sizes()));
+    return compact(m.contiguous());
+  }
+  if (spec == "elements" || !image_shape(x)) {  // tabular and sequence inputs: every element
+    return {torch::arange(x.numel(), torch::kLong).view(x.sizes()), x.numel()};
+  }
+  const int64_t h = x.size(1), w = x.size(2);
+  torch::Tensor plane;
+  if (spec.rfind("grid", 0) == 0) {
+    const int64_t k = spec == "grid" ? 7 : std::stoll(spec.substr(5));
+    torch::Tensor rows = (torch::arange(h, torch::kLong) * k).div(h, "floor").view({h, 1});
+    torch::Tensor cols = (torch::arange(w, torch::kLong) * k).div(w, "floor").view({1, w});
+    plane = rows * k + cols;
+  } else {
+    const int size = spec == "slic" ? std::max(2, static_cast<int>(std::lround(std::sqrt(h * w / 50.0))))
+                                    : std::stoi(spec.substr(5));
+    cv::Mat picture = tensor_to_display(x, meta), lab;
+    cv::cvtColor(picture, lab, cv::COLOR_BGR2Lab);
+    auto slic = cv::ximgproc::createSuperpixelSLIC(lab, cv::ximgproc::SLICO, size);
+    slic->iterate(10);
+    slic->enforceLabelConnectivity(std::max(1, size / 2));
+    cv::Mat labels;
+    slic->getLabels(labels);
+    plane = torch::from_blob(labels.data, {h, w}, torch::kInt).to(torch::kLong).clone();
+  }
+  return compact(plane.unsqueeze(0).expand(x.sizes()).contiguous());
+}
+
+torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& baseline, const FeatureGroups& groups,
+                               const torch::Tensor& z) {
+  // keep[b, ...] = z[b, labels[...]]
+  torch::Tensor keep = z.to(x.options()).index_select(1, groups.labels.flatten().to(x.device()));
+  std::vector<int64_t> shape{z.size(0)};
+  shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
+  return baseline.unsqueeze(0) + (x - baseline).unsqueeze(0) * keep.view(shape);
+}
+
+torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t target, int64_t batch) {
+  std::vector<torch::Tensor> parts;
+  for_chunks(inputs.size(0), batch, [&](int64_t b, int64_t e) {
+    parts.push_back(model.predict(inputs.slice(0, b, e)).select(1, target).to(torch::kCPU, torch::kDouble));
+  });
+  return torch::cat(parts);
+}
+
+torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
+                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch) {
+  std::vector<torch::Tensor> parts;
+  for_chunks(z.size(0), batch, [&](int64_t b, int64_t e) {
+    torch::Tensor inputs = apply_coalitions(x, baseline, groups, z.slice(0, b, e));
+    parts.push_back(model.predict(inputs).select(1, target).to(torch::kCPU, torch::kDouble));
+  });
+  return torch::cat(parts);
+}
+
+torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups) {
+  return values.to(torch::kFloat).index_select(0, groups.labels.flatten().to(values.device())).view(groups.labels.sizes());
+}
+
+}  // namespace salient
