@@ -30,11 +30,18 @@ def main():
             ("Integrated Gradients 50 steps, --batch-size 10 (default) / same floor", t(f"{model}/ig50/batch10") / f50),
             ("Grad-CAM / one forward+backward of batch 1", t(f"{model}/grad-cam") / f1),
             ("Score-CAM / its forward passes batched (1 + channels/32)", t(f"{model}/score-cam") / t(f"{model}/score-cam-floor")),
+            ("Occlusion (auto window) / its forward passes batched (32)", t(f"{model}/occlusion") / t(f"{model}/occlusion-floor")),
+            ("RISE / its forward passes batched (32)", t(f"{model}/rise") / t(f"{model}/rise-floor")),
+            ("frozen + optimize_for_inference forward / plain forward (256 inputs, batches of 32)",
+             t(f"{model}/forward256/frozen") / t(f"{model}/forward256/plain")),
             ("CPU time / wall time, SmoothGrad-50 (2 threads)", runs[f"{model}/smoothgrad50/batch10"]["cpu_per_wall"]),
         ]
         for name, v in rows:
             print(f"| {label} | {name} | {v:.3f} |")
         print(f"| {label} | floor: forward+backward batch 1 / batch 50 (ms) | {f1:.1f} / {f50:.1f} |")
+        if f"{model}/forward256/onnx" in runs:
+            print(f"| {label} | ONNX through OpenCV DNN forward / TorchScript forward (256 inputs, batches of 32) "
+                  f"| {t(f'{model}/forward256/onnx') / t(f'{model}/forward256/plain'):.3f} |")
     if mem:
         print(f"| ResNet-18 224x224 | peak RSS of `salient explain` SmoothGrad-50, --batch-size 10 / 50 (MB) "
               f"| {mem['10'] / 1024:.0f} / {mem['50'] / 1024:.0f} (ratio {mem['10'] / mem['50']:.2f}) |")

@@ -7,8 +7,10 @@ build=${1:-build}
 threads=${SALIENT_BENCH_THREADS:-2}
 mkdir -p "$build/bench"
 [ -f "$build/bench/resnet18_traced.pt" ] || /usr/bin/python3 tools/export_resnet18.py "$build/bench"
+[ -f "$build/testdata/fashion_cnn.onnx" ] || /usr/bin/python3 tools/layer_reference.py "$build/testdata"
 
-"$build/salient_bench" --demo models/fashion_cnn.pt --resnet "$build/bench/resnet18_traced.pt" --threads "$threads" \
+"$build/salient_bench" --demo models/fashion_cnn.pt --resnet "$build/bench/resnet18_traced.pt" \
+  --onnx-demo "$build/testdata/fashion_cnn.onnx" --threads "$threads" \
   --benchmark_enable_random_interleaving=true \
   --benchmark_out="$build/bench/gradients.json" --benchmark_out_format=json >/dev/null 2>"$build/bench/gradients.log"
 

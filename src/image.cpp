@@ -313,6 +313,55 @@ cv::Mat make_grid(const std::vector<cv::Mat>& panels, const std::vector<std::str
   return grid;
 }
 
+cv::Mat plot_lines(const std::string& title, const std::string& xlabel, const std::vector<PlotSeries>& series) {
+  const int width = 760, height = 460, left = 70, right = 200, top = 40, bottom = 60;
+  cv::Mat img(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
+  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+  for (const auto& s : series)
+    for (size_t i = 0; i < s.xs.size(); ++i) {
+      x0 = std::min(x0, s.xs[i]);
+      x1 = std::max(x1, s.xs[i]);
+      y0 = std::min(y0, s.ys[i]);
+      y1 = std::max(y1, s.ys[i]);
+    }
+  if (!(x1 > x0)) x1 = x0 + 1;
+  if (y0 > 0 && y0 < 0.3 * y1) y0 = 0;  // start at 0 when it is close
+  if (!(y1 > y0)) y1 = y0 + 1;
+  const double pad = 0.05 * (y1 - y0);
+  y0 -= pad;
+  y1 += pad;
+  const int pw = width - left - right, ph = height - top - bottom;
+  auto px = [&](double x) { return left + static_cast<int>(std::lround((x - x0) / (x1 - x0) * pw)); };
+  auto py = [&](double y) { return top + ph - static_cast<int>(std::lround((y - y0) / (y1 - y0) * ph)); };
+  const cv::Scalar ink(40, 40, 40), grid(225, 225, 225);
+  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  for (int k = 0; k <= 5; ++k) {
+    const double yv = y0 + (y1 - y0) * k / 5, xv = x0 + (x1 - x0) * k / 5;
+    cv::line(img, {left, py(yv)}, {left + pw, py(yv)}, grid, 1);
+    cv::line(img, {px(xv), top}, {px(xv), top + ph}, grid, 1);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3g", yv);
+    cv::putText(img, buf, {5, py(yv) + 4}, font, 0.4, ink, 1, cv::LINE_AA);
+    std::snprintf(buf, sizeof(buf), "%.3g", xv);
+    cv::putText(img, buf, {px(xv) - 12, top + ph + 18}, font, 0.4, ink, 1, cv::LINE_AA);
+  }
+  cv::rectangle(img, {left, top}, {left + pw, top + ph}, ink, 1);
+  cv::putText(img, title, {left, 24}, font, 0.5, ink, 1, cv::LINE_AA);
+  cv::putText(img, xlabel, {left + pw / 2 - 60, height - 18}, font, 0.45, ink, 1, cv::LINE_AA);
+  static const cv::Scalar palette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44}, {40, 39, 214}, {189, 103, 148},
+                                       {75, 86, 140},  {194, 119, 227}, {34, 189, 188}, {207, 190, 23}, {127, 127, 127}};
+  for (size_t k = 0; k < series.size(); ++k) {
+    const cv::Scalar colour = series[k].name == "random order" ? cv::Scalar(127, 127, 127) : palette[k % 10];
+    for (size_t i = 1; i < series[k].xs.size(); ++i)
+      cv::line(img, {px(series[k].xs[i - 1]), py(series[k].ys[i - 1])}, {px(series[k].xs[i]), py(series[k].ys[i])}, colour, 2,
+               cv::LINE_AA);
+    const int ly = top + 14 + 20 * static_cast<int>(k);
+    cv::line(img, {left + pw + 12, ly - 4}, {left + pw + 36, ly - 4}, colour, 2, cv::LINE_AA);
+    cv::putText(img, series[k].name, {left + pw + 42, ly}, font, 0.42, ink, 1, cv::LINE_AA);
+  }
+  return img;
+}
+
 void write_png(const std::string& path, const cv::Mat& image) {
   std::vector<uchar> buf;
   if (!cv::imencode(".png", image, buf)) throw Error("cannot encode PNG for '" + path + "'", ErrorKind::Internal);

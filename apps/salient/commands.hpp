@@ -22,6 +22,7 @@ void add_explain(CLI::App& app);
 void add_methods(CLI::App& app);
 void add_info(CLI::App& app);
 void add_layers(CLI::App& app);
+void add_evaluate(CLI::App& app);
 
 // A zero input [1, shape...] with `shape` or the metadata's input_shape (salient::Error if neither).
 torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape);

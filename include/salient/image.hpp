@@ -49,6 +49,13 @@ cv::Mat upscale_for_display(const cv::Mat& picture, int min_size);
 cv::Mat make_grid(const std::vector<cv::Mat>& panels, const std::vector<std::string>& captions,
                   const std::string& title);
 std::vector<std::string> colormap_names();
+
+// A line chart (white background, axes with ticks, one coloured line per series, a legend).
+struct PlotSeries {
+  std::string name;
+  std::vector<double> xs, ys;
+};
+cv::Mat plot_lines(const std::string& title, const std::string& xlabel, const std::vector<PlotSeries>& series);
 void write_png(const std::string& path, const cv::Mat& image);  // atomic
 
 }  // namespace salient

@@ -1,6 +1,7 @@
 // Occlusion (Zeiler & Fergus 2014): slide a window of baseline values over the input; each element's
 // attribution is the mean output drop over the windows that cover it.
 #include "salient/error.hpp"
+#include "salient/gradients.hpp"
 #include "salient/methods/blackbox.hpp"
 #include "salient/registry.hpp"
 
@@ -45,22 +46,22 @@ torch::Tensor occlusion(const BlackBoxCall& c) {
     return t;
   };
   const double fx = batched_scores(c.model, c.x.unsqueeze(0), c.target, 1)[0].item<double>();
-  torch::Tensor sum = torch::zeros(c.x.sizes(), torch::kDouble), count = torch::zeros(c.x.sizes(), torch::kDouble);
-  const int64_t n = static_cast<int64_t>(starts.size());
-  for (int64_t b = 0; b < n; b += c.options.batch) {
-    const int64_t e = std::min(n, b + c.options.batch);
-    std::vector<int64_t> reps(rank + 1, 1);
-    reps[0] = e - b;
-    torch::Tensor batch = c.x.unsqueeze(0).repeat(reps);
-    for (int64_t k = b; k < e; ++k) region(batch[k - b], starts[k]).copy_(region(c.baseline, starts[k]));
-    torch::Tensor drop = fx - batched_scores(c.model, batch, c.target, c.options.batch);
-    for (int64_t k = b; k < e; ++k) {
-      region(sum, starts[k]).add_(drop[k - b].item<double>());
-      region(count, starts[k]).add_(1.0);
-    }
-  }
+  const int64_t n = static_cast<int64_t>(starts.size()), numel = c.x.numel();
+  torch::Tensor sum = torch::zeros({numel}, torch::kDouble), count = torch::zeros({numel}, torch::kDouble);
+  std::vector<int64_t> batch_shape{0};
+  batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
+  for_chunks(n, c.options.batch, [&](int64_t b, int64_t e) {
+    batch_shape[0] = e - b;
+    torch::Tensor masks = torch::zeros(batch_shape, c.x.options());  // 1 inside each window
+    for (int64_t k = b; k < e; ++k) region(masks[k - b], starts[k]).fill_(1.0);
+    torch::Tensor inputs = c.x.unsqueeze(0) + (c.baseline - c.x).unsqueeze(0) * masks;
+    torch::Tensor drop = fx - batched_scores(c.model, inputs, c.target, c.options.batch);
+    torch::Tensor flat = masks.reshape({e - b, numel}).to(torch::kDouble);
+    sum += torch::matmul(drop.unsqueeze(0), flat).squeeze(0);
+    count += flat.sum(0);
+  });
   c.diag["windows"] = n;
-  return sum / count.clamp_min(1.0);
+  return (sum / count.clamp_min(1.0)).view(c.x.sizes());
 }
 
 }  // namespace

@@ -26,14 +26,16 @@ torch::Tensor rise(const BlackBoxCall& c) {
   double total = 0;
   for (int64_t b = 0; b < n; b += c.options.batch) {
     const int64_t e = std::min(n, b + c.options.batch);
-    torch::Tensor up = torch::upsample_bilinear2d(grids.slice(0, b, e), {(s + 1) * ch, (s + 1) * cw}, false);
-    std::vector<torch::Tensor> masks;
-    for (int64_t k = b; k < e; ++k)
-      masks.push_back(up[k - b][0].narrow(0, dy[k].item<int64_t>(), h).narrow(1, dx[k].item<int64_t>(), w));
-    torch::Tensor m = torch::stack(masks).unsqueeze(1);  // [B,1,H,W]
-    torch::Tensor inputs = c.baseline.unsqueeze(0) + (c.x - c.baseline).unsqueeze(0) * m.to(c.x.options());
+    // Upsampled grids, each cropped at its own shift (one gather per axis for the whole chunk).
+    torch::Tensor up = torch::upsample_bilinear2d(grids.slice(0, b, e), {(s + 1) * ch, (s + 1) * cw}, false).squeeze(1);
+    const int64_t nb = e - b;
+    torch::Tensor rows = dy.slice(0, b, e).view({nb, 1}) + torch::arange(h, torch::kLong).view({1, h});
+    torch::Tensor cols = dx.slice(0, b, e).view({nb, 1}) + torch::arange(w, torch::kLong).view({1, w});
+    torch::Tensor m = up.gather(1, rows.unsqueeze(2).expand({nb, h, up.size(2)}))
+                          .gather(2, cols.unsqueeze(1).expand({nb, h, w}));  // [B,H,W]
+    torch::Tensor inputs = c.baseline.unsqueeze(0) + (c.x - c.baseline).unsqueeze(0) * m.unsqueeze(1).to(c.x.options());
     torch::Tensor f = batched_scores(c.model, inputs, c.target, c.options.batch);
-    sal += (f.view({-1, 1, 1}) * m.squeeze(1).to(torch::kDouble)).sum(0);
+    sal += torch::matmul(f.unsqueeze(0), m.reshape({nb, h * w}).to(torch::kDouble)).view({h, w});
     total += f.sum().item<double>();
   }
   const double offset = total / static_cast<double>(n);

@@ -1,6 +1,8 @@
-// Gradient methods against their floor: one forward+backward of the same batch.
+// Every method against its floor: one forward+backward of the same batch for gradient methods,
+// the same number of forward passes, batched, for forward-only ones.
 //
-//   salient_bench --demo models/fashion_cnn.pt --resnet build/bench/resnet18_traced.pt [--threads 2]
+//   salient_bench --demo models/fashion_cnn.pt --resnet build/bench/resnet18_traced.pt
+//                 [--onnx-demo fashion_cnn.onnx] [--threads 2]
 //
 // Every pair (floor, method) is timed in the same run; bench/run.sh turns them into ratios.
 #include <sys/resource.h>
@@ -120,6 +122,20 @@ void score_cam_floor(benchmark::State& state, const std::string& name) {
   });
 }
 
+// `count` forward passes of the input, `batch` at a time: the floor of a perturbation method.
+void forward_floor(benchmark::State& state, Model& m, const std::string& name, int64_t count, int64_t batch) {
+  torch::Tensor x = batch_of(name, 1).expand({batch, -1, -1, -1}).contiguous();
+  timed(state, [&] {
+    for (int64_t b = 0; b < count; b += batch) benchmark::DoNotOptimize(m.predict(x.slice(0, 0, std::min(batch, count - b))).data_ptr());
+  });
+}
+
+int64_t occlusion_windows(const std::string& name) {
+  const int64_t side = name == "demo" ? 28 : 224, win = (side + 6) / 7, stride = win / 2;
+  const int64_t per = (side - win) / stride + 1;
+  return per * per + 1;  // + the unoccluded input
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,16 +146,26 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--demo") && i + 1 < argc) paths["demo"] = argv[++i];
     else if (!std::strcmp(argv[i], "--resnet") && i + 1 < argc) paths["resnet18"] = argv[++i];
     else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--onnx-demo") && i + 1 < argc) paths["onnx-demo"] = argv[++i];
     else rest.push_back(argv[i]);
   }
   set_threads(threads);
   g_shapes["demo"] = {1, 28, 28};
   g_shapes["resnet18"] = {3, 224, 224};
+  g_shapes["onnx-demo"] = g_shapes["demo"];
   for (const auto& [name, path] : paths) g_models[name] = std::make_unique<Model>(path);
+  static std::map<std::string, std::unique_ptr<Model>> frozen;
+  for (const auto& [name, path] : paths) {
+    if (name == "onnx-demo") continue;
+    ModelOptions o;
+    o.freeze = true;
+    frozen[name] = std::make_unique<Model>(path, o);
+  }
   // Each benchmark runs `reps` repetitions (bench/run.sh interleaves them at random and ratios.py
   // takes medians), so that a method and its floor see the same machine conditions.
   for (const auto& [model, path] : paths) {
     const std::string name = model;
+    if (name == "onnx-demo") continue;
     const bool demo = name == "demo";
     const int small = demo ? 50 : 3, big = demo ? 10 : 1, reps = demo ? 7 : 5;
     auto reg = [&](const std::string& label, std::function<void(benchmark::State&)> fn, int iterations, int r) {
@@ -156,6 +182,23 @@ int main(int argc, char** argv) {
       reg("ig50/batch" + std::to_string(b), [name, b](benchmark::State& s) { integrated_gradients(s, name, 50, b); }, big, reps);
     reg("score-cam-floor", [name](benchmark::State& s) { score_cam_floor(s, name); }, big, demo ? reps : 3);
     reg("score-cam", [name](benchmark::State& s) { cam(s, name, "score-cam"); }, big, demo ? reps : 3);
+    // Forward-only methods against the same number of forward passes, batched (32).
+    const int64_t masks = demo ? 1000 : 200;
+    reg("occlusion", [name](benchmark::State& s) {
+      auto m = Registry::builtin().create("occlusion", {});
+      time_method(s, name, *m);
+    }, big, reps);
+    reg("occlusion-floor", [name](benchmark::State& s) { forward_floor(s, *g_models[name], name, occlusion_windows(name), 32); }, big, reps);
+    reg("rise", [name, masks](benchmark::State& s) {
+      auto m = Registry::builtin().create("rise", {{"samples", masks}});
+      time_method(s, name, *m);
+    }, big, reps);
+    reg("rise-floor", [name, masks](benchmark::State& s) { forward_floor(s, *g_models[name], name, masks, 32); }, big, reps);
+    // Frozen, inference-optimised copy vs the plain module: 256 forward passes in batches of 32.
+    reg("forward256/plain", [name](benchmark::State& s) { forward_floor(s, *g_models[name], name, 256, 32); }, big, reps);
+    reg("forward256/frozen", [name](benchmark::State& s) { forward_floor(s, *frozen[name], name, 256, 32); }, big, reps);
+    if (demo && g_models.count("onnx-demo"))
+      reg("forward256/onnx", [](benchmark::State& s) { forward_floor(s, *g_models["onnx-demo"], "onnx-demo", 256, 32); }, big, reps);
   }
   int bargc = static_cast<int>(rest.size());
   benchmark::Initialize(&bargc, rest.data());

@@ -1,0 +1,79 @@
+// salient evaluate: which explanation to trust, in numbers and plots.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "commands.hpp"
+#include "salient/error.hpp"
+#include "salient/evaluate.hpp"
+
+namespace salient::cli {
+
+namespace {
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  return out;
+}
+}  // namespace
+
+void add_evaluate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("evaluate", "compute faithfulness, stability, sanity and sparsity metrics over a data set");
+  auto flags = std::make_shared<ModelFlags>();
+  auto req = std::make_shared<EvaluateRequest>();
+  auto methods = std::make_shared<std::string>("saliency,smoothgrad");
+  auto metrics = std::make_shared<std::string>();
+  auto options = std::make_shared<std::vector<std::string>>();
+  auto samples = std::make_shared<int64_t>(0);
+  flags->add_to(cmd);
+  cmd->add_option("--data,-d", req->data, "a folder of images, an IDX image file (.gz), or an .npy stack [N, ...]")->required();
+  cmd->add_option("--methods", *methods, "comma-separated methods")->capture_default_str();
+  cmd->add_option("--metrics", *metrics, "comma-separated: deletion, insertion, aopc, infidelity, sensitivity, "
+                                         "randomisation, sparseness, complexity (default: all)");
+  cmd->add_option("--limit", req->limit, "evaluate the first N inputs")->capture_default_str();
+  cmd->add_option("--out,-o", req->out_dir, "output folder (report.json, report.md, plots, results.jsonl)")->required();
+  cmd->add_option("--canvas", req->canvas, "what deleted pixels become: zero (black) or blur")->capture_default_str();
+  cmd->add_option("--steps", req->steps, "points on the deletion/insertion curves and AOPC steps")->capture_default_str();
+  auto* o_samples = cmd->add_option("--samples", *samples, "samples of sampling methods");
+  cmd->add_option("--seed", req->seed, "random seed")->capture_default_str();
+  cmd->add_option("--option", *options, "KEY=VALUE method option (repeatable)");
+  cmd->callback([=] {
+    req->methods = split_commas(*methods);
+    req->metrics = split_commas(*metrics);
+    if (o_samples->count()) req->method_options["samples"] = *samples;
+    req->method_options["seed"] = req->seed;
+    for (const auto& kv : *options) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
+      auto parsed = nlohmann::json::parse(kv.substr(eq + 1), nullptr, false);
+      req->method_options[kv.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(kv.substr(eq + 1)) : parsed;
+    }
+    Model model = flags->load();
+    validate(*req, model);
+    const bool tty = ::isatty(2);
+    auto report = evaluate(model, *req, [tty](int64_t done, int64_t total, const std::string& what) {
+      if (!tty) return;
+      const int width = 30, filled = total ? static_cast<int>(width * done / total) : width;
+      std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
+                << " " << what << "   " << (done == total ? "\n" : "") << std::flush;
+    });
+    std::cout << "evaluated " << report["inputs"] << " inputs -> " << req->out_dir
+              << "/ (report.md, report.json, deletion.png, insertion.png, randomisation.png)\n";
+    for (auto it = report["methods"].begin(); it != report["methods"].end(); ++it) {
+      std::cout << "  " << it.key() << ":";
+      for (const char* k : {"deletion_auc", "insertion_auc", "max_sensitivity"})
+        if (it.value().contains(k)) std::cout << " " << k << " " << it.value()[k]["mean"].get<double>();
+      std::cout << "\n";
+    }
+  });
+}
+
+}  // namespace salient::cli

@@ -1,0 +1,36 @@
+#pragma once
+// `salient evaluate`: every metric for every method over a data set, with a resumable log, a JSON
+// and Markdown report, and plots.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "salient/model.hpp"
+
+namespace salient {
+
+struct EvaluateRequest {
+  std::string data;                       // folder of images, IDX image file, or .npy stack
+  std::vector<std::string> methods;
+  std::vector<std::string> metrics;       // empty: all
+  nlohmann::json method_options = nlohmann::json::object();
+  int64_t limit = 20;                     // the first N inputs
+  std::string out_dir;
+  std::string canvas = "zero";            // deletion/insertion canvas: zero (black) or blur
+  int steps = 20;                         // points of the deletion/insertion curves
+  uint64_t seed = 0;
+};
+
+const std::vector<std::string>& metric_names();  // deletion, insertion, aopc, infidelity, ...
+
+// Checks the request (methods, metrics, data, output folder) before any work. Throws salient::Error.
+void validate(const EvaluateRequest& request, Model& model);
+// Runs the evaluation; results per input are appended to out_dir/results.jsonl, and inputs already
+// there are skipped (an interrupted run resumes). Writes report.json, report.md, deletion.png,
+// insertion.png and randomisation.png (atomically) and returns the report.
+nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
+                        const std::function<void(int64_t done, int64_t total, const std::string& what)>& progress = {});
+
+}  // namespace salient

@@ -1,0 +1,275 @@
+#include "salient/evaluate.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "salient/baseline.hpp"
+#include "salient/error.hpp"
+#include "salient/fsutil.hpp"
+#include "salient/image.hpp"
+#include "salient/metrics/metrics.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& metric_names() {
+  static const std::vector<std::string> names{"deletion", "insertion", "aopc", "infidelity", "sensitivity",
+                                              "randomisation", "sparseness", "complexity"};
+  return names;
+}
+
+namespace {
+
+std::vector<std::string> chosen_metrics(const EvaluateRequest& r) { return r.metrics.empty() ? metric_names() : r.metrics; }
+
+bool wants(const std::vector<std::string>& metrics, const std::string& m) {
+  return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
+}
+
+nlohmann::json curve_json(const metrics::Curve& c) { return {{"auc", c.auc}, {"curve", c.score}, {"fraction", c.fraction}}; }
+
+// One input: every method, every metric.
+nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index, const EvaluateRequest& req,
+                            std::vector<std::unique_ptr<Method>>& methods) {
+  const auto ms = chosen_metrics(req);
+  const int64_t target = model.predict(x.unsqueeze(0)).argmax(1).item<int64_t>();
+  const metrics::Canvas canvas = req.canvas == "blur" ? metrics::Canvas::Blur : metrics::Canvas::Zero;
+  nlohmann::json line{{"index", index}, {"target", target}, {"methods", nlohmann::json::object()}};
+  torch::Tensor t = torch::full({1}, target, torch::kLong);
+  for (size_t k = 0; k < methods.size(); ++k) {
+    Method& method = *methods[k];
+    torch::Tensor map = method.attribute(model, x.unsqueeze(0), t).map[0];
+    nlohmann::json j;
+    if (wants(ms, "deletion")) j["deletion"] = curve_json(metrics::deletion(model, x, target, map, canvas, req.steps));
+    if (wants(ms, "insertion")) j["insertion"] = curve_json(metrics::insertion(model, x, target, map, canvas, req.steps));
+    if (wants(ms, "aopc") && x.dim() == 3) {
+      const int region = std::max<int>(2, static_cast<int>(x.size(1) / 7));
+      j["aopc_morf"] = metrics::aopc(model, x, target, map, true, region, req.steps);
+      j["aopc_lerf"] = metrics::aopc(model, x, target, map, false, region, req.steps);
+    }
+    if (wants(ms, "infidelity")) j["infidelity"] = metrics::infidelity(model, x, target, map, 50, 0.1, req.seed);
+    if (wants(ms, "sensitivity")) {
+      auto s = metrics::sensitivity(model, method, x, target, 10, 0.02, req.seed);
+      j["max_sensitivity"] = s.max;
+      j["avg_sensitivity"] = s.mean;
+    }
+    if (wants(ms, "sparseness")) j["sparseness"] = metrics::gini(map);
+    if (wants(ms, "complexity")) j["complexity"] = metrics::entropy(map);
+    if (wants(ms, "randomisation")) {
+      nlohmann::json steps = nlohmann::json::array();
+      for (const auto& st : metrics::randomisation(model, method, x, target, /*cascading=*/true, req.seed))
+        steps.push_back({{"layer", st.layer}, {"spearman", st.spearman}, {"ssim", st.ssim}});
+      j["randomisation"] = steps;
+    }
+    line["methods"][req.methods[k]] = j;
+  }
+  if (wants(ms, "deletion") || wants(ms, "insertion")) {
+    // The baseline every method should beat: features in a random order.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(req.seed + static_cast<uint64_t>(index));
+    const int64_t p = x.dim() == 3 ? x.size(1) * x.size(2) : x.numel();
+    torch::Tensor order = at::randperm(p, gen, torch::TensorOptions().dtype(torch::kLong));
+    torch::Tensor dummy = torch::zeros(x.dim() == 3 ? std::vector<int64_t>{x.size(1), x.size(2)} : x.sizes().vec());
+    nlohmann::json r;
+    if (wants(ms, "deletion")) r["deletion"] = curve_json(metrics::deletion(model, x, target, dummy, canvas, req.steps, order));
+    if (wants(ms, "insertion")) r["insertion"] = curve_json(metrics::insertion(model, x, target, dummy, canvas, req.steps, order));
+    line["methods"]["random order"] = r;
+  }
+  return line;
+}
+
+struct Stat {
+  double mean = 0, se = 0;
+  int64_t n = 0;
+};
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  s.n = static_cast<int64_t>(v.size());
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x / s.n;
+  double var = 0;
+  for (double x : v) var += (x - s.mean) * (x - s.mean);
+  s.se = s.n > 1 ? std::sqrt(var / (s.n - 1) / s.n) : 0.0;
+  return s;
+}
+
+std::string fmt(double v) {
+  std::ostringstream o;
+  o.precision(4);
+  o << v;
+  return o.str();
+}
+
+}  // namespace
+
+void validate(const EvaluateRequest& r, Model& model) {
+  if (r.methods.empty()) throw Error("no method given (--methods)");
+  for (const auto& m : r.methods) Registry::builtin().create(m, r.method_options, model.metadata());
+  for (const auto& m : r.metrics)
+    if (!wants(metric_names(), m)) {
+      std::string list;
+      for (const auto& n : metric_names()) list += (list.empty() ? "" : ", ") + n;
+      throw Error("unknown metric '" + m + "' (expected " + list + ")");
+    }
+  if (r.limit < 1) throw Error("--limit must be >= 1, got " + std::to_string(r.limit));
+  if (r.steps < 2) throw Error("--steps must be >= 2, got " + std::to_string(r.steps));
+  if (r.canvas != "zero" && r.canvas != "blur") throw Error("--canvas must be zero or blur, got '" + r.canvas + "'");
+  if (r.data.empty()) throw Error("no data given (--data)");
+  if (!fs::exists(r.data)) throw Error("data '" + r.data + "' does not exist");
+  if (r.out_dir.empty()) throw Error("no output folder given (--out)");
+  ensure_writable_dir(r.out_dir);
+}
+
+nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
+                        const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
+  validate(req, model);
+  torch::Tensor data = load_input_set(req.data, model.metadata(), 0, req.seed);
+  const int64_t n = std::min<int64_t>(req.limit, data.size(0));
+  std::vector<std::unique_ptr<Method>> methods;
+  for (const auto& m : req.methods) methods.push_back(Registry::builtin().create(m, req.method_options, model.metadata()));
+
+  // Resume: inputs already in the log (for the same methods and metrics) are not recomputed.
+  const std::string log = (fs::path(req.out_dir) / "results.jsonl").string();
+  const nlohmann::json signature{{"methods", req.methods}, {"metrics", chosen_metrics(req)},
+                                 {"options", req.method_options}, {"canvas", req.canvas}, {"steps", req.steps}};
+  std::map<int64_t, nlohmann::json> done;
+  {
+    std::ifstream in(log);
+    std::string text;
+    while (std::getline(in, text)) {
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (!j.is_discarded() && j.value("signature", nlohmann::json()) == signature) done[j["index"].get<int64_t>()] = j;
+    }
+  }
+  {
+    std::ofstream out(log, std::ios::app);
+    for (int64_t i = 0; i < n; ++i) {
+      if (progress) progress(i, n, done.count(i) ? "resumed" : "evaluating");
+      if (done.count(i)) continue;
+      nlohmann::json line = evaluate_one(model, data[i], i, req, methods);
+      line["signature"] = signature;
+      out << line.dump() << "\n";
+      out.flush();  // each finished input survives an interruption
+      done[i] = line;
+    }
+    if (progress) progress(n, n, "done");
+  }
+
+  // Aggregate: mean and standard error of every scalar, mean curves, mean randomisation curves.
+  std::vector<std::string> rows = req.methods;
+  if (done.begin()->second["methods"].contains("random order")) rows.push_back("random order");
+  nlohmann::json report{{"model", model.path()}, {"data", req.data}, {"inputs", n}, {"canvas", req.canvas},
+                        {"methods", nlohmann::json::object()}};
+  std::vector<std::string> scalar_keys{"aopc_morf", "aopc_lerf", "infidelity", "max_sensitivity", "avg_sensitivity",
+                                       "sparseness", "complexity"};
+  std::vector<PlotSeries> del_plot, ins_plot, rand_plot;
+  for (const auto& row : rows) {
+    nlohmann::json agg;
+    std::map<std::string, std::vector<double>> scalars;
+    std::map<std::string, std::vector<std::vector<double>>> curves;
+    std::vector<std::vector<double>> rand_curves;
+    std::vector<std::string> rand_layers;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& j = done[i]["methods"][row];
+      for (const auto& k : scalar_keys)
+        if (j.contains(k)) scalars[k].push_back(j[k].get<double>());
+      for (const std::string c : {"deletion", "insertion"})
+        if (j.contains(c)) {
+          scalars[c + "_auc"].push_back(j[c]["auc"].get<double>());
+          curves[c].push_back(j[c]["curve"].get<std::vector<double>>());
+        }
+      if (j.contains("randomisation")) {
+        std::vector<double> s;
+        rand_layers.clear();
+        for (const auto& st : j["randomisation"]) {
+          s.push_back(st["spearman"].get<double>());
+          rand_layers.push_back(st["layer"].get<std::string>());
+        }
+        rand_curves.push_back(s);
+      }
+    }
+    for (const auto& [k, v] : scalars) {
+      Stat s = stat(v);
+      agg[k] = {{"mean", s.mean}, {"se", s.se}, {"n", s.n}};
+    }
+    for (const auto& [c, list] : curves) {
+      std::vector<double> mean(list[0].size(), 0.0), xs;
+      for (const auto& l : list)
+        for (size_t p = 0; p < mean.size(); ++p) mean[p] += l[p] / list.size();
+      for (size_t p = 0; p < mean.size(); ++p) xs.push_back(static_cast<double>(p) / (mean.size() - 1));
+      agg[c + "_curve"] = mean;
+      (c == "deletion" ? del_plot : ins_plot).push_back({row, xs, mean});
+    }
+    if (!rand_curves.empty()) {
+      std::vector<double> mean(rand_curves[0].size(), 0.0), xs;
+      for (const auto& l : rand_curves)
+        for (size_t p = 0; p < mean.size(); ++p) mean[p] += l[p] / rand_curves.size();
+      for (size_t p = 0; p < mean.size(); ++p) xs.push_back(static_cast<double>(p + 1));
+      agg["randomisation_spearman"] = mean;
+      agg["randomisation_layers"] = rand_layers;
+      rand_plot.push_back({row, xs, mean});
+    }
+    report["methods"][row] = agg;
+  }
+
+  // Markdown: mean +- standard error.
+  std::vector<std::string> cols;
+  for (const auto& k : {"deletion_auc", "insertion_auc", "aopc_morf", "aopc_lerf", "infidelity", "max_sensitivity",
+                        "avg_sensitivity", "sparseness", "complexity"})
+    for (const auto& row : rows)
+      if (report["methods"][row].contains(k)) {
+        cols.push_back(k);
+        break;
+      }
+  std::ostringstream md;
+  md << "# Salient evaluation\n\nModel `" << model.path() << "`, data `" << req.data << "`, " << n
+     << " inputs, canvas " << req.canvas << ". Mean ± standard error. Deletion AUC: lower is better; insertion AUC,"
+     << " AOPC (MoRF): higher is better; infidelity and sensitivity: lower is better.\n\n| method |";
+  for (const auto& c : cols) md << " " << c << " |";
+  md << "\n|---|";
+  for (size_t i = 0; i < cols.size(); ++i) md << "---|";
+  md << "\n";
+  for (const auto& row : rows) {
+    md << "| " << row << " |";
+    for (const auto& c : cols) {
+      const auto& a = report["methods"][row];
+      if (a.contains(c)) md << " " << fmt(a[c]["mean"].get<double>()) << " ± " << fmt(a[c]["se"].get<double>()) << " |";
+      else md << " |";
+    }
+    md << "\n";
+  }
+  if (!rand_plot.empty()) {
+    md << "\nCascading randomisation (Spearman rank correlation with the original |map|, layers randomised from the output side):\n\n| method |";
+    const auto layers = report["methods"][req.methods[0]].value("randomisation_layers", std::vector<std::string>{});
+    for (const auto& l : layers) md << " " << l << " |";
+    md << "\n|---|";
+    for (size_t i = 0; i < layers.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& s : rand_plot) {
+      md << "| " << s.name << " |";
+      for (double v : s.ys) md << " " << fmt(v) << " |";
+      md << "\n";
+    }
+  }
+  write_file_atomic((fs::path(req.out_dir) / "report.json").string(), report.dump(2) + "\n");
+  write_file_atomic((fs::path(req.out_dir) / "report.md").string(), md.str());
+  if (!del_plot.empty())
+    write_png((fs::path(req.out_dir) / "deletion.png").string(),
+              plot_lines("Deletion: target probability as the most relevant pixels are removed", "fraction removed", del_plot));
+  if (!ins_plot.empty())
+    write_png((fs::path(req.out_dir) / "insertion.png").string(),
+              plot_lines("Insertion: target probability as the most relevant pixels are put back", "fraction inserted", ins_plot));
+  if (!rand_plot.empty())
+    write_png((fs::path(req.out_dir) / "randomisation.png").string(),
+              plot_lines("Cascading randomisation: rank correlation with the original map", "layers randomised (from the output)",
+                         rand_plot));
+  return report;
+}
+
+}  // namespace salient

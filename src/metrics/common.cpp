@@ -1,0 +1,44 @@
+#include "salient/baseline.hpp"
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+#include "salient/metrics/metrics.hpp"
+
+namespace salient::metrics {
+
+torch::Tensor target_probability(Model& model, const torch::Tensor& inputs, int64_t target, int64_t batch) {
+  std::vector<torch::Tensor> parts;
+  const bool logits = model.metadata().output != "probabilities";
+  for_chunks(inputs.size(0), batch, [&](int64_t b, int64_t e) {
+    torch::Tensor out = model.predict(inputs.slice(0, b, e)).to(torch::kCPU, torch::kDouble);
+    parts.push_back((logits ? out.softmax(1) : out).select(1, target));
+  });
+  return torch::cat(parts);
+}
+
+// What removed features become: black pixels (value 0 before preprocessing) or a blurred copy.
+torch::Tensor canvas_for(Model& model, const torch::Tensor& x, Canvas canvas) {
+  if (canvas == Canvas::Blur) return gaussian_blur(x, std::max(1.0, x.size(-1) / 10.0));
+  const ModelMetadata& meta = model.metadata();
+  torch::Tensor c = torch::zeros_like(x);
+  if (meta.present && x.dim() == 3)
+    for (int64_t ch = 0; ch < x.size(0); ++ch) {
+      const double mean = meta.mean.empty() ? 0.0 : meta.mean[std::min<size_t>(ch, meta.mean.size() - 1)];
+      const double sd = meta.std.empty() ? 1.0 : meta.std[std::min<size_t>(ch, meta.std.size() - 1)];
+      c[ch].fill_((meta.range_lo - mean) / sd);
+    }
+  return c;
+}
+
+torch::Tensor relevance(const torch::Tensor& map, const torch::Tensor& x) {
+  torch::Tensor m = map.detach().to(torch::kCPU, torch::kDouble);
+  if (x.dim() == 3) {
+    if (m.dim() == 3) m = m.sum(0);
+    if (m.dim() != 2 || m.size(0) != x.size(1) || m.size(1) != x.size(2))
+      throw Error("metric: the map's shape " + c10::str(map.sizes()) + " does not fit the input " + c10::str(x.sizes()));
+    return m.flatten();
+  }
+  if (m.numel() != x.numel()) throw Error("metric: the map's shape does not fit the input");
+  return m.flatten();
+}
+
+}  // namespace salient::metrics

@@ -1,0 +1,85 @@
+// Model-parameter randomisation (Adebayo et al. 2018): if a map hardly changes when the model's
+// weights are replaced by random ones, it does not explain the model. Done on a copy.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "salient/error.hpp"
+#include "salient/metrics/metrics.hpp"
+
+namespace salient::metrics {
+
+double spearman(const torch::Tensor& a, const torch::Tensor& b) {
+  auto rank = [](const torch::Tensor& v) { return v.flatten().to(torch::kDouble).argsort().argsort().to(torch::kDouble); };
+  torch::Tensor ra = rank(a), rb = rank(b);
+  ra = ra - ra.mean();
+  rb = rb - rb.mean();
+  const double d = (ra.norm() * rb.norm()).item<double>();
+  return d > 0 ? (ra * rb).sum().item<double>() / d : 0.0;
+}
+
+double ssim(const torch::Tensor& a, const torch::Tensor& b) {
+  auto unit = [](torch::Tensor v) {
+    v = v.to(torch::kDouble);
+    const double lo = v.min().item<double>(), hi = v.max().item<double>();
+    return hi > lo ? (v - lo) / (hi - lo) : torch::zeros_like(v);
+  };
+  torch::Tensor x = unit(a), y = unit(b);
+  const double c1 = 1e-4, c2 = 9e-4;
+  if (x.dim() != 2 || x.size(0) < 7 || x.size(1) < 7) {  // global SSIM for small or non-2-D maps
+    const double mx = x.mean().item<double>(), my = y.mean().item<double>();
+    const double vx = x.var(false).item<double>(), vy = y.var(false).item<double>();
+    const double cov = ((x - mx) * (y - my)).mean().item<double>();
+    return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2));
+  }
+  auto pool = [](const torch::Tensor& v) { return torch::avg_pool2d(v.view({1, 1, v.size(0), v.size(1)}), {7, 7}, {1, 1}); };
+  torch::Tensor mx = pool(x), my = pool(y);
+  torch::Tensor vx = pool(x * x) - mx * mx, vy = pool(y * y) - my * my, cov = pool(x * y) - mx * my;
+  torch::Tensor s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2));
+  return s.mean().item<double>();
+}
+
+namespace {
+
+// |map| reduced to a 2-D plane for images, as displayed.
+torch::Tensor shown(const torch::Tensor& map) {
+  torch::Tensor m = map.detach().abs().to(torch::kDouble);
+  return m.dim() == 3 ? m.sum(0) : m;
+}
+
+}  // namespace
+
+std::vector<RandomisationStep> randomisation(Model& model, Method& method, const torch::Tensor& x, int64_t target,
+                                             bool cascading, uint64_t seed) {
+  torch::Tensor t = torch::full({1}, target, torch::kLong);
+  const torch::Tensor original = shown(method.attribute(model, x.unsqueeze(0), t).map[0]);
+  // Layers: modules that own parameters, from the output side back.
+  std::vector<std::string> layers;
+  for (const auto& item : model.module().named_modules()) {
+    bool owns = false;
+    for (const auto& p : item.value.named_parameters(/*recurse=*/false)) owns = owns || p.value.defined();
+    if (owns) layers.push_back(item.name);
+  }
+  std::reverse(layers.begin(), layers.end());
+  if (layers.empty()) throw Error("randomisation: the model has no parameters to randomise");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<RandomisationStep> steps;
+  torch::jit::Module copy = model.module().clone();
+  for (const auto& layer : layers) {
+    if (!cascading) copy = model.module().clone();
+    // Find the layer's module in the copy and give it new random parameters of the same scale.
+    for (auto item : copy.named_modules()) {
+      if (item.name != layer) continue;
+      for (const auto& p : item.value.named_parameters(false)) {
+        const double sd = std::max(p.value.std(false).item<double>(), 1e-2);
+        torch::Tensor fresh = (at::normal(0.0, 1.0, p.value.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat)) * sd)
+                                  .to(p.value.options());
+        item.value.register_parameter(p.name, fresh, false);
+      }
+    }
+    Model randomised(copy, ModelOptions{model.device().str()}, model.metadata());
+    torch::Tensor m = shown(method.attribute(randomised, x.unsqueeze(0), t).map[0]);
+    steps.push_back({layer, spearman(original, m), ssim(original, m)});
+  }
+  return steps;
+}
+
+}  // namespace salient::metrics

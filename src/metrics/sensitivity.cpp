@@ -1,0 +1,32 @@
+// Max- and average sensitivity (Yeh et al. 2019): how much the map moves when the input moves a
+// little: the seed's complaint about noisy gradients, as a number. Normalised by the larger map's
+// norm, so that a map that is all zeros at x (a ReLU'd CAM) does not divide by zero.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+#include "salient/metrics/metrics.hpp"
+
+namespace salient::metrics {
+
+Sensitivity sensitivity(Model& model, Method& method, const torch::Tensor& x, int64_t target, int samples, double radius,
+                        uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::Tensor t = torch::full({1}, target, torch::kLong);
+  torch::Tensor base = method.attribute(model, x.unsqueeze(0), t).map[0].to(torch::kDouble);
+  const double base_norm = base.norm().item<double>();
+  const double r = radius * (x.max() - x.min()).item<double>();
+  Sensitivity s;
+  for (int i = 0; i < samples; ++i) {
+    torch::Tensor u = at::rand(x.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat)).to(x.options());
+    torch::Tensor moved = method.attribute(model, (x + (u * 2 - 1) * r).unsqueeze(0), t).map[0].to(torch::kDouble);
+    // Relative to the larger of the two maps: bounded (<= 2) even when one map is all zeros.
+    const double scale = std::max({base_norm, moved.norm().item<double>(), 1e-300});
+    const double d = (moved - base).norm().item<double>() / scale;
+    s.max = std::max(s.max, d);
+    s.mean += d / samples;
+  }
+  return s;
+}
+
+}  // namespace salient::metrics
