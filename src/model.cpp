@@ -159,12 +159,17 @@ torch::Tensor Model::predict(const torch::Tensor& batch) {
       throw Error("the ONNX model returned shape " + shape_str(out.sizes()) + " for a batch of " + std::to_string(batch.size(0)));
     return out;
   }
-  if (options_.freeze) {
+  if (options_.freeze && !freeze_failed_) {
     if (!frozen_) {
       // A frozen, inference-optimised copy (constants folded, conv+bn fused); the user's module
-      // is cloned first, never changed.
-      torch::jit::Module frozen = torch::jit::freeze(module_.clone());
-      frozen_ = torch::jit::optimize_for_inference(frozen);
+      // is cloned first, never changed. A model that cannot be frozen runs as it is.
+      try {
+        torch::jit::Module frozen = torch::jit::freeze(module_.clone());
+        frozen_ = torch::jit::optimize_for_inference(frozen);
+      } catch (const std::exception&) {
+        freeze_failed_ = true;
+        return forward(batch);
+      }
     }
     torch::Tensor x = batch.to(device_, dtype_);
     try {

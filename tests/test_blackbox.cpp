@@ -134,9 +134,9 @@ TEST(BlackBox, OnnxThroughOpenCvGivesTheTorchScriptOcclusionMap) {
 }
 
 TEST(BlackBox, FrozenAndPlainModelsGiveTheSameMaps) {
-  ModelOptions frozen_opts;
-  frozen_opts.freeze = true;
-  Model plain(test::demo_model()), frozen(test::demo_model(), frozen_opts);
+  ModelOptions plain_opts;
+  plain_opts.freeze = false;
+  Model plain(test::demo_model(), plain_opts), frozen(test::demo_model());
   torch::Tensor x = read_npy(refdata("demo_input.npy"));
   torch::Tensor t = torch::tensor({3, 5}, torch::kLong);
   for (const std::string name : {"occlusion", "feature-ablation"}) {

@@ -13,7 +13,7 @@ struct ModelFlags {
   std::string output;
   std::string metadata;
   int threads = 0;
-  bool freeze = false;
+  bool freeze = true;
   void add_to(CLI::App* cmd);
   Model load() const;  // also sets the thread count
 };

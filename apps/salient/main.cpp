@@ -14,7 +14,7 @@ void ModelFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--output", output, "which model output to explain when it returns a tuple/list/dict: index or key");
   cmd->add_option("--metadata", metadata, "sidecar metadata JSON (default: <model>.json when present)");
   cmd->add_option("--threads", threads, "LibTorch threads (default: all cores)");
-  cmd->add_flag("--freeze", freeze, "forward-only passes run a frozen, inference-optimised copy of the model");
+  cmd->add_flag("--freeze,!--no-freeze", freeze, "forward-only passes run a frozen, inference-optimised copy (default on)");
 }
 
 Model ModelFlags::load() const {
