@@ -111,13 +111,15 @@ torch::Tensor score_cam(const torch::Tensor& A, const torch::Tensor&, const CamC
   for (int64_t i = 0; i < A.size(0); ++i) {
     // Each channel, upsampled and scaled to [0, 1], masks the input; its weight is the softmax
     // over channels of the target output on the masked inputs. Batched over channels.
-    torch::Tensor up = torch::upsample_bilinear2d(A[i].unsqueeze(1), {c.inputs.size(2), c.inputs.size(3)}, false);
-    torch::Tensor lo = up.flatten(1).amin(1).view({-1, 1, 1, 1}), hi = up.flatten(1).amax(1).view({-1, 1, 1, 1});
-    torch::Tensor masks = (up - lo) / (hi - lo).clamp_min(1e-12);
     const int64_t channels = A.size(1), t = c.targets[i].item<int64_t>();
+    const torch::Tensor x = c.inputs[i].unsqueeze(0);
     std::vector<torch::Tensor> scores;
+    // Masks are made a chunk at a time (a ResNet layer4 has 512 channels: 100 MB of masks at once).
     for_chunks(channels, c.options.batch, [&](int64_t b, int64_t e) {
-      scores.push_back(c.model.predict(c.inputs[i].unsqueeze(0) * masks.slice(0, b, e)).select(1, t));
+      torch::Tensor up = torch::upsample_bilinear2d(A[i].slice(0, b, e).unsqueeze(1), {c.inputs.size(2), c.inputs.size(3)}, false);
+      torch::Tensor lo = up.flatten(1).amin(1).view({-1, 1, 1, 1}), hi = up.flatten(1).amax(1).view({-1, 1, 1, 1});
+      torch::Tensor masks = (up - lo) / (hi - lo).clamp_min(1e-12);
+      scores.push_back(c.model.predict(x * masks).select(1, t));
     });
     maps.push_back(weighted_sum(torch::cat(scores).softmax(0).unsqueeze(0), A[i].unsqueeze(0))[0]);
   }
@@ -149,15 +151,7 @@ CamOptions parse_cam_options(const nlohmann::json& o, const std::string& name) {
   if (o.contains("layer")) {
     const auto& v = o["layer"];
     if (v.is_string()) {
-      std::string s = v.get<std::string>(), cur;
-      for (char ch : s + ",") {
-        if (ch == ',') {
-          if (!cur.empty()) c.layers.push_back(cur);
-          cur.clear();
-        } else if (ch != ' ') {
-          cur += ch;
-        }
-      }
+      c.layers = split_list(v.get<std::string>());
     } else if (v.is_array()) {
       for (const auto& e : v) c.layers.push_back(e.get<std::string>());
     } else {

@@ -67,6 +67,20 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   return a;
 }
 
+std::vector<std::string> split_list(const std::string& text, const std::string& separators) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : text + separators.substr(0, 1)) {
+    if (separators.find(c) != std::string::npos) {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  return out;
+}
+
 namespace {
 std::string type_error(const std::string& method, const std::string& name, const std::string& want) {
   return method + ": option '" + name + "' must be " + want;

@@ -6,24 +6,9 @@
 #include "commands.hpp"
 #include "salient/error.hpp"
 #include "salient/evaluate.hpp"
+#include "salient/method.hpp"
 
 namespace salient::cli {
-
-namespace {
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s + ",") {
-    if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else if (c != ' ') {
-      cur += c;
-    }
-  }
-  return out;
-}
-}  // namespace
 
 void add_evaluate(CLI::App& app) {
   auto* cmd = app.add_subcommand("evaluate", "compute faithfulness, stability, sanity and sparsity metrics over a data set");
@@ -46,16 +31,11 @@ void add_evaluate(CLI::App& app) {
   cmd->add_option("--seed", req->seed, "random seed")->capture_default_str();
   cmd->add_option("--option", *options, "KEY=VALUE method option (repeatable)");
   cmd->callback([=] {
-    req->methods = split_commas(*methods);
-    req->metrics = split_commas(*metrics);
+    req->methods = split_list(*methods);
+    req->metrics = split_list(*metrics);
     if (o_samples->count()) req->method_options["samples"] = *samples;
     req->method_options["seed"] = req->seed;
-    for (const auto& kv : *options) {
-      auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
-      auto parsed = nlohmann::json::parse(kv.substr(eq + 1), nullptr, false);
-      req->method_options[kv.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(kv.substr(eq + 1)) : parsed;
-    }
+    req->method_options.update(parse_assignments(*options));
     Model model = flags->load();
     validate(*req, model);
     const bool tty = ::isatty(2);

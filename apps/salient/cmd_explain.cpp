@@ -31,21 +31,6 @@ struct ExplainFlags {
   std::string window, stride, features;
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == sep) {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else if (c != ' ') {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(cur);
-  return out;
-}
-
 }  // namespace
 
 void add_explain(CLI::App& app) {
@@ -84,7 +69,7 @@ void add_explain(CLI::App& app) {
 
   cmd->callback([=] {
     ExplainRequest req;
-    req.methods = split(f->methods, ',');
+    req.methods = split_list(f->methods);
     req.out_dir = f->out;
     req.render.colormap = f->colormap;
     req.render.reduce = parse_reduce(f->reduce);
@@ -110,13 +95,7 @@ void add_explain(CLI::App& app) {
     if (o_window->count()) opt["window"] = f->window;
     if (o_stride->count()) opt["stride"] = f->stride;
     if (o_features->count()) opt["features"] = f->features;
-    for (const auto& kv : f->options) {
-      auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
-      std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-      auto parsed = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
-      opt[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
-    }
+    opt.update(parse_assignments(f->options));
     // Everything that can be checked is checked before the first file is written.
     Model model = f->model.load();
     req.target = Target::parse(f->target, model.metadata());

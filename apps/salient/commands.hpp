@@ -1,6 +1,7 @@
 #pragma once
 // The CLI's subcommands: each file adds one to the app and runs it through the library.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "salient/model.hpp"
 
@@ -23,6 +24,9 @@ void add_methods(CLI::App& app);
 void add_info(CLI::App& app);
 void add_layers(CLI::App& app);
 void add_evaluate(CLI::App& app);
+
+// KEY=VALUE assignments (--option) as JSON: each value read as JSON when it parses, else as text.
+nlohmann::json parse_assignments(const std::vector<std::string>& assignments);
 
 // A zero input [1, shape...] with `shape` or the metadata's input_shape (salient::Error if neither).
 torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape);

@@ -28,6 +28,18 @@ Model ModelFlags::load() const {
   return Model(model, o);
 }
 
+nlohmann::json parse_assignments(const std::vector<std::string>& assignments) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& kv : assignments) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
+    const std::string value = kv.substr(eq + 1);
+    auto parsed = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    out[kv.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+  }
+  return out;
+}
+
 torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape) {
   std::vector<int64_t> in = shape.empty() ? model.metadata().input_shape : shape;
   if (in.empty()) throw Error("the model has no metadata input_shape: pass --input-shape (e.g. 3,224,224)");

@@ -80,6 +80,9 @@ class Method {
                                 Attribution& out) = 0;
 };
 
+// Splits "a, b,c" (or "4x4" with separators ",x") into its non-empty, space-trimmed items.
+std::vector<std::string> split_list(const std::string& text, const std::string& separators = ",");
+
 // Reads a method's options from JSON (keys = option names; unknown keys are left for other
 // methods), checking types and ranges with one-line salient::Error messages.
 class OptionReader {

@@ -15,15 +15,7 @@ std::vector<int64_t> int_list(const nlohmann::json& v, const std::string& method
   };
   if (v.is_array()) for (const auto& e : v) take(e);
   else if (v.is_string()) {
-    std::string s = v.get<std::string>(), cur;
-    for (char c : s + ",") {
-      if (c == ',' || c == 'x') {
-        if (!cur.empty()) take(nlohmann::json::parse(cur, nullptr, false));
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
+    for (const auto& item : split_list(v.get<std::string>(), ",x")) take(nlohmann::json::parse(item, nullptr, false));
   } else take(v);
   return out;
 }
