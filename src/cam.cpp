@@ -45,7 +45,7 @@ torch::Tensor Cam::compute(Model& model, const torch::Tensor& inputs, const torc
     if (a.dim() != 4)
       throw Error(info_.name + ": layer '" + layers_used_[l] + "' gives activations of shape " + c10::str(a.sizes()) +
                   "; CAMs need [N, C, h, w] (use --reshape for transformer tokens [N, T, C])");
-    CamContext ctx{model, *capture_, l, inputs, targets, options_};
+    CamContext ctx{model, *capture_, l, inputs, targets, options_, [this](double f) { report_progress(f); }};
     torch::Tensor cam = rule_(a, g, ctx);
     if (options_.relu) cam = cam.clamp_min(0);
     out.extra[lg.activations.size() == 1 ? "raw" : "raw-" + layers_used_[l]] = cam.detach().cpu();
@@ -120,6 +120,7 @@ torch::Tensor score_cam(const torch::Tensor& A, const torch::Tensor&, const CamC
       torch::Tensor lo = up.flatten(1).amin(1).view({-1, 1, 1, 1}), hi = up.flatten(1).amax(1).view({-1, 1, 1, 1});
       torch::Tensor masks = (up - lo) / (hi - lo).clamp_min(1e-12);
       scores.push_back(c.model.predict(x * masks).select(1, t));
+      if (c.progress) c.progress((static_cast<double>(i) + static_cast<double>(e) / channels) / A.size(0));
     });
     maps.push_back(weighted_sum(torch::cat(scores).softmax(0).unsqueeze(0), A[i].unsqueeze(0))[0]);
   }
@@ -138,6 +139,7 @@ torch::Tensor ablation_cam(const torch::Tensor& A, const torch::Tensor&, const C
       torch::Tensor batch = A[i].unsqueeze(0).repeat({e - b, 1, 1, 1});
       for (int64_t k = b; k < e; ++k) batch[k - b][k].zero_();
       scores.push_back(c.capture.run_replacing(c.layer, x, batch).select(1, t));
+      if (c.progress) c.progress((static_cast<double>(i) + static_cast<double>(e) / channels) / A.size(0));
     });
     torch::Tensor w = (y - torch::cat(scores)) / (std::abs(y) > 1e-12 ? y : 1e-12);
     maps.push_back(weighted_sum(w.unsqueeze(0), A[i].unsqueeze(0))[0]);

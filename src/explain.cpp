@@ -81,11 +81,14 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     for (int64_t i = 0; i < n; ++i) t[i] = targets[i][r];
     for (size_t m = 0; m < request.methods.size(); ++m) {
       Method* method = methods[m].get();
+      const std::string& mname = request.methods[m];
       Result& res = results[r][m];
       std::vector<torch::Tensor> parts;
       std::map<std::string, std::vector<torch::Tensor>> extra_parts;
       res.diagnostics = nlohmann::json::object();
       for_chunks(n, chunk, [&](int64_t b, int64_t e) {
+        if (request.progress)
+          method->set_progress([&, b, e](double f) { request.progress(mname, (b + f * (e - b)) / static_cast<double>(n)); });
         Attribution a = method->attribute(model, batch.slice(0, b, e), t.slice(0, b, e));
         parts.push_back(a.map);
         for (const auto& [key, t] : a.extra) extra_parts[key].push_back(t);
@@ -96,6 +99,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
           for (auto it = di.begin(); it != di.end(); ++it) res.diagnostics[it.key()].push_back(it.value());
         }
       });
+      method->set_progress({});  // the callback refers to this loop's locals
       res.map = torch::cat(parts);
       for (const auto& [key, ts] : extra_parts) res.extra[key] = torch::cat(ts);
     }

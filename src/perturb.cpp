@@ -98,11 +98,13 @@ torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t 
 }
 
 torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
-                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch) {
+                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch,
+                               const std::function<void(double)>& progress) {
   std::vector<torch::Tensor> parts;
   for_chunks(z.size(0), batch, [&](int64_t b, int64_t e) {
     torch::Tensor inputs = apply_coalitions(x, baseline, groups, z.slice(0, b, e));
     parts.push_back(model.predict(inputs).select(1, target).to(torch::kCPU, torch::kDouble));
+    if (progress) progress(static_cast<double>(e) / z.size(0));
   });
   return torch::cat(parts);
 }

@@ -140,4 +140,10 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("explain" + model + input + " --method occlusion --window 40x40" + tail, out, "larger than the input");
   expect_bad_input("explain" + model + input + " --method rise --samples 0" + tail, out, "samples");
   expect_bad_input("explain" + model + input + " --method lime --features hexagons" + tail, out, "hexagons");
+  // evaluate.
+  const std::string data = " --data " + q(test::source_dir() + "/models/samples");
+  expect_bad_input("evaluate" + model + data + " --metrics deletion,teleportation" + tail, out, "teleportation");
+  expect_bad_input("evaluate" + model + data + " --limit 0" + tail, out, "--limit");
+  expect_bad_input("evaluate" + model + " --data " + q(dir / "nothing-here") + tail, out, "does not exist");
+  expect_bad_input("evaluate" + model + data + " --methods saliency,nope" + tail, out, "nope");
 }

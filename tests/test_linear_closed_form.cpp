@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "helpers.hpp"
+#include "salient/error.hpp"
 #include "salient/methods/saliency.hpp"
 #include "salient/methods/smoothgrad.hpp"
 #include "salient/registry.hpp"
@@ -101,4 +102,40 @@ TEST(Noise, AntitheticPairsCancelAndQuasiIsStratified) {
                            make_noise(NoiseKind::Gaussian, 4, {8}, 0.5, 11, torch::kCPU)));
   EXPECT_FALSE(torch::equal(make_noise(NoiseKind::Gaussian, 4, {8}, 0.5, 11, torch::kCPU),
                             make_noise(NoiseKind::Gaussian, 4, {8}, 0.5, 12, torch::kCPU)));
+}
+
+TEST(ModelOutputs, TupleListAndDictOutputsAreSelectedByIndexOrKey) {
+  torch::manual_seed(12);
+  torch::Tensor w = torch::randn({3, 4});
+  auto make = [&](const std::string& body) {
+    torch::jit::Module m("Multi");
+    m.register_parameter("weight", w.clone(), false);
+    m.define(body);
+    return m;
+  };
+  torch::Tensor x = torch::randn({2, 4});
+  torch::Tensor logits = torch::matmul(x, w.t());
+  Model tuple(make(R"(
+    def forward(self, x):
+        return (torch.ones(1), torch.matmul(x, self.weight.t()))
+  )"), ModelOptions{"cpu", "1"});
+  EXPECT_TRUE(torch::allclose(tuple.predict(x), logits));
+  Model dict(make(R"(
+    def forward(self, x):
+        return {"aux": x, "logits": torch.matmul(x, self.weight.t())}
+  )"), ModelOptions{"cpu", "logits"});
+  EXPECT_TRUE(torch::allclose(dict.predict(x), logits));
+  // Gradients flow through the selected output.
+  torch::Tensor g = Saliency(SaliencyOptions{false}).attribute(dict, x, torch::tensor({2, 0}, torch::kLong)).map;
+  EXPECT_TRUE(torch::allclose(g[0], w[2]));
+  Model wrong(make(R"(
+    def forward(self, x):
+        return {"aux": x, "logits": torch.matmul(x, self.weight.t())}
+  )"), ModelOptions{"cpu", "scores"});
+  try {
+    wrong.predict(x);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("logits"), std::string::npos) << e.what();
+  }
 }

@@ -1,4 +1,6 @@
 // salient explain: saliency maps for inputs, written under --out.
+#include <unistd.h>
+
 #include <iomanip>
 #include <iostream>
 
@@ -99,6 +101,13 @@ void add_explain(CLI::App& app) {
     // Everything that can be checked is checked before the first file is written.
     Model model = f->model.load();
     req.target = Target::parse(f->target, model.metadata());
+    if (::isatty(2))
+      req.progress = [](const std::string& method, double f) {
+        const int width = 30, filled = static_cast<int>(width * std::min(1.0, f));
+        std::cerr << "\r" << method << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
+                  << static_cast<int>(100 * f) << "%   " << (f >= 1.0 ? "\r" + std::string(width + method.size() + 12, ' ') + "\r" : "")
+                  << std::flush;
+      };
     MethodList methods = prepare(req, model.metadata());
     auto inputs = load_inputs(f->inputs, model.metadata(), f->resize);
     auto results = explain(model, inputs, req, methods);

@@ -1,5 +1,6 @@
 #pragma once
 // The explain pipeline shared by the CLI, batch runs and the viewer: inputs -> methods -> files.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,8 @@ struct ExplainRequest {
   std::string out_dir;
   RenderOptions render;
   int top_predictions = 5;
+  // Called as methods advance: (method, input stem or "", fraction of that method's work done).
+  std::function<void(const std::string&, double)> progress;
 };
 
 struct ExplainedInput {

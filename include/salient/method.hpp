@@ -1,5 +1,6 @@
 #pragma once
 // The one interface every attribution method implements, and what it returns.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -73,11 +74,22 @@ class Method {
   // dimension). Inputs are moved to the model's device. Deterministic for a given seed.
   Attribution attribute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);
 
+  // Long methods report how far they are (0..1) through this callback; the CLI draws a progress
+  // bar on a terminal. A method never prints.
+  using Progress = std::function<void(double fraction)>;
+  void set_progress(Progress progress) { progress_ = std::move(progress); }
+  void report_progress(double fraction) const {
+    if (progress_) progress_(fraction);
+  }
+
  protected:
   // The method itself: returns the map [N, ...]. It may add entries to `out.diagnostics`, and
   // sets `out.scores` when its passes computed f(x)[target] anyway (no pass is run for them).
   virtual torch::Tensor compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                                 Attribution& out) = 0;
+
+ private:
+  Progress progress_;
 };
 
 // Splits "a, b,c" (or "4x4" with separators ",x") into its non-empty, space-trimmed items.

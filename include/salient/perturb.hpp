@@ -1,6 +1,7 @@
 #pragma once
 // Shared mechanics of the black-box (perturbation) methods: feature groups, coalitions of groups
 // applied against a baseline, and their scores through forward passes only.
+#include <functional>
 #include <string>
 
 #include <torch/script.h>
@@ -31,8 +32,10 @@ struct GroupSpec {
 torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& baseline, const FeatureGroups& groups,
                                const torch::Tensor& z);
 // f(input)[target] for every coalition row of z, `batch` forward passes at a time: [B] (double, CPU).
+// `progress` (optional) hears the fraction of rows done after each batch.
 torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
-                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch);
+                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch,
+                               const std::function<void(double)>& progress = {});
 // Per-group values [G] spread over the input's shape.
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups);
 

@@ -75,7 +75,9 @@ torch::Tensor BlackBox::compute(Model& model, const torch::Tensor& inputs, const
     nlohmann::json diag = nlohmann::json::object();
     std::map<std::string, torch::Tensor> extra;
     const int64_t t = targets[i].item<int64_t>();
-    maps.push_back(rule_(BlackBoxCall{model, x, b, t, options_, diag, extra}).to(x.options()));
+    const double n = static_cast<double>(inputs.size(0));
+    auto progress = [this, i, n](double f) { report_progress((static_cast<double>(i) + f) / n); };
+    maps.push_back(rule_(BlackBoxCall{model, x, b, t, options_, diag, extra, progress}).to(x.options()));
     per_input.push_back(diag);
     for (auto& [key, m] : extra) extras[key].push_back(m);
   }

@@ -12,7 +12,7 @@ torch::Tensor feature_ablation(const BlackBoxCall& c) {
   // Row 0 keeps everything; row k+1 removes group k.
   torch::Tensor z = torch::ones({g.count + 1, g.count});
   z.slice(0, 1).fill_diagonal_(0.0);
-  torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch);
+  torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch, c.progress);
   c.diag["groups"] = g.count;
   return spread(s[0] - s.slice(0, 1), g);
 }

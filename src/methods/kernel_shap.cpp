@@ -50,7 +50,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c) {
     z = torch::cat({half, 1 - half});
     w = torch::ones({z.size(0)}, f64);
   }
-  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch) - fb;
+  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch, c.progress) - fb;
   // Efficiency as a constraint: phi_last = (fx - fb) - sum(others); regress on the rest.
   const double total = fx - fb;
   torch::Tensor last = z.select(1, m - 1);

@@ -15,7 +15,7 @@ torch::Tensor lime(const BlackBoxCall& c) {
   torch::Tensor z = (at::rand({c.options.samples, g.count}, gen, torch::TensorOptions().dtype(torch::kDouble)) < 0.5)
                         .to(torch::kDouble);
   z[0].fill_(1.0);  // the input itself, as LIME does
-  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch);
+  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch, c.progress);
   // Cosine distance to the all-ones vector, and LIME's kernel sqrt(exp(-d^2 / width^2)).
   torch::Tensor d = 1 - z.sum(1) / (z.norm(2, 1).clamp_min(1e-12) * std::sqrt(static_cast<double>(g.count)));
   torch::Tensor w = (-(d * d) / (c.options.kernel_width * c.options.kernel_width)).exp().sqrt();

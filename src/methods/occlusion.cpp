@@ -59,6 +59,7 @@ torch::Tensor occlusion(const BlackBoxCall& c) {
     torch::Tensor flat = masks.reshape({e - b, numel}).to(torch::kDouble);
     sum += torch::matmul(drop.unsqueeze(0), flat).squeeze(0);
     count += flat.sum(0);
+    c.progress(static_cast<double>(e) / n);
   });
   c.diag["windows"] = n;
   return (sum / count.clamp_min(1.0)).view(c.x.sizes());

@@ -37,6 +37,7 @@ torch::Tensor rise(const BlackBoxCall& c) {
     torch::Tensor f = batched_scores(c.model, inputs, c.target, c.options.batch);
     sal += torch::matmul(f.unsqueeze(0), m.reshape({nb, h * w}).to(torch::kDouble)).view({h, w});
     total += f.sum().item<double>();
+    c.progress(static_cast<double>(e) / n);
   }
   const double offset = total / static_cast<double>(n);
   c.diag["offset"] = offset;

@@ -24,6 +24,7 @@ torch::Tensor shapley_sampling(const BlackBoxCall& c) {
     torch::Tensor z = (rank.unsqueeze(0) < torch::arange(m + 1, torch::kLong).unsqueeze(1)).to(torch::kDouble);
     torch::Tensor f = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch);
     phi.index_add_(0, order, f.slice(0, 1) - f.slice(0, 0, m));
+    c.progress(static_cast<double>(p + 1) / n);
   }
   c.diag["groups"] = m;
   return spread(phi / static_cast<double>(n), g);

@@ -33,6 +33,7 @@ struct BlackBoxCall {
   const BlackBoxOptions& options;
   nlohmann::json& diag;                          // per-input scalars
   std::map<std::string, torch::Tensor>& extra;   // per-input extra maps (x's shape)
+  std::function<void(double)> progress;          // fraction of this input's forward passes done
 };
 using BlackBoxRule = std::function<torch::Tensor(const BlackBoxCall&)>;
 

@@ -26,6 +26,7 @@ struct CamContext {
   const torch::Tensor& inputs;  // [N, ...]
   const torch::Tensor& targets; // [N]
   const CamOptions& options;
+  std::function<void(double)> progress;  // forward-only variants: fraction of their passes done
 };
 // Returns the map [N, h, w] before ReLU.
 using CamRule = std::function<torch::Tensor(const torch::Tensor& A, const torch::Tensor& G, const CamContext&)>;
