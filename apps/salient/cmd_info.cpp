@@ -23,6 +23,7 @@ void add_info(CLI::App& app) {
     torch::Tensor out = model.predict(sample);
     nlohmann::json j{{"model", model.path()},
                      {"device", model.device().str()},
+                     {"backend", model.backend() == Backend::Onnx ? "onnx" : "torchscript"},
                      {"parameters", model.parameter_count()},
                      {"input_shape", batch_shape},
                      {"output_shape", out.sizes().vec()},
@@ -33,7 +34,9 @@ void add_info(CLI::App& app) {
     }
     std::cout << "model:        " << model.path() << "\n"
               << "device:       " << model.device().str() << "\n"
-              << "parameters:   " << model.parameter_count() << "\n"
+              << "parameters:   "
+              << (model.backend() == Backend::Onnx ? std::string("n/a (ONNX, run by OpenCV DNN)") : std::to_string(model.parameter_count()))
+              << "\n"
               << "input shape:  " << nlohmann::json(batch_shape).dump() << "\n"
               << "output shape: " << nlohmann::json(out.sizes().vec()).dump() << "\n";
     if (meta.present) {

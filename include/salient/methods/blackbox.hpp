@@ -53,8 +53,8 @@ class BlackBox final : public Method {
   BlackBoxOptions options_;
 };
 
-// Registers a black-box method: `extra` lists its own options beyond baseline/batch-size/seed
-// (their names are read from JSON into BlackBoxOptions by the shared parser).
+// Registers a black-box method: `info.options` lists its own options (read from JSON into
+// BlackBoxOptions by the shared parser); baseline, batch-size and seed are added for every one.
 void add_blackbox(class Registry& reg, MethodInfo info, BlackBoxOptions defaults, BlackBoxRule rule);
 
 }  // namespace salient
