@@ -14,6 +14,10 @@ Registry& Registry::builtin() {
     register_gradient_shap(*reg);
     register_linear_weights(*reg);
     register_cams(*reg);
+    register_guided_backprop(*reg);
+    register_guided_grad_cam(*reg);  // after the CAMs: it takes grad-cam's options
+    register_lrp(*reg);
+    register_deeplift(*reg);
     register_occlusion(*reg);
     register_feature_ablation(*reg);
     register_rise(*reg);

@@ -43,12 +43,16 @@ void register_input_x_gradient(Registry&);
 void register_integrated_gradients(Registry&);
 void register_gradient_shap(Registry&);
 void register_linear_weights(Registry&);
-void register_cams(Registry&);
+void register_cams(Registry&);  // grad-cam, grad-cam++, xgrad-cam, hires-cam, layer-cam, eigen-cam, score-cam, ablation-cam
+void register_guided_backprop(Registry&);  // guided-backprop, deconvnet
+void register_guided_grad_cam(Registry&);
+void register_lrp(Registry&);
+void register_deeplift(Registry&);
 void register_occlusion(Registry&);
 void register_feature_ablation(Registry&);
 void register_rise(Registry&);
 void register_lime(Registry&);
 void register_kernel_shap(Registry&);
-void register_shapley_sampling(Registry&);  // grad-cam, grad-cam++, xgrad-cam, hires-cam, layer-cam, eigen-cam, score-cam, ablation-cam
+void register_shapley_sampling(Registry&);
 
 }  // namespace salient

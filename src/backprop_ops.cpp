@@ -1,0 +1,389 @@
+// The operators a rewritten graph calls (see backprop.hpp). Each returns the original forward value
+// unchanged and replaces the gradient with its rule in backward. Registered once, process-wide, as
+// `salient::<name>`; forward kernels are composite, so the same code runs on any device.
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "salient/backprop.hpp"
+
+namespace salient {
+
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// z + eps * sign(z), with sign(0) = +1: the denominator of every LRP rule.
+Tensor stabilize(const Tensor& z, double eps) {
+  eps = std::max(eps, 1e-12);
+  return z + (z >= 0).to(z.scalar_type()).mul(2 * eps).sub(eps);
+}
+
+std::string rule_name(int64_t rule) {
+  switch (static_cast<LrpRule>(rule)) {
+    case LrpRule::Epsilon: return "epsilon";
+    case LrpRule::Gamma: return "gamma";
+    case LrpRule::AlphaBeta: return "alpha-beta";
+    case LrpRule::ZPlus: return "zplus";
+    case LrpRule::ZBox: return "zbox";
+    case LrpRule::Flat: return "flat";
+    case LrpRule::WSquare: return "wsquare";
+  }
+  return "?";
+}
+
+// ---- ReLU rules: Guided Backprop, Deconvnet, and LRP's pass-through ----
+
+struct ReluRule : torch::autograd::Function<ReluRule> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y, int64_t mode, std::string site) {
+    ctx->saved_data["mode"] = mode;
+    ctx->saved_data["site"] = site;
+    if (mode == static_cast<int64_t>(ReluMode::Guided)) ctx->save_for_backward({y});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto mode = static_cast<ReluMode>(ctx->saved_data["mode"].toInt());
+    Tensor g = grads[0], out;
+    switch (mode) {
+      case ReluMode::Guided: out = g.clamp_min(0) * (ctx->get_saved_variables()[0] > 0); break;
+      case ReluMode::Deconv: out = g.clamp_min(0); break;
+      case ReluMode::Pass: out = g; break;
+    }
+    if (mode != ReluMode::Pass) {  // LRP's pass-through changes nothing worth recording
+      const std::string& site = ctx->saved_data["site"].toStringRef();
+      const char* name = mode == ReluMode::Guided ? "guided" : "deconv";
+      SiteRecorder::add_out(site, name, g);
+      SiteRecorder::add_in(site, name, out, Tensor());
+    }
+    return {out, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+Tensor relu_rule(const Tensor& x, const Tensor& y, int64_t mode, std::string site) {
+  return ReluRule::apply(x, y, mode, std::move(site));
+}
+
+// ---- LRP's epsilon rule around any op that is affine in its path inputs: x' = lrp_in(x),
+// y = op(x', ...), y' = lrp_out(y). Backward: R / stab(y), the op's own vector-Jacobian product,
+// then times x: R_x = x * J^T (R / stab(y)). ----
+
+struct LrpIn : torch::autograd::Function<LrpIn> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, std::string site) {
+    ctx->saved_data["site"] = site;
+    ctx->save_for_backward({x});
+    return x;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    Tensor x = ctx->get_saved_variables()[0];
+    Tensor r = grads[0] * x;
+    SiteRecorder::add_in(ctx->saved_data["site"].toStringRef(), "epsilon", r, x);
+    return {r, Tensor()};
+  }
+};
+
+struct LrpOut : torch::autograd::Function<LrpOut> {
+  static Tensor forward(AutogradContext* ctx, Tensor y, double eps, std::string site) {
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["site"] = site;
+    ctx->save_for_backward({y});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    SiteRecorder::add_out(ctx->saved_data["site"].toStringRef(), "epsilon", grads[0]);
+    return {grads[0] / stabilize(ctx->get_saved_variables()[0], ctx->saved_data["eps"].toDouble()), Tensor(), Tensor()};
+  }
+};
+
+Tensor lrp_in(const Tensor& x, std::string site) { return LrpIn::apply(x, std::move(site)); }
+Tensor lrp_out(const Tensor& y, double eps, std::string site) { return LrpOut::apply(y, eps, std::move(site)); }
+
+// ---- LRP rules of convolutions and linear layers, optionally with the batch norm that follows
+// folded in (the canonizer). ----
+
+struct LayerGeometry {
+  bool conv = false;
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+
+  Tensor forward(const Tensor& u, const Tensor& w, const Tensor& b = Tensor()) const {
+    if (!conv) return at::linear(u, w, b.defined() ? c10::optional<Tensor>(b) : c10::nullopt);
+    std::vector<int64_t> out_pad(stride.size(), 0);
+    return at::convolution(u, w, b.defined() ? c10::optional<Tensor>(b) : c10::nullopt, stride, padding, dilation,
+                           false, out_pad, groups);
+  }
+  // J^T g of u -> forward(u, w): the input gradient of the layer with weights w.
+  Tensor vjp(const Tensor& g, const Tensor& u, const Tensor& w) const {
+    if (!conv) return g.matmul(w);
+    std::vector<int64_t> out_pad(stride.size(), 0);
+    return std::get<0>(at::convolution_backward(g, u, w, c10::nullopt, stride, padding, dilation, false, out_pad, groups,
+                                                {true, false, false}));
+  }
+  // A per-output-channel vector [C] shaped to broadcast against the layer's output.
+  Tensor channel(const Tensor& v, int64_t dims) const {
+    std::vector<int64_t> shape(dims, 1);
+    if (conv) {
+      shape[1] = v.size(0);
+    } else {
+      shape.back() = v.size(0);
+    }
+    return v.view(shape);
+  }
+};
+
+// One term of a rule: z += sign * f(input, weight, bias); R_x += sign * input * J_weight^T s.
+struct Term {
+  Tensor input, weight, bias;
+  double sign = 1.0;
+};
+
+// sum over terms of f, and the relevance they pass down for the normalised relevance s.
+Tensor terms_forward(const LayerGeometry& geo, const std::vector<Term>& terms) {
+  Tensor z;
+  for (const auto& t : terms) {
+    Tensor f = geo.forward(t.input, t.weight, t.bias) * t.sign;
+    z = z.defined() ? z + f : f;
+  }
+  return z;
+}
+Tensor terms_backward(const LayerGeometry& geo, const std::vector<Term>& terms, const Tensor& s, bool times_input = true) {
+  Tensor r;
+  for (const auto& t : terms) {
+    Tensor v = geo.vjp(s, t.input, t.weight);
+    if (times_input) v = v * t.input;
+    v = v * t.sign;
+    r = r.defined() ? r + v : v;
+  }
+  return r;
+}
+
+struct LrpLayer : torch::autograd::Function<LrpLayer> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y, Tensor w, c10::optional<Tensor> b, bool conv,
+                        std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                        int64_t groups, c10::optional<Tensor> bn_weight, c10::optional<Tensor> bn_bias,
+                        c10::optional<Tensor> bn_mean, c10::optional<Tensor> bn_var, double bn_eps, int64_t rule,
+                        std::vector<double> params, std::vector<double> low, std::vector<double> high, std::string site) {
+    if (static_cast<LrpRule>(rule) == LrpRule::ZBox && !low.empty()) {
+      const int64_t channels = conv ? x.size(1) : x.size(-1);
+      for (const auto* v : {&low, &high})
+        TORCH_CHECK(v->size() == 1 || static_cast<int64_t>(v->size()) == channels, "lrp: zbox bounds at ", site, " have ",
+                    v->size(), " values; the layer's input has ", channels, " channels (give 1 or ", channels, ")");
+    }
+    ctx->saved_data["conv"] = conv;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["dilation"] = dilation;
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["bn_eps"] = bn_eps;
+    ctx->saved_data["rule"] = rule;
+    ctx->saved_data["params"] = params;
+    ctx->saved_data["low"] = low;
+    ctx->saved_data["high"] = high;
+    ctx->saved_data["site"] = site;
+    auto opt = [](const c10::optional<Tensor>& t) { return t ? *t : Tensor(); };
+    ctx->save_for_backward({x, y, w, opt(b), opt(bn_weight), opt(bn_bias), opt(bn_mean), opt(bn_var)});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const Tensor x = saved[0], y = saved[1], w0 = saved[2], b0 = saved[3];
+    LayerGeometry geo;
+    geo.conv = ctx->saved_data["conv"].toBool();
+    geo.stride = ctx->saved_data["stride"].toIntVector();
+    geo.padding = ctx->saved_data["padding"].toIntVector();
+    geo.dilation = ctx->saved_data["dilation"].toIntVector();
+    geo.groups = ctx->saved_data["groups"].toInt();
+    const auto rule = static_cast<LrpRule>(ctx->saved_data["rule"].toInt());
+    const auto params = ctx->saved_data["params"].toDoubleVector();
+    const double eps = params.at(0), gamma = params.at(1), alpha = params.at(2), beta = params.at(3);
+    const double stab = 1e-6;  // the denominators' stabiliser of the rules other than epsilon (as Zennit)
+    const std::string& site = ctx->saved_data["site"].toStringRef();
+    const Tensor R = grads[0];
+    const bool folded = saved[4].defined();
+    Tensor out;
+
+    if (rule == LrpRule::Epsilon) {
+      // z is the forward output itself; a folded batch norm only scales the channels.
+      Tensor s = R / stabilize(y, eps);
+      if (folded) s = s * geo.channel(saved[4] / (saved[7] + ctx->saved_data["bn_eps"].toDouble()).sqrt(), s.dim());
+      out = x * geo.vjp(s, x, w0);
+    } else {
+      Tensor w = w0, b = b0;
+      if (folded) std::tie(w, b) = fold_batch_norm(w0, b0, saved[4], saved[5], saved[6], saved[7], ctx->saved_data["bn_eps"].toDouble());
+      const bool negative_inputs = (x < 0).any().item<bool>();
+      const Tensor xp = negative_inputs ? x.clamp_min(0) : x, xn = negative_inputs ? x.clamp_max(0) : Tensor();
+      auto pos = [](const Tensor& t) { return t.defined() ? t.clamp_min(0) : t; };
+      auto neg = [](const Tensor& t) { return t.defined() ? t.clamp_max(0) : t; };
+      // Terms on (x+, W1, b1) and, with negative inputs, (x-, W2, no bias).
+      auto split = [&](const Tensor& w1, const Tensor& b1, const Tensor& w2) {
+        std::vector<Term> t{{xp, w1, b1, 1.0}};
+        if (negative_inputs) t.push_back({xn, w2, Tensor(), 1.0});
+        return t;
+      };
+      switch (rule) {
+        case LrpRule::ZPlus:
+        case LrpRule::AlphaBeta: {
+          const double a = rule == LrpRule::ZPlus ? 1.0 : alpha, bt = rule == LrpRule::ZPlus ? 0.0 : beta;
+          const Tensor wp = pos(w), wn = neg(w);
+          auto positive = split(wp, pos(b), wn);
+          out = a * terms_backward(geo, positive, R / stabilize(terms_forward(geo, positive), stab));
+          if (bt != 0.0) {
+            auto negative = split(wn, neg(b), wp);
+            out = out - bt * terms_backward(geo, negative, R / stabilize(terms_forward(geo, negative), stab));
+          }
+          break;
+        }
+        case LrpRule::Gamma: {
+          // Generalised gamma (Andeol et al. 2021, as Zennit): outputs > 0 favour positive
+          // contributions, outputs < 0 negative ones.
+          const Tensor wa = w + gamma * pos(w), wb = w + gamma * neg(w);
+          const Tensor ba = b.defined() ? b + gamma * pos(b) : b, bb = b.defined() ? b + gamma * neg(b) : b;
+          auto up = split(wa, ba, wb);
+          Tensor ra = R * (y > 0);
+          out = terms_backward(geo, up, ra / stabilize(terms_forward(geo, up), stab));
+          Tensor rb = R * (y < 0);
+          if (rb.ne(0).any().item<bool>()) {
+            auto down = split(wb, bb, wa);
+            out = out + terms_backward(geo, down, rb / stabilize(terms_forward(geo, down), stab));
+          }
+          break;
+        }
+        case LrpRule::ZBox: {
+          auto bound = [&](const char* key) {
+            const auto given = ctx->saved_data[key].toDoubleVector();
+            if (given.empty()) {  // each input's own range
+              Tensor flat = x.reshape({x.size(0), -1});
+              std::vector<int64_t> shape(x.dim(), 1);
+              shape[0] = x.size(0);
+              return (std::string(key) == "low" ? flat.amin(1) : flat.amax(1)).view(shape).expand_as(x).contiguous();
+            }
+            Tensor v = torch::tensor(given, x.options());
+            if (v.numel() == 1) return torch::full_like(x, v.item<double>());
+            std::vector<int64_t> shape(x.dim(), 1);
+            shape[geo.conv ? 1 : x.dim() - 1] = v.numel();
+            return v.view(shape).expand_as(x).contiguous();
+          };
+          // The biases cancel: b - b+ - b- = 0.
+          std::vector<Term> t{{x, w, Tensor(), 1.0}, {bound("low"), pos(w), Tensor(), -1.0}, {bound("high"), neg(w), Tensor(), -1.0}};
+          out = terms_backward(geo, t, R / stabilize(terms_forward(geo, t), stab));
+          break;
+        }
+        case LrpRule::Flat:
+        case LrpRule::WSquare: {
+          // Relevance spread as if inputs were all 1 and weights 1 (flat) or w^2 (w-square); no bias.
+          std::vector<Term> t{{torch::ones_like(x), rule == LrpRule::Flat ? torch::ones_like(w) : w * w, Tensor(), 1.0}};
+          out = terms_backward(geo, t, R / stabilize(terms_forward(geo, t), stab), /*times_input=*/false);
+          break;
+        }
+        case LrpRule::Epsilon: break;
+      }
+    }
+    SiteRecorder::add_out(site, rule_name(static_cast<int64_t>(rule)), R);
+    SiteRecorder::add_in(site, rule_name(static_cast<int64_t>(rule)), out, x);
+    variable_list result(20);
+    result[0] = out;
+    return result;
+  }
+};
+
+Tensor lrp_layer(const Tensor& x, const Tensor& y, const Tensor& w, const c10::optional<Tensor>& b, bool conv,
+                 std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups,
+                 const c10::optional<Tensor>& bn_weight, const c10::optional<Tensor>& bn_bias,
+                 const c10::optional<Tensor>& bn_mean, const c10::optional<Tensor>& bn_var, double bn_eps, int64_t rule,
+                 std::vector<double> params, std::vector<double> low, std::vector<double> high, std::string site) {
+  return LrpLayer::apply(x, y, w, b, conv, std::move(stride), std::move(padding), std::move(dilation), groups, bn_weight,
+                         bn_bias, bn_mean, bn_var, bn_eps, rule, std::move(params), std::move(low), std::move(high),
+                         std::move(site));
+}
+
+// ---- DeepLIFT (rescale rule). The batch is [inputs; baselines]: the first half's multipliers are
+// (f(x) - f(x0)) / (x - x0) instead of f'(x). ----
+
+constexpr double kDeepLiftEps = 1e-10;  // |x - x0| below this: the gradient (as Captum)
+
+struct DlRescale : torch::autograd::Function<DlRescale> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y) {
+    TORCH_CHECK(x.size(0) % 2 == 0, "deeplift: the batch must hold inputs and baselines");
+    ctx->save_for_backward({x, y});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const int64_t n = saved[0].size(0) / 2;
+    Tensor dx = saved[0].slice(0, 0, n) - saved[0].slice(0, n), dy = saved[1].slice(0, 0, n) - saved[1].slice(0, n);
+    Tensor far = dx.abs() >= kDeepLiftEps;
+    Tensor m = torch::where(far, dy / torch::where(far, dx, torch::ones_like(dx)), torch::zeros_like(dx));
+    Tensor g = grads[0];
+    Tensor gx = g * torch::cat({m, m});
+    // Where x == x0 the op's own gradient applies: it flows through y into the original op.
+    Tensor near = torch::cat({far, far}).logical_not();
+    Tensor gy = near.any().item<bool>() ? g * near : Tensor();
+    return {gx, gy};
+  }
+};
+
+Tensor dl_rescale(const Tensor& x, const Tensor& y) { return DlRescale::apply(x, y); }
+
+struct DlMaxPool2d : torch::autograd::Function<DlMaxPool2d> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y, std::vector<int64_t> kernel, std::vector<int64_t> stride,
+                        std::vector<int64_t> padding, std::vector<int64_t> dilation, bool ceil_mode) {
+    TORCH_CHECK(x.size(0) % 2 == 0, "deeplift: the batch must hold inputs and baselines");
+    ctx->saved_data["kernel"] = kernel;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["dilation"] = dilation;
+    ctx->saved_data["ceil"] = ceil_mode;
+    ctx->save_for_backward({x, y});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const Tensor x = saved[0], y = saved[1];
+    const auto k = ctx->saved_data["kernel"].toIntVector(), s = ctx->saved_data["stride"].toIntVector(),
+               p = ctx->saved_data["padding"].toIntVector(), d = ctx->saved_data["dilation"].toIntVector();
+    const bool ceil = ctx->saved_data["ceil"].toBool();
+    const int64_t n = x.size(0) / 2;
+    const Tensor idx = std::get<1>(at::max_pool2d_with_indices(x, k, s, p, d, ceil));
+    const Tensor x1 = x.slice(0, 0, n), x0 = x.slice(0, n), y1 = y.slice(0, 0, n), y0 = y.slice(0, n);
+    const Tensor i1 = idx.slice(0, 0, n), i0 = idx.slice(0, n), g = grads[0].slice(0, 0, n);
+    auto unpool = [&](const Tensor& v, const Tensor& input, const Tensor& indices) {
+      return at::max_pool2d_with_indices_backward(v, input, k, s, p, d, ceil, indices);
+    };
+    // As Captum: y - y0 split at the two maxima, max(y, y0) - y0 at the input's and y - max(y, y0)
+    // at the baseline's; then divided by x - x0 (the gradient where x == x0).
+    const Tensor top = torch::max(y1, y0);
+    Tensor delta = unpool(g * (top - y0), x1, i1) + unpool(g * (y1 - top), x0, i0);
+    Tensor dx = x1 - x0;
+    Tensor far = dx.abs() >= kDeepLiftEps;
+    Tensor m = torch::where(far, delta / torch::where(far, dx, torch::ones_like(dx)), unpool(g, x1, i1));
+    variable_list out(7);
+    out[0] = torch::cat({m, torch::zeros_like(m)});
+    return out;
+  }
+};
+
+Tensor dl_maxpool2d(const Tensor& x, const Tensor& y, std::vector<int64_t> kernel, std::vector<int64_t> stride,
+                    std::vector<int64_t> padding, std::vector<int64_t> dilation, bool ceil_mode) {
+  return DlMaxPool2d::apply(x, y, std::move(kernel), std::move(stride), std::move(padding), std::move(dilation), ceil_mode);
+}
+
+}  // namespace
+
+// Referenced from backprop.cpp so that the linker keeps this file (and its registration).
+void backprop_ops_linked() {}
+
+}  // namespace salient
+
+TORCH_LIBRARY(salient, m) {
+  using namespace salient;
+  m.def("relu_rule(Tensor x, Tensor y, int mode, str site) -> Tensor", &relu_rule);
+  m.def("lrp_in(Tensor x, str site) -> Tensor", &lrp_in);
+  m.def("lrp_out(Tensor y, float epsilon, str site) -> Tensor", &lrp_out);
+  m.def("lrp_layer(Tensor x, Tensor y, Tensor w, Tensor? b, bool conv, int[] stride, int[] padding, int[] dilation, "
+        "int groups, Tensor? bn_weight, Tensor? bn_bias, Tensor? bn_mean, Tensor? bn_var, float bn_eps, int rule, "
+        "float[] params, float[] low, float[] high, str site) -> Tensor",
+        &lrp_layer);
+  m.def("dl_rescale(Tensor x, Tensor y) -> Tensor", &dl_rescale);
+  m.def("dl_maxpool2d(Tensor x, Tensor y, int[] kernel, int[] stride, int[] padding, int[] dilation, bool ceil_mode) -> Tensor",
+        &dl_maxpool2d);
+}

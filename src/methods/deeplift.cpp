@@ -1,0 +1,112 @@
+#include "salient/methods/deeplift.hpp"
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace jit = torch::jit;
+
+const MethodInfo& DeepLift::info() const {
+  static const MethodInfo i = [] {
+    DeepLiftOptions d;
+    MethodInfo m;
+    m.name = "deeplift";
+    m.title = "DeepLIFT (rescale)";
+    m.family = Family::ModifiedBackprop;
+    m.specificity = Specificity::ModelSpecific;
+    m.paper = "Shrikumar, Greenside & Kundaje 2017, Learning Important Features Through Propagating Activation Differences";
+    m.summary = "differences from a baseline propagated with multipliers (f(x)-f(x0))/(x-x0); sums to f(x) - f(x0)";
+    m.options = {{"baseline", "string", d.baseline.spec, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
+                 {"batch-size", "int", d.batch, "inputs per pass (with their baselines: twice as many rows)", {}},
+                 {"seed", "int", d.seed, "seed of the uniform baseline", {}}};
+    return m;
+  }();
+  return i;
+}
+
+DeepLiftOptions DeepLift::parse(const nlohmann::json& options, const ModelMetadata& meta) {
+  OptionReader r(options, "deeplift");
+  DeepLiftOptions o;
+  o.batch = r.get_int("batch-size", o.batch, 1);
+  o.seed = static_cast<uint64_t>(r.get_int("seed", 0, 0));
+  if (options.contains("baseline")) {
+    if (!options["baseline"].is_string()) throw Error("deeplift: option 'baseline' must be text");
+    o.baseline = Baseline::parse(options["baseline"].get<std::string>(), meta);
+  }
+  return o;
+}
+
+nlohmann::json DeepLift::params() const {
+  return {{"baseline", options_.baseline.spec}, {"batch-size", options_.batch}, {"seed", options_.seed}};
+}
+
+torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
+  BackpropGraph& graph = cache_.get(model, [](BackpropGraph& g) {
+    for (const PathNode& p : g.path()) {
+      const bool other_pool = p.kind == OpKind::MaxPool && p.op != "aten::max_pool2d";
+      if (p.kind == OpKind::Unsupported || other_pool)
+        throw Error("deeplift has no rule for " + p.op + (p.module.empty() ? "" : " (in " + p.module + ")") +
+                    "; it covers elementwise activations, max_pool2d and ops linear in the input");
+    }
+    for (const PathNode& p : g.path()) {
+      jit::Node* n = p.node;
+      jit::Value* x = n->input(0);
+      jit::Value* y = n->output();
+      if (p.kind == OpKind::Activation) {
+        // The op keeps its own gradient where x == x0 (it flows through y), so its input stays attached.
+        g.wrap(n, y, "salient::dl_rescale", {x, y});
+      } else if (p.kind == OpKind::MaxPool) {
+        g.detach_input(n, 0);
+        g.wrap(n, y, "salient::dl_maxpool2d", {x, y, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5)});
+      }
+    }
+  });
+
+  const int64_t n = inputs.size(0);
+  std::vector<torch::Tensor> baselines;
+  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed));
+  const torch::Tensor x0 = torch::stack(baselines);
+  std::vector<torch::Tensor> maps, fx, fx0;
+  for_chunks(n, options_.batch, [&](int64_t b, int64_t e) {
+    const int64_t k = e - b;
+    torch::Tensor both = torch::cat({inputs.slice(0, b, e), x0.slice(0, b, e)});
+    torch::Tensor t = targets.slice(0, b, e);
+    torch::Tensor weight = torch::cat({torch::ones({k}), torch::zeros({k})});  // only the inputs' outputs are explained
+    torch::Tensor outputs;
+    torch::Tensor m = modified_gradient(graph, both, torch::cat({t, t}), weight, false, &outputs).slice(0, 0, k).cpu();
+    maps.push_back(m * (inputs.slice(0, b, e) - x0.slice(0, b, e)).to(m.scalar_type()));
+    torch::Tensor f = outputs.gather(1, torch::cat({t, t}).to(outputs.device()).view({-1, 1})).squeeze(1).cpu();
+    fx.push_back(f.slice(0, 0, k));
+    fx0.push_back(f.slice(0, k));
+    report_progress(static_cast<double>(e) / n);
+  });
+  torch::Tensor map = torch::cat(maps);
+  out.scores = torch::cat(fx);
+  torch::Tensor ref = torch::cat(fx0);
+  nlohmann::json delta = nlohmann::json::array(), sum = nlohmann::json::array(), gap = nlohmann::json::array(),
+                 rel = nlohmann::json::array();
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = out.scores[i].item<double>() - ref[i].item<double>(), s = map[i].sum().item<double>();
+    delta.push_back(d);
+    sum.push_back(s);
+    gap.push_back(s - d);
+    rel.push_back(std::abs(s - d) / std::max(std::abs(d), 1e-12));
+  }
+  out.diagnostics["f(x)-f(x0)"] = delta;
+  out.diagnostics["sum"] = sum;
+  out.diagnostics["conservation_gap"] = gap;
+  out.diagnostics["relative_gap"] = rel;
+  return map;
+}
+
+void register_deeplift(Registry& r) {
+  r.add(DeepLift().info(), [](const nlohmann::json& o, const ModelMetadata& meta) {
+    return std::make_unique<DeepLift>(DeepLift::parse(o, meta));
+  });
+}
+
+}  // namespace salient

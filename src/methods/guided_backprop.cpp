@@ -1,0 +1,83 @@
+#include "salient/methods/guided_backprop.hpp"
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace {
+
+MethodInfo guided_info(ReluMode mode) {
+  GuidedOptions d;
+  MethodInfo m;
+  m.family = Family::ModifiedBackprop;
+  m.specificity = Specificity::ModelSpecific;
+  if (mode == ReluMode::Guided) {
+    m.name = "guided-backprop";
+    m.title = "Guided Backpropagation";
+    m.paper = "Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net";
+    m.summary = "gradient where every ReLU passes back only positive gradients, and only where it was active";
+  } else {
+    m.name = "deconvnet";
+    m.title = "Deconvnet";
+    m.paper = "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks";
+    m.summary = "gradient where every ReLU passes back the positive part of the gradient, active or not";
+  }
+  m.options = {{"batch-size", "int", d.batch, "inputs per forward/backward pass", {}}};
+  return m;
+}
+
+}  // namespace
+
+GuidedBackprop::GuidedBackprop(ReluMode mode, GuidedOptions options) : mode_(mode), options_(options) {}
+
+const MethodInfo& GuidedBackprop::info() const {
+  static const MethodInfo guided = guided_info(ReluMode::Guided), deconv = guided_info(ReluMode::Deconv);
+  return mode_ == ReluMode::Guided ? guided : deconv;
+}
+
+GuidedOptions GuidedBackprop::parse(const nlohmann::json& options, const std::string& name) {
+  GuidedOptions o;
+  o.batch = OptionReader(options, name).get_int("batch-size", o.batch, 1);
+  return o;
+}
+
+torch::Tensor GuidedBackprop::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                      Attribution& out) {
+  BackpropGraph& graph = cache_.get(model, [this](BackpropGraph& g) {
+    size_t relus = 0;
+    for (const PathNode& p : g.path()) {
+      if (p.op != "aten::relu") continue;
+      torch::jit::Value* x = p.node->input(0);
+      torch::jit::Value* y = p.node->output();
+      g.detach_input(p.node, 0);
+      g.wrap(p.node, y, "salient::relu_rule",
+             {x, y, g.constant(static_cast<int64_t>(mode_)), g.constant(p.site)});
+      ++relus;
+    }
+    if (relus == 0) throw Error(info().name + ": the model has no ReLU on the input's path, so the map would be the plain gradient (use saliency)");
+  });
+  std::vector<torch::Tensor> maps, scores;
+  for_chunks(inputs.size(0), options_.batch, [&](int64_t b, int64_t e) {
+    torch::Tensor outputs;
+    maps.push_back(modified_gradient(graph, inputs.slice(0, b, e), targets.slice(0, b, e), {}, false, &outputs).cpu());
+    scores.push_back(outputs.gather(1, targets.slice(0, b, e).to(outputs.device()).view({-1, 1})).squeeze(1).cpu());
+    report_progress(static_cast<double>(e) / inputs.size(0));
+  });
+  out.scores = torch::cat(scores);
+  return torch::cat(maps);
+}
+
+void register_guided_backprop(Registry& r) {
+  for (ReluMode mode : {ReluMode::Guided, ReluMode::Deconv}) {
+    MethodInfo info = guided_info(mode);
+    r.add(info, [mode, name = info.name](const nlohmann::json& o, const ModelMetadata&) {
+      return std::make_unique<GuidedBackprop>(mode, GuidedBackprop::parse(o, name));
+    });
+  }
+}
+
+}  // namespace salient

@@ -1,0 +1,289 @@
+#include "salient/methods/lrp.hpp"
+
+#include <map>
+
+#include <torch/csrc/jit/ir/ir.h>
+
+#include "salient/error.hpp"
+#include "salient/gradients.hpp"
+#include "salient/registry.hpp"
+
+namespace salient {
+
+namespace jit = torch::jit;
+
+namespace {
+
+constexpr double kNormStabiliser = 1e-6;  // epsilon of pooling, additions and other affine ops (Zennit's Norm)
+
+const std::vector<std::pair<std::string, LrpRule>>& rule_table() {
+  static const std::vector<std::pair<std::string, LrpRule>> t = {
+      {"epsilon", LrpRule::Epsilon}, {"gamma", LrpRule::Gamma}, {"alpha-beta", LrpRule::AlphaBeta},
+      {"zplus", LrpRule::ZPlus},     {"zbox", LrpRule::ZBox},   {"flat", LrpRule::Flat},
+      {"wsquare", LrpRule::WSquare}};
+  return t;
+}
+
+LrpRule rule_of(const std::string& name) {
+  for (const auto& [n, r] : rule_table())
+    if (n == name) return r;
+  throw Error("lrp: unknown rule '" + name + "'");
+}
+
+// The rule a composite gives a convolution or linear layer, and whether it fixes alpha=2, beta=1.
+LrpRule composite_rule(const std::string& composite, const PathNode& p) {
+  const bool ends_flat = composite.size() > 5 && composite.compare(composite.size() - 5, 5, "-flat") == 0;
+  if (p.first && ends_flat) return LrpRule::Flat;
+  if (p.first && composite == "epsilon-gamma-box") return LrpRule::ZBox;
+  if (p.kind != OpKind::Convolution || composite == "epsilon") return LrpRule::Epsilon;  // dense layers
+  if (composite == "epsilon-gamma-box") return LrpRule::Gamma;
+  if (composite.rfind("epsilon-alpha2-beta1", 0) == 0) return LrpRule::AlphaBeta;
+  return LrpRule::ZPlus;  // epsilon-plus, epsilon-plus-flat
+}
+
+std::vector<double> parse_bounds(const nlohmann::json& v, const std::string& name) {
+  if (v.is_number()) return {v.get<double>()};
+  if (v.is_string()) {
+    std::vector<double> out;
+    for (const auto& item : split_list(v.get<std::string>())) {
+      try {
+        size_t used = 0;
+        out.push_back(std::stod(item, &used));
+        if (used != item.size()) throw std::invalid_argument(item);
+      } catch (const std::exception&) {
+        throw Error("lrp: option '" + name + "' must be a number or a comma-separated list of numbers (one per channel); got '" +
+                    v.get<std::string>() + "'");
+      }
+    }
+    if (!out.empty()) return out;
+  }
+  throw Error("lrp: option '" + name + "' must be a number or a comma-separated list of numbers (one per channel)");
+}
+
+}  // namespace
+
+const std::vector<std::string>& Lrp::composites() {
+  static const std::vector<std::string> c = {"epsilon", "epsilon-plus", "epsilon-plus-flat", "epsilon-gamma-box",
+                                             "epsilon-alpha2-beta1", "epsilon-alpha2-beta1-flat"};
+  return c;
+}
+
+const std::vector<std::string>& Lrp::rules() {
+  static const std::vector<std::string> r = [] {
+    std::vector<std::string> out;
+    for (const auto& kv : rule_table()) out.push_back(kv.first);
+    return out;
+  }();
+  return r;
+}
+
+const MethodInfo& Lrp::info() const {
+  static const MethodInfo i = [] {
+    LrpOptions d;
+    MethodInfo m;
+    m.name = "lrp";
+    m.title = "Layer-wise Relevance Propagation";
+    m.family = Family::ModifiedBackprop;
+    m.specificity = Specificity::ModelSpecific;
+    m.paper = "Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance "
+              "Propagation; Montavon et al. 2019, Layer-Wise Relevance Propagation: An Overview";
+    m.summary = "the output's relevance redistributed layer by layer to the input by per-layer rules; sums to f(x)";
+    m.options = {
+        {"composite", "choice", d.composite,
+         "rules by layer: epsilon (every layer; Captum's default), epsilon-plus (z+ convolutions), -flat (flat first "
+         "layer), epsilon-gamma-box (z^B first, gamma convolutions), epsilon-alpha2-beta1[-flat]; dense layers epsilon",
+         composites()},
+        {"rule", "choice", d.rule, "one rule for every convolution and linear layer (overrides composite)", rules()},
+        {"epsilon", "double", d.epsilon, "the epsilon rule's stabiliser", {}},
+        {"gamma", "double", d.gamma, "the gamma rule's boost of positive weights", {}},
+        {"alpha", "double", d.alpha, "rule alpha-beta: weight of positive contributions (alpha - beta = 1)", {}},
+        {"beta", "double", d.beta, "rule alpha-beta: weight of negative contributions", {}},
+        {"low", "string", "", "z^B lowest input value, one or one per channel (default: the metadata's pixel range, else each input's minimum)", {}},
+        {"high", "string", "", "z^B highest input value, one or one per channel (default: the metadata's pixel range, else each input's maximum)", {}},
+        {"canonize", "bool", d.canonize, "fold batch norm into the convolution or linear layer before it", {}},
+        {"layers", "bool", d.layers, "report relevance in and out of every layer in the diagnostics", {}},
+        {"batch-size", "int", d.batch, "inputs per forward/backward pass", {}}};
+    return m;
+  }();
+  return i;
+}
+
+LrpOptions Lrp::parse(const nlohmann::json& options, const ModelMetadata& meta) {
+  OptionReader r(options, "lrp");
+  LrpOptions o;
+  o.composite = r.get_choice("composite", o.composite, composites());
+  o.rule = r.get_choice("rule", o.rule, rules());
+  o.epsilon = r.get_double("epsilon", o.epsilon, 0.0);
+  o.gamma = r.get_double("gamma", o.gamma, 0.0);
+  o.alpha = r.get_double("alpha", o.alpha, 0.0);
+  o.beta = r.get_double("beta", o.beta, 0.0);
+  if (std::abs(o.alpha - o.beta - 1.0) > 1e-9)
+    throw Error("lrp: alpha - beta must be 1 (relevance is conserved only then); got alpha=" + std::to_string(o.alpha) +
+                ", beta=" + std::to_string(o.beta));
+  o.canonize = r.get_bool("canonize", o.canonize);
+  o.layers = r.get_bool("layers", o.layers);
+  o.batch = r.get_int("batch-size", o.batch, 1);
+  if (options.contains("low")) o.low = parse_bounds(options["low"], "low");
+  if (options.contains("high")) o.high = parse_bounds(options["high"], "high");
+  // Default bounds: the model's pixel range after its normalisation, per channel.
+  auto from_meta = [&](double v) {
+    std::vector<double> out;
+    if (meta.mean.empty()) return std::vector<double>{v};
+    for (size_t c = 0; c < meta.mean.size(); ++c)
+      out.push_back((v - meta.mean[c]) / (c < meta.std.size() && meta.std[c] != 0 ? meta.std[c] : 1.0));
+    return out;
+  };
+  if (meta.present && o.low.empty()) o.low = from_meta(meta.range_lo);
+  if (meta.present && o.high.empty()) o.high = from_meta(meta.range_hi);
+  if (o.low.empty() != o.high.empty()) throw Error("lrp: give both low and high (or neither)");
+  if (o.low.size() == o.high.size())
+    for (size_t c = 0; c < o.low.size(); ++c)
+      if (o.low[c] > o.high[c]) throw Error("lrp: z^B bound low > high in channel " + std::to_string(c));
+  return o;
+}
+
+nlohmann::json Lrp::params() const {
+  return {{"composite", options_.composite}, {"rule", options_.rule}, {"epsilon", options_.epsilon},
+          {"gamma", options_.gamma}, {"alpha", options_.alpha}, {"beta", options_.beta}, {"low", options_.low},
+          {"high", options_.high}, {"canonize", options_.canonize}, {"layers", options_.layers},
+          {"batch-size", options_.batch}};
+}
+
+torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
+  BackpropGraph& graph = cache_.get(model, [this](BackpropGraph& g) {
+    if (const PathNode* u = g.first_unsupported())
+      throw Error("lrp has no rule for " + u->op + (u->module.empty() ? "" : " (in " + u->module + ")") +
+                  "; it covers convolutions, linear layers, batch norm, pooling, additions, scaling by constants, "
+                  "activations and reshapes");
+    std::set<jit::Node*> folded;
+    for (const PathNode& p : g.path()) {
+      jit::Node* n = p.node;
+      if (folded.count(n)) continue;
+      switch (p.kind) {
+        case OpKind::Convolution:
+        case OpKind::Linear: {
+          const LrpRule rule = options_.rule.empty() ? composite_rule(options_.composite, p) : rule_of(options_.rule);
+          const bool fixed_ab = options_.rule.empty() && options_.composite.rfind("epsilon-alpha2-beta1", 0) == 0;
+          std::vector<double> params = {options_.epsilon, options_.gamma, fixed_ab ? 2.0 : options_.alpha,
+                                        fixed_ab ? 1.0 : options_.beta};
+          jit::Node* last = n;
+          jit::Value* none = g.constant(c10::IValue());
+          std::vector<jit::Value*> bn = {none, none, none, none, g.constant(0.0)};
+          if (options_.canonize && n->output()->uses().size() == 1) {
+            jit::Node* user = n->output()->uses()[0].user;
+            if (user->kind() == c10::aten::batch_norm && user->input(0) == n->output()) {
+              bn = {user->input(1), user->input(2), user->input(3), user->input(4), user->input(7)};
+              folded.insert(user);
+              last = user;
+            }
+          }
+          const bool conv = p.kind == OpKind::Convolution;
+          jit::Value* empty = g.constant(std::vector<int64_t>{});
+          jit::Value* x = n->input(0);
+          jit::Value* y = last->output();
+          std::vector<jit::Value*> args = {x, y, n->input(1), n->input(2), g.constant(conv)};
+          if (conv) {
+            const bool underscore = p.op == "aten::_convolution";
+            args.insert(args.end(), {n->input(3), n->input(4), n->input(5), n->input(underscore ? 8 : 6)});
+          } else {
+            args.insert(args.end(), {empty, empty, empty, g.constant(static_cast<int64_t>(1))});
+          }
+          args.insert(args.end(), bn.begin(), bn.end());
+          args.insert(args.end(), {g.constant(static_cast<int64_t>(rule)), g.constant(params), g.constant(options_.low),
+                                   g.constant(options_.high), g.constant(p.site)});
+          g.detach_input(n, 0);
+          g.wrap(last, y, "salient::lrp_layer", args);
+          break;
+        }
+        case OpKind::BatchNorm:
+        case OpKind::Affine: {
+          // Epsilon rule through the op's own Jacobian: R_x = x * J^T (R / stab(y)).
+          jit::Value* site = g.constant(p.site);
+          for (size_t i = 0; i < n->inputs().size(); ++i) {
+            jit::Value* v = n->input(i);
+            if (!g.on_path(v) || v->type()->kind() != c10::TypeKind::TensorType) continue;
+            jit::WithInsertPoint guard(n);
+            n->replaceInput(i, g.graph().insert(c10::Symbol::fromQualString("salient::lrp_in"), {v, site}));
+          }
+          g.wrap(n, n->output(), "salient::lrp_out", {n->output(), g.constant(kNormStabiliser), site});
+          break;
+        }
+        case OpKind::Activation: {
+          jit::Value* x = n->input(0);
+          jit::Value* y = n->output();
+          g.detach_input(n, 0);
+          g.wrap(n, y, "salient::relu_rule", {x, y, g.constant(static_cast<int64_t>(ReluMode::Pass)), g.constant(p.site)});
+          break;
+        }
+        case OpKind::MaxPool:  // winner takes all: the gradient
+        case OpKind::Routing:
+        case OpKind::Unsupported: break;
+      }
+    }
+  });
+
+  std::vector<torch::Tensor> maps, scores;
+  std::vector<std::string> order;
+  std::map<std::string, SiteRecord> layers;
+  for_chunks(inputs.size(0), options_.batch, [&](int64_t b, int64_t e) {
+    std::optional<SiteRecorder> recorder;
+    if (options_.layers) recorder.emplace();
+    torch::Tensor outputs;
+    const torch::Tensor t = targets.slice(0, b, e);
+    maps.push_back(modified_gradient(graph, inputs.slice(0, b, e), t, {}, /*times_output=*/true, &outputs).cpu());
+    scores.push_back(outputs.gather(1, t.to(outputs.device()).view({-1, 1})).squeeze(1).cpu());
+    if (recorder)
+      for (auto& r : recorder->records()) {
+        auto [it, fresh] = layers.emplace(r.site, r);
+        if (fresh) {
+          order.push_back(r.site);
+          continue;
+        }
+        auto append = [](std::vector<double>& into, const std::vector<double>& v) { into.insert(into.end(), v.begin(), v.end()); };
+        append(it->second.in, r.in);
+        append(it->second.out, r.out);
+        append(it->second.min_in, r.min_in);
+        append(it->second.input_min, r.input_min);
+      }
+    report_progress(static_cast<double>(e) / inputs.size(0));
+  });
+  torch::Tensor map = torch::cat(maps);
+  out.scores = torch::cat(scores);
+  nlohmann::json sum = nlohmann::json::array(), gap = nlohmann::json::array(), rel = nlohmann::json::array();
+  for (int64_t i = 0; i < map.size(0); ++i) {
+    const double s = map[i].sum().item<double>(), f = out.scores[i].item<double>();
+    sum.push_back(s);
+    gap.push_back(s - f);
+    rel.push_back(std::abs(s - f) / std::max(std::abs(f), 1e-12));
+  }
+  nlohmann::json f = nlohmann::json::array();
+  for (int64_t i = 0; i < map.size(0); ++i) f.push_back(out.scores[i].item<double>());
+  out.diagnostics["f(x)"] = f;
+  out.diagnostics["sum"] = sum;
+  out.diagnostics["conservation_gap"] = gap;
+  out.diagnostics["relative_gap"] = rel;
+  if (options_.layers) {
+    // Per input: every layer the relevance went through, output side first.
+    nlohmann::json per_input = nlohmann::json::array();
+    for (int64_t i = 0; i < map.size(0); ++i) {
+      nlohmann::json list = nlohmann::json::array();
+      auto at = [i](const std::vector<double>& v) { return static_cast<size_t>(i) < v.size() ? nlohmann::json(v[i]) : nlohmann::json(); };
+      for (const auto& site : order) {
+        const SiteRecord& r = layers.at(site);
+        list.push_back({{"site", r.site}, {"rule", r.rule}, {"relevance_in", at(r.in)}, {"relevance_out", at(r.out)},
+                        {"min_in", at(r.min_in)}, {"input_min", at(r.input_min)}});
+      }
+      per_input.push_back(list);
+    }
+    out.diagnostics["layers"] = per_input;
+  }
+  return map;
+}
+
+void register_lrp(Registry& r) {
+  r.add(Lrp().info(), [](const nlohmann::json& o, const ModelMetadata& meta) {
+    return std::make_unique<Lrp>(Lrp::parse(o, meta));
+  });
+}
+
+}  // namespace salient
