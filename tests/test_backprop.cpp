@@ -200,6 +200,28 @@ TEST(Lrp, BatchNormCanonizerFoldsLikeTorchAndChangesNoOutput) {
   }
 }
 
+TEST(Lrp, ModifiedWeightsFollowTheModelsParameters) {
+  // The rules' weights are cached per parameter version: changing a weight in place must show.
+  Model model = load(kDemo);
+  torch::Tensor x = read_npy(refdata(kDemo.input)), t = read_npy(refdata(kDemo.targets)).to(torch::kLong);
+  auto method = Registry::builtin().create("lrp", {{"composite", "epsilon-gamma-box"}}, model.metadata());
+  torch::Tensor before = method->attribute(model, x, t).map;
+  torch::Tensor w = model.module().attr("conv2").toModule().attr("weight").toTensor();
+  {
+    torch::NoGradGuard no_grad;
+    w.mul_(-1.5);
+  }
+  torch::Tensor after = method->attribute(model, x, t).map;
+  torch::Tensor fresh = run(model, "lrp", x, t, {{"composite", "epsilon-gamma-box"}}).map;
+  EXPECT_TRUE(torch::equal(after, fresh));
+  EXPECT_GT(max_rel_err(after, before), 0.1);
+  {
+    torch::NoGradGuard no_grad;
+    w.div_(-1.5);
+  }
+  EXPECT_LE(max_rel_err(method->attribute(model, x, t).map, before), 1e-5);
+}
+
 TEST(Lrp, RejectsAModelWithAnOpNoRuleCoversNamingTheOp) {
   torch::jit::Module m("Softmaxed");
   m.register_parameter("w", torch::randn({3, 4}), false);
