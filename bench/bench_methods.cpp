@@ -185,10 +185,10 @@ int main(int argc, char** argv) {
       return [name, m](benchmark::State& s) { time_method(s, name, *m); };
     };
     reg("guided-backprop", named("guided-backprop", nlohmann::json::object()), small, reps);
-    reg("lrp/epsilon", named("lrp", {{"composite", "epsilon"}, {"layers", false}}), small, reps);
-    reg("lrp/epsilon-plus-flat", named("lrp", {{"composite", "epsilon-plus-flat"}, {"layers", false}}), small, reps);
-    reg("lrp/default", named("lrp", {{"layers", false}}), small, reps);
-    reg("lrp/default-with-layers", named("lrp", nlohmann::json::object()), small, reps);
+    reg("lrp/epsilon", named("lrp", {{"composite", "epsilon"}}), small, reps);
+    reg("lrp/epsilon-plus-flat", named("lrp", {{"composite", "epsilon-plus-flat"}}), small, reps);
+    reg("lrp/default", named("lrp", nlohmann::json::object()), small, reps);
+    reg("lrp/default-with-layers", named("lrp", {{"layers", true}}), small, reps);
     reg("floor_fwd_bwd/2", [name](benchmark::State& s) { floor_forward_backward(s, name, 2); }, small, reps);
     reg("deeplift", named("deeplift", nlohmann::json::object()), small, reps);
     reg("floor_fwd_bwd/50", [name](benchmark::State& s) { floor_forward_backward(s, name, 50); }, big, reps);

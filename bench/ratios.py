@@ -33,7 +33,7 @@ def main():
             ("LRP composite=epsilon (Captum's rules) / one forward+backward of batch 1", t(f"{model}/lrp/epsilon") / f1),
             ("LRP composite=epsilon-plus-flat / same floor", t(f"{model}/lrp/epsilon-plus-flat") / f1),
             ("LRP default (epsilon-gamma-box) / same floor", t(f"{model}/lrp/default") / f1),
-            ("LRP default with per-layer diagnostics (layers=true, the CLI default) / same floor",
+            ("LRP default with per-layer diagnostics (layers=true) / same floor",
              t(f"{model}/lrp/default-with-layers") / f1),
             ("DeepLIFT / one forward+backward of batch 2 (input and baseline)", t(f"{model}/deeplift") / t(f"{model}/floor_fwd_bwd/2")),
             ("Score-CAM / its forward passes batched (1 + channels/32)", t(f"{model}/score-cam") / t(f"{model}/score-cam-floor")),

@@ -206,6 +206,8 @@ struct LrpLayer : torch::autograd::Function<LrpLayer> {
                         int64_t groups, c10::optional<Tensor> bn_weight, c10::optional<Tensor> bn_bias,
                         c10::optional<Tensor> bn_mean, c10::optional<Tensor> bn_var, double bn_eps, int64_t rule,
                         std::vector<double> params, std::vector<double> low, std::vector<double> high, std::string site) {
+    TORCH_CHECK(conv || !bn_var || x.dim() == 2, "lrp: a batch norm after the linear layer at ", site,
+                " is folded only for [N, features] inputs; use --option canonize=false");
     if (static_cast<LrpRule>(rule) == LrpRule::ZBox && !low.empty()) {
       const int64_t channels = conv ? x.size(1) : x.size(-1);
       for (const auto* v : {&low, &high})
@@ -243,13 +245,17 @@ struct LrpLayer : torch::autograd::Function<LrpLayer> {
     const double stab = 1e-6;  // the denominators' stabiliser of the rules other than epsilon (as Zennit)
     const std::string& site = ctx->saved_data["site"].toStringRef();
     const Tensor R = grads[0];
-    const bool folded = saved[4].defined();
+    const bool folded = saved[7].defined();  // the running variance: weight and bias are optional
     Tensor out;
 
     if (rule == LrpRule::Epsilon) {
       // z is the forward output itself; a folded batch norm only scales the channels.
       Tensor s = R / stabilize(y, eps);
-      if (folded) s = s * geo.channel(saved[4] / (saved[7] + ctx->saved_data["bn_eps"].toDouble()).sqrt(), s.dim());
+      if (folded) {
+        Tensor scale = (saved[7] + ctx->saved_data["bn_eps"].toDouble()).rsqrt();
+        if (saved[4].defined()) scale = scale * saved[4];
+        s = s * geo.channel(scale, s.dim());
+      }
       out = x * geo.vjp(s, x, w0);
     } else {
       // The rule's weights, made once per version of the layer's parameters (cached).

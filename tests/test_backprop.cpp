@@ -117,7 +117,7 @@ TEST(Lrp, ZeroRuleOnABiasFreeReluNetworkIsGradientTimesInput) {
   torch::Tensor x = torch::randn({3, 1, 8, 8});
   torch::Tensor t = torch::tensor({0, 2, 3}, torch::kLong);
   torch::Tensor gxi = target_gradient(model, x, t) * x;
-  Attribution a = run(model, "lrp", x, t, {{"rule", "epsilon"}, {"epsilon", 0.0}});
+  Attribution a = run(model, "lrp", x, t, {{"rule", "epsilon"}, {"epsilon", 0.0}, {"layers", true}});
   EXPECT_LE(max_rel_err(a.map, gxi), 1e-4);
   // ... and conserves f(x) exactly, at the input and through every layer.
   for (int64_t i = 0; i < 3; ++i) {
@@ -135,7 +135,7 @@ TEST(Lrp, EpsilonConservesRelevanceUpToWhatEpsilonAbsorbs) {
   torch::Tensor x = torch::randn({4, 1, 8, 8});
   torch::Tensor t = torch::zeros({4}, torch::kLong);
   for (double eps : {1e-6, 1e-2, 1.0}) {
-    Attribution a = run(model, "lrp", x, t, {{"rule", "epsilon"}, {"epsilon", eps}});
+    Attribution a = run(model, "lrp", x, t, {{"rule", "epsilon"}, {"epsilon", eps}, {"layers", true}});
     for (int64_t i = 0; i < 4; ++i) {
       const double f = a.scores[i].item<double>(), sum = a.map[i].sum().item<double>();
       const double gap = std::abs(a.diagnostics["conservation_gap"][i].get<double>());
@@ -155,7 +155,7 @@ TEST(Lrp, EpsilonConservesRelevanceUpToWhatEpsilonAbsorbs) {
 TEST(Lrp, ZPlusRelevanceIsNonNegativeWhereverTheLayersInputsAre) {
   Model model = load(kDemo);
   torch::Tensor x = read_npy(refdata(kDemo.input)), t = read_npy(refdata(kDemo.targets)).to(torch::kLong);
-  Attribution a = run(model, "lrp", x, t, {{"rule", "zplus"}});
+  Attribution a = run(model, "lrp", x, t, {{"rule", "zplus"}, {"layers", true}});
   for (int64_t i = 0; i < x.size(0); ++i) {
     ASSERT_GT(a.scores[i].item<double>(), 0.0);  // the top class: positive relevance to start with
     size_t after_relu = 0;

@@ -140,6 +140,14 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("explain" + model + input + " --method occlusion --window 40x40" + tail, out, "larger than the input");
   expect_bad_input("explain" + model + input + " --method rise --samples 0" + tail, out, "samples");
   expect_bad_input("explain" + model + input + " --method lime --features hexagons" + tail, out, "hexagons");
+  // Modified back-propagation.
+  expect_bad_input("explain" + model + input + " --method lrp --option composite=bogus" + tail, out, "bogus");
+  expect_bad_input("explain" + model + input + " --method lrp --option alpha=3" + tail, out, "alpha - beta");
+  expect_bad_input("explain" + model + input + " --method lrp --option low=5" + tail, out, "low > high");
+  expect_bad_input("explain" + model + input + " --method deeplift --baseline " + q(dir / "wrong.npy") + tail, out, "[3,5]");
+  expect_bad_input("explain" + model + input + " --method guided-grad-cam --layer fc9" + tail, out, "fc9");
+  expect_bad_input("explain --model " + q(std::string(SALIENT_TESTDATA) + "/fashion_cnn.onnx") + input +
+                       " --method guided-backprop" + tail, out, "TorchScript");
   // evaluate.
   const std::string data = " --data " + q(test::source_dir() + "/models/samples");
   expect_bad_input("evaluate" + model + data + " --metrics deletion,teleportation" + tail, out, "teleportation");

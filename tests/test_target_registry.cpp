@@ -1,6 +1,11 @@
 // Targets, the registry and option checking.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "helpers.hpp"
+
 #include "salient/error.hpp"
 #include "salient/methods/smoothgrad.hpp"
 #include "salient/registry.hpp"
@@ -68,4 +73,13 @@ TEST(Registry, OptionDefaultsAreTheTypedDefaultsAndBadValuesAreRejected) {
   EXPECT_THROW(Registry::builtin().create("smoothgrad", {{"samples", "many"}}), Error);
   EXPECT_THROW(Registry::builtin().create("smoothgrad", {{"noise", "pink"}}), Error);
   EXPECT_THROW(Registry::builtin().create("saliency", {{"abs", 3}}), Error);
+}
+
+TEST(Registry, EveryMethodHasARowInTheReadmesMethodsTable) {
+  std::ifstream in(test::source_dir() + "/README.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string readme = ss.str();
+  for (const auto& name : Registry::builtin().names())
+    EXPECT_NE(readme.find("| `" + name + "` |"), std::string::npos) << name << " is not in the README's methods table";
 }

@@ -20,7 +20,7 @@ struct LrpOptions {
   std::vector<double> low, high;  // z^B input bounds; empty: the metadata's, else each input's min/max
   bool canonize = true;           // fold batch norm into the preceding convolution / linear layer
   int64_t batch = 10;
-  bool layers = true;             // per-layer relevance totals in the diagnostics
+  bool layers = false;            // per-layer relevance totals in the diagnostics (~15 % slower)
 };
 
 class Lrp final : public Method {
