@@ -14,6 +14,7 @@
 #include <torch/csrc/jit/passes/remove_mutation.h>
 
 #include "salient/error.hpp"
+#include "salient/layers.hpp"
 
 namespace salient {
 
@@ -297,14 +298,7 @@ torch::Tensor BackpropGraph::run(const torch::Tensor& inputs) {
     graph_->lint();
     function_ = std::make_unique<jit::GraphFunction>("salient_backprop", graph_, nullptr);
   }
-  torch::Tensor x = inputs.to(model_.device(), model_.dtype());
-  jit::Stack stack{model_.module()._ivalue(), x};
-  try {
-    function_->run(stack);
-  } catch (const c10::Error& e) {
-    throw Error("the model failed on an input of shape " + c10::str(x.sizes()) + ": " + one_line(e));
-  }
-  return model_.explained_output(stack.back());
+  return model_.explained_output(run_on_module(*function_, model_, inputs));
 }
 
 BackpropGraph& BackpropCache::get(Model& model, const Rewrite& rewrite) {
@@ -335,6 +329,23 @@ torch::Tensor modified_gradient(BackpropGraph& graph, const torch::Tensor& input
   }
   if (outputs) *outputs = out.detach();
   return g.defined() ? g : torch::zeros_like(x);
+}
+
+void report_conservation(const torch::Tensor& map, const torch::Tensor& expected, const std::string& name,
+                         nlohmann::json& diagnostics) {
+  nlohmann::json want = nlohmann::json::array(), sum = nlohmann::json::array(), gap = nlohmann::json::array(),
+                 rel = nlohmann::json::array();
+  for (int64_t i = 0; i < map.size(0); ++i) {
+    const double f = expected[i].item<double>(), s = map[i].sum().item<double>();
+    want.push_back(f);
+    sum.push_back(s);
+    gap.push_back(s - f);
+    rel.push_back(std::abs(s - f) / std::max(std::abs(f), 1e-12));
+  }
+  diagnostics[name] = want;
+  diagnostics["sum"] = sum;
+  diagnostics["conservation_gap"] = gap;
+  diagnostics["relative_gap"] = rel;
 }
 
 // ---- The recorder ----

@@ -193,15 +193,21 @@ LayerCapture::LayerCapture(Model& model, std::vector<std::string> paths) : model
 
 LayerCapture::~LayerCapture() = default;
 
-LayerCapture::Result LayerCapture::run(const torch::Tensor& inputs) {
-  torch::Tensor x = inputs.to(model_.device(), model_.dtype());
-  jit::Stack stack{model_.module()._ivalue(), x};
+c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,
+                          const std::vector<c10::IValue>& extra) {
+  torch::Tensor x = inputs.to(model.device(), model.dtype());
+  jit::Stack stack{model.module()._ivalue(), x};
+  stack.insert(stack.end(), extra.begin(), extra.end());
   try {
-    capture_->run(stack);
+    function.run(stack);
   } catch (const c10::Error& e) {
     throw Error("the model failed on an input of shape " + c10::str(x.sizes()) + ": " + one_line(e));
   }
-  auto elems = stack.back().toTupleRef().elements();
+  return stack.back();
+}
+
+LayerCapture::Result LayerCapture::run(const torch::Tensor& inputs) {
+  auto elems = run_on_module(*capture_, model_, inputs).toTupleRef().elements();
   Result r;
   r.output = model_.explained_output(elems[0]);
   for (size_t i = 1; i < elems.size(); ++i) r.activations.push_back(elems[i].toTensor());
@@ -227,9 +233,7 @@ torch::Tensor LayerCapture::run_replacing(size_t index, const torch::Tensor& inp
     shape[0] = replacement.size(0);
     x = x.expand(shape);
   }
-  jit::Stack stack{model_.module()._ivalue(), x, replacement};
-  replace_[index]->run(stack);
-  return model_.explained_output(stack.back());
+  return model_.explained_output(run_on_module(*replace_[index], model_, x, {replacement}));
 }
 
 LayerGradients layer_gradients(LayerCapture& capture, const torch::Tensor& inputs, const torch::Tensor& targets,

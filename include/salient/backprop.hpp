@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <torch/script.h>
 
 #include "salient/model.hpp"
@@ -96,6 +97,11 @@ class BackpropCache {
   std::unique_ptr<BackpropGraph> graph_;
   const void* module_ = nullptr;
 };
+
+// Conservation of a relevance map: per input, `name` (the value the map should sum to: f(x), or
+// f(x) - f(x0)), `sum`, `conservation_gap` (sum - expected) and `relative_gap` in the diagnostics.
+void report_conservation(const torch::Tensor& map, const torch::Tensor& expected, const std::string& name,
+                         nlohmann::json& diagnostics);
 
 // One forward and one modified backward of `graph`: d/d inputs of the sum over rows of
 // weight[i] * f(x_i)[target_i] (weight undefined: 1), each term also multiplied by f(x_i)[target_i]

@@ -86,20 +86,7 @@ torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const
   });
   torch::Tensor map = torch::cat(maps);
   out.scores = torch::cat(fx);
-  torch::Tensor ref = torch::cat(fx0);
-  nlohmann::json delta = nlohmann::json::array(), sum = nlohmann::json::array(), gap = nlohmann::json::array(),
-                 rel = nlohmann::json::array();
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = out.scores[i].item<double>() - ref[i].item<double>(), s = map[i].sum().item<double>();
-    delta.push_back(d);
-    sum.push_back(s);
-    gap.push_back(s - d);
-    rel.push_back(std::abs(s - d) / std::max(std::abs(d), 1e-12));
-  }
-  out.diagnostics["f(x)-f(x0)"] = delta;
-  out.diagnostics["sum"] = sum;
-  out.diagnostics["conservation_gap"] = gap;
-  out.diagnostics["relative_gap"] = rel;
+  report_conservation(map, out.scores - torch::cat(fx0), "f(x)-f(x0)", out.diagnostics);
   return map;
 }
 

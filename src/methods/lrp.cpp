@@ -249,19 +249,7 @@ torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torc
   });
   torch::Tensor map = torch::cat(maps);
   out.scores = torch::cat(scores);
-  nlohmann::json sum = nlohmann::json::array(), gap = nlohmann::json::array(), rel = nlohmann::json::array();
-  for (int64_t i = 0; i < map.size(0); ++i) {
-    const double s = map[i].sum().item<double>(), f = out.scores[i].item<double>();
-    sum.push_back(s);
-    gap.push_back(s - f);
-    rel.push_back(std::abs(s - f) / std::max(std::abs(f), 1e-12));
-  }
-  nlohmann::json f = nlohmann::json::array();
-  for (int64_t i = 0; i < map.size(0); ++i) f.push_back(out.scores[i].item<double>());
-  out.diagnostics["f(x)"] = f;
-  out.diagnostics["sum"] = sum;
-  out.diagnostics["conservation_gap"] = gap;
-  out.diagnostics["relative_gap"] = rel;
+  report_conservation(map, out.scores, "f(x)", out.diagnostics);
   if (options_.layers) {
     // Per input: every layer the relevance went through, output side first.
     nlohmann::json per_input = nlohmann::json::array();
