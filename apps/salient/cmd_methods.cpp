@@ -26,8 +26,9 @@ void add_methods(CLI::App& app) {
                 << (m.needs_gradients ? "; needs gradients" : "; forward passes only") << "\n"
                 << "  " << m.summary << "\n"
                 << "  paper: " << m.paper << "\n";
+      if (!m.options.empty()) std::cout << "  options (`--option NAME=VALUE`; common ones also have a flag, see `explain --help`):\n";
       for (const auto& o : m.options) {
-        std::cout << "  --" << o.name << " (" << o.type << ", default " << o.default_value.dump() << ")";
+        std::cout << "    " << o.name << " (" << o.type << ", default " << o.default_value.dump() << ")";
         if (!o.choices.empty()) {
           std::cout << " {";
           for (size_t i = 0; i < o.choices.size(); ++i) std::cout << (i ? "," : "") << o.choices[i];
