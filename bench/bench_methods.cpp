@@ -19,11 +19,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "salient/gradients.hpp"
-#include "salient/methods/saliency.hpp"
-#include "salient/methods/cam.hpp"
-#include "salient/methods/integrated_gradients.hpp"
 #include "salient/registry.hpp"
-#include "salient/methods/smoothgrad.hpp"
 
 using namespace salient;
 
@@ -83,33 +79,14 @@ void time_method(benchmark::State& state, const std::string& name, Method& metho
   timed(state, [&] { benchmark::DoNotOptimize(method.attribute(m, x, t).map.data_ptr()); });
 }
 
-void saliency(benchmark::State& state, const std::string& name) {
-  Saliency method;
-  time_method(state, name, method);
-}
-
-void smoothgrad(benchmark::State& state, const std::string& name, int64_t samples, int64_t batch) {
-  SmoothGradOptions o;
-  o.samples = samples;
-  o.batch = batch;
-  SmoothGrad method(o);
-  time_method(state, name, method);
-}
-
-void integrated_gradients(benchmark::State& state, const std::string& name, int64_t steps, int64_t batch) {
-  IntegratedGradientsOptions o;
-  o.steps = steps;
-  o.batch = batch;
-  IntegratedGradients method(o);
-  time_method(state, name, method);
+// A benchmark of a registered method with `options`, built once (its graphs survive repetitions).
+std::function<void(benchmark::State&)> named(const std::string& model, const std::string& method,
+                                             const nlohmann::json& options = nlohmann::json::object()) {
+  std::shared_ptr<Method> m = Registry::builtin().create(method, options);
+  return [model, m](benchmark::State& s) { time_method(s, model, *m); };
 }
 
 const char* cam_layer(const std::string& name) { return name == "demo" ? "conv2" : "layer4"; }
-
-void cam(benchmark::State& state, const std::string& name, const std::string& method) {
-  auto meth = Registry::builtin().create(method, {{"layer", cam_layer(name)}});
-  time_method(state, name, *meth);
-}
 
 // Score-CAM's floor: one forward of the input to get the activations, then C masked inputs in
 // forward-only batches of 32 (C = channels of the layer).
@@ -176,39 +153,29 @@ int main(int argc, char** argv) {
           ->Iterations(iterations)->Repetitions(r)->ReportAggregatesOnly(true)->UseRealTime()->Unit(benchmark::kMillisecond);
     };
     reg("floor_fwd_bwd/1", [name](benchmark::State& s) { floor_forward_backward(s, name, 1); }, small, reps);
-    reg("saliency", [name](benchmark::State& s) { saliency(s, name); }, small, reps);
-    reg("grad-cam", [name](benchmark::State& s) { cam(s, name, "grad-cam"); }, small, reps);
+    reg("saliency", named(name, "saliency"), small, reps);
+    reg("grad-cam", named(name, "grad-cam", {{"layer", cam_layer(name)}}), small, reps);
     // Modified back-propagation: one forward and one (rewritten) backward; DeepLIFT's batch holds the
     // input and its baseline.
-    auto named = [name](const std::string& method, nlohmann::json options) {
-      std::shared_ptr<Method> m = Registry::builtin().create(method, options);
-      return [name, m](benchmark::State& s) { time_method(s, name, *m); };
-    };
-    reg("guided-backprop", named("guided-backprop", nlohmann::json::object()), small, reps);
-    reg("lrp/epsilon", named("lrp", {{"composite", "epsilon"}}), small, reps);
-    reg("lrp/epsilon-plus-flat", named("lrp", {{"composite", "epsilon-plus-flat"}}), small, reps);
-    reg("lrp/default", named("lrp", nlohmann::json::object()), small, reps);
-    reg("lrp/default-with-layers", named("lrp", {{"layers", true}}), small, reps);
+    reg("guided-backprop", named(name, "guided-backprop"), small, reps);
+    reg("lrp/epsilon", named(name, "lrp", {{"composite", "epsilon"}}), small, reps);
+    reg("lrp/epsilon-plus-flat", named(name, "lrp", {{"composite", "epsilon-plus-flat"}}), small, reps);
+    reg("lrp/default", named(name, "lrp"), small, reps);
+    reg("lrp/default-with-layers", named(name, "lrp", {{"layers", true}}), small, reps);
     reg("floor_fwd_bwd/2", [name](benchmark::State& s) { floor_forward_backward(s, name, 2); }, small, reps);
-    reg("deeplift", named("deeplift", nlohmann::json::object()), small, reps);
+    reg("deeplift", named(name, "deeplift"), small, reps);
     reg("floor_fwd_bwd/50", [name](benchmark::State& s) { floor_forward_backward(s, name, 50); }, big, reps);
     for (int b : {5, 10, 25, 50})
-      reg("smoothgrad50/batch" + std::to_string(b), [name, b](benchmark::State& s) { smoothgrad(s, name, 50, b); }, big, reps);
+      reg("smoothgrad50/batch" + std::to_string(b), named(name, "smoothgrad", {{"samples", 50}, {"batch-size", b}}), big, reps);
     for (int b : {10, 50})
-      reg("ig50/batch" + std::to_string(b), [name, b](benchmark::State& s) { integrated_gradients(s, name, 50, b); }, big, reps);
+      reg("ig50/batch" + std::to_string(b), named(name, "integrated-gradients", {{"steps", 50}, {"batch-size", b}}), big, reps);
     reg("score-cam-floor", [name](benchmark::State& s) { score_cam_floor(s, name); }, big, demo ? reps : 3);
-    reg("score-cam", [name](benchmark::State& s) { cam(s, name, "score-cam"); }, big, demo ? reps : 3);
+    reg("score-cam", named(name, "score-cam", {{"layer", cam_layer(name)}}), big, demo ? reps : 3);
     // Forward-only methods against the same number of forward passes, batched (32).
     const int64_t masks = demo ? 1000 : 200;
-    reg("occlusion", [name](benchmark::State& s) {
-      auto m = Registry::builtin().create("occlusion", {});
-      time_method(s, name, *m);
-    }, big, reps);
+    reg("occlusion", named(name, "occlusion"), big, reps);
     reg("occlusion-floor", [name](benchmark::State& s) { forward_floor(s, *g_models[name], name, occlusion_windows(name), 32); }, big, reps);
-    reg("rise", [name, masks](benchmark::State& s) {
-      auto m = Registry::builtin().create("rise", {{"samples", masks}});
-      time_method(s, name, *m);
-    }, big, reps);
+    reg("rise", named(name, "rise", {{"samples", masks}}), big, reps);
     reg("rise-floor", [name, masks](benchmark::State& s) { forward_floor(s, *g_models[name], name, masks, 32); }, big, reps);
     // Frozen, inference-optimised copy vs the plain module: 256 forward passes in batches of 32.
     reg("forward256/plain", [name](benchmark::State& s) { forward_floor(s, *plain[name], name, 256, 32); }, big, reps);

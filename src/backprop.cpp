@@ -302,7 +302,7 @@ torch::Tensor BackpropGraph::run(const torch::Tensor& inputs) {
 }
 
 BackpropGraph& BackpropCache::get(Model& model, const Rewrite& rewrite) {
-  const void* module = model.module()._ivalue().get();
+  auto module = model.module()._ivalue();
   if (!graph_ || module_ != module) {
     graph_.reset();
     auto g = std::make_unique<BackpropGraph>(model);
@@ -314,7 +314,7 @@ BackpropGraph& BackpropCache::get(Model& model, const Rewrite& rewrite) {
 }
 
 torch::Tensor modified_gradient(BackpropGraph& graph, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                const torch::Tensor& weight, bool times_output, torch::Tensor* outputs) {
+                                const torch::Tensor& weight, bool times_output, torch::Tensor* scores) {
   torch::Tensor x = inputs.detach().clone().requires_grad_(true);
   torch::Tensor out = graph.run(x);
   torch::Tensor t = targets.to(out.device()).view({-1, 1});
@@ -327,7 +327,7 @@ torch::Tensor modified_gradient(BackpropGraph& graph, const torch::Tensor& input
   } catch (const c10::Error& e) {
     throw Error("modified back-propagation failed: " + one_line(e));
   }
-  if (outputs) *outputs = out.detach();
+  if (scores) *scores = out.detach().gather(1, t).squeeze(1).cpu();
   return g.defined() ? g : torch::zeros_like(x);
 }
 

@@ -27,10 +27,13 @@ nlohmann::json Cam::params() const {
 }
 
 torch::Tensor Cam::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
-  if (!capture_ || captured_model_ != &model) {
+  // Rebuilt for another module (not another Model object: randomisation makes a new Model on a
+  // copy of the module, possibly at the same address). Holding the module keeps its address unique.
+  auto module = model.module()._ivalue();
+  if (!capture_ || captured_module_ != module) {
     layers_used_ = options_.layers.empty() ? std::vector<std::string>{default_cam_layer(model)} : options_.layers;
     capture_ = std::make_unique<LayerCapture>(model, layers_used_);
-    captured_model_ = &model;
+    captured_module_ = module;
   }
   LayerGradients lg = layer_gradients(*capture_, inputs, targets, info_.needs_gradients);
   out.scores = lg.scores;

@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "models"))
 import export_resnet18  # noqa: E402
-from train_demo import FashionCNN  # noqa: E402
+from reference_common import demo_model, seeded_inputs  # noqa: E402
 
 
 # ---- Guided Backprop / Deconvnet ----
@@ -246,12 +246,7 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
 
     model = export_resnet18.build()  # the weights of layer_reference.py's resnet18_traced.pt
-    torch.manual_seed(2)
-    x = torch.randn(2, 3, 224, 224)
-    with torch.no_grad():
-        targets = model(x).argmax(1)
-    np.save(os.path.join(out, "bp_resnet_input.npy"), x.numpy())
-    np.save(os.path.join(out, "bp_resnet_targets.npy"), targets.numpy().astype(np.float32))
+    x, targets = seeded_inputs(out, "bp_resnet", model, (2, 3, 224, 224), 2)
     for mode in ("guided", "deconv"):
         np.save(os.path.join(out, f"resnet_{'gbp' if mode == 'guided' else 'deconv'}.npy"),
                 relu_hook_gradients(export_resnet18.build(), x, targets, mode).numpy())
@@ -261,14 +256,8 @@ def main():
     assert gap < 1e-4, gap
     torch.jit.trace(folded, torch.randn(1, 3, 224, 224)).save(os.path.join(out, "resnet18_folded.pt"))
 
-    demo = FashionCNN().eval()
-    demo.load_state_dict(torch.jit.load(os.path.join(HERE, "..", "models", "fashion_cnn.pt")).state_dict())
-    torch.manual_seed(3)
-    x = torch.randn(2, 1, 28, 28)
-    with torch.no_grad():
-        targets = demo(x).argmax(1)
-    np.save(os.path.join(out, "bp_demo_input.npy"), x.numpy())
-    np.save(os.path.join(out, "bp_demo_targets.npy"), targets.numpy().astype(np.float32))
+    demo = demo_model()
+    x, targets = seeded_inputs(out, "bp_demo", demo, (2, 1, 28, 28), 3)
     np.save(os.path.join(out, "demo_gbp.npy"), functional_relu_gradients(demo, x, targets, "guided").numpy())
     np.save(os.path.join(out, "demo_deconv.npy"), functional_relu_gradients(demo, x, targets, "deconv").numpy())
     with open(os.path.join(HERE, "..", "models", "fashion_cnn.json")) as f:

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "models"))
 import export_resnet18  # noqa: E402
-from train_demo import FashionCNN  # noqa: E402
+from reference_common import demo_model, seeded_inputs  # noqa: E402
 
 
 def capture(model, module, x, targets):
@@ -58,13 +58,8 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
 
     export_resnet18.export(out)
-    torch.manual_seed(0)
-    model = export_resnet18.build()
-    x = torch.randn(2, 3, 224, 224)
-    with torch.no_grad():
-        targets = model(x).argmax(1)
-    np.save(os.path.join(out, "resnet_input.npy"), x.numpy())
-    np.save(os.path.join(out, "resnet_targets.npy"), targets.numpy().astype(np.float32))
+    model = export_resnet18.build()  # seeds the generator itself
+    x, targets = seeded_inputs(out, "resnet", model, (2, 3, 224, 224), None)
     act, grad = capture(model, model.layer4, x, targets)
     np.save(os.path.join(out, "resnet_gradcam_layer4.npy"), grad_cam(act, grad).numpy())
     for name in ("layer4.1.bn2", "layer4.1.relu"):
@@ -72,14 +67,8 @@ def main():
         np.save(os.path.join(out, f"resnet_{name}_act.npy"), act.numpy())
         np.save(os.path.join(out, f"resnet_{name}_grad.npy"), grad.numpy())
 
-    demo = FashionCNN().eval()
-    demo.load_state_dict(torch.jit.load(os.path.join(HERE, "..", "models", "fashion_cnn.pt")).state_dict())
-    torch.manual_seed(1)
-    x = torch.randn(2, 1, 28, 28)
-    with torch.no_grad():
-        targets = demo(x).argmax(1)
-    np.save(os.path.join(out, "demo_input.npy"), x.numpy())
-    np.save(os.path.join(out, "demo_targets.npy"), targets.numpy().astype(np.float32))
+    demo = demo_model()
+    x, targets = seeded_inputs(out, "demo", demo, (2, 1, 28, 28), 1)
     act, grad = capture(demo, demo.conv2, x, targets)
     np.save(os.path.join(out, "demo_gradcam_conv2.npy"), grad_cam(act, grad).numpy())
     # The same demo CNN as ONNX (dynamic batch), for the OpenCV DNN back end.

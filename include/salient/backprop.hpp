@@ -95,7 +95,7 @@ class BackpropCache {
 
  private:
   std::unique_ptr<BackpropGraph> graph_;
-  const void* module_ = nullptr;
+  c10::intrusive_ptr<c10::ivalue::Object> module_;  // held, so that its address stays its own
 };
 
 // Conservation of a relevance map: per input, `name` (the value the map should sum to: f(x), or
@@ -105,9 +105,9 @@ void report_conservation(const torch::Tensor& map, const torch::Tensor& expected
 
 // One forward and one modified backward of `graph`: d/d inputs of the sum over rows of
 // weight[i] * f(x_i)[target_i] (weight undefined: 1), each term also multiplied by f(x_i)[target_i]
-// itself when `times_output` (LRP's initial relevance). `outputs` receives f(x) [N, K], detached.
+// itself when `times_output` (LRP's initial relevance). `scores` receives f(x)[target] [N] on the CPU.
 torch::Tensor modified_gradient(BackpropGraph& graph, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                const torch::Tensor& weight, bool times_output, torch::Tensor* outputs);
+                                const torch::Tensor& weight, bool times_output, torch::Tensor* scores);
 
 // Per-site relevance totals recorded by the rule ops' backward while a SiteRecorder is alive
 // (one at a time, process-wide). Sites are named by PathNode::site().

@@ -76,10 +76,9 @@ torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const
     torch::Tensor both = torch::cat({inputs.slice(0, b, e), x0.slice(0, b, e)});
     torch::Tensor t = targets.slice(0, b, e);
     torch::Tensor weight = torch::cat({torch::ones({k}), torch::zeros({k})});  // only the inputs' outputs are explained
-    torch::Tensor outputs;
-    torch::Tensor m = modified_gradient(graph, both, torch::cat({t, t}), weight, false, &outputs).slice(0, 0, k).cpu();
+    torch::Tensor f;
+    torch::Tensor m = modified_gradient(graph, both, torch::cat({t, t}), weight, false, &f).slice(0, 0, k).cpu();
     maps.push_back(m * (inputs.slice(0, b, e) - x0.slice(0, b, e)).to(m.scalar_type()));
-    torch::Tensor f = outputs.gather(1, torch::cat({t, t}).to(outputs.device()).view({-1, 1})).squeeze(1).cpu();
     fx.push_back(f.slice(0, 0, k));
     fx0.push_back(f.slice(0, k));
     report_progress(static_cast<double>(e) / n);

@@ -62,9 +62,8 @@ torch::Tensor GuidedBackprop::compute(Model& model, const torch::Tensor& inputs,
   });
   std::vector<torch::Tensor> maps, scores;
   for_chunks(inputs.size(0), options_.batch, [&](int64_t b, int64_t e) {
-    torch::Tensor outputs;
-    maps.push_back(modified_gradient(graph, inputs.slice(0, b, e), targets.slice(0, b, e), {}, false, &outputs).cpu());
-    scores.push_back(outputs.gather(1, targets.slice(0, b, e).to(outputs.device()).view({-1, 1})).squeeze(1).cpu());
+    scores.emplace_back();
+    maps.push_back(modified_gradient(graph, inputs.slice(0, b, e), targets.slice(0, b, e), {}, false, &scores.back()).cpu());
     report_progress(static_cast<double>(e) / inputs.size(0));
   });
   out.scores = torch::cat(scores);

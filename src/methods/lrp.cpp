@@ -228,10 +228,9 @@ torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torc
   for_chunks(inputs.size(0), options_.batch, [&](int64_t b, int64_t e) {
     std::optional<SiteRecorder> recorder;
     if (options_.layers) recorder.emplace();
-    torch::Tensor outputs;
-    const torch::Tensor t = targets.slice(0, b, e);
-    maps.push_back(modified_gradient(graph, inputs.slice(0, b, e), t, {}, /*times_output=*/true, &outputs).cpu());
-    scores.push_back(outputs.gather(1, t.to(outputs.device()).view({-1, 1})).squeeze(1).cpu());
+    scores.emplace_back();
+    maps.push_back(modified_gradient(graph, inputs.slice(0, b, e), targets.slice(0, b, e), {}, /*times_output=*/true,
+                                     &scores.back()).cpu());
     if (recorder)
       for (auto& r : recorder->records()) {
         auto [it, fresh] = layers.emplace(r.site, r);

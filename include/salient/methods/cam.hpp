@@ -45,8 +45,8 @@ class Cam final : public Method {
   MethodInfo info_;
   CamRule rule_;
   CamOptions options_;
-  std::unique_ptr<LayerCapture> capture_;  // built for the first model seen, reused after
-  Model* captured_model_ = nullptr;
+  std::unique_ptr<LayerCapture> capture_;  // built for the module it last met
+  c10::intrusive_ptr<c10::ivalue::Object> captured_module_;
   std::vector<std::string> layers_used_;
 };
 
