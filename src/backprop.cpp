@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/jit/api/function_impl.h>
@@ -15,6 +16,7 @@
 
 #include "salient/error.hpp"
 #include "salient/layers.hpp"
+#include "salient/method.hpp"
 
 namespace salient {
 
@@ -83,6 +85,18 @@ const std::set<std::string>& names(OpKind kind) {
   return table.at(kind);
 }
 
+// The gate of an elementwise product: the factor made by a sigmoid-like op (through reshapes), as in
+// squeeze-and-excitation blocks (MobileNetV3, EfficientNet). -1 when neither factor is one.
+int gate_input(jit::Node* n) {
+  static const std::set<std::string> gates = {"aten::sigmoid", "aten::hardsigmoid"};
+  for (int i = 0; i < 2; ++i) {
+    jit::Node* p = n->input(i)->node();
+    while (names(OpKind::Routing).count(p->kind().toQualString()) && p->inputs().size() > 0) p = p->input(0)->node();
+    if (gates.count(p->kind().toQualString())) return i;
+  }
+  return -1;
+}
+
 OpKind classify(jit::Node* n, const std::set<jit::Value*>& path) {
   const std::string op = n->kind().toQualString();
   size_t on_path = 0;
@@ -103,6 +117,7 @@ OpKind classify(jit::Node* n, const std::set<jit::Value*>& path) {
     if (!names(k).count(op)) continue;
     // A product of two values on the path is not affine in them.
     static const std::set<std::string> products = {"aten::mul", "aten::div", "aten::matmul", "aten::mm", "aten::bmm"};
+    if (k == OpKind::Affine && op == "aten::mul" && on_path == 2 && gate_input(n) >= 0) return OpKind::Gate;
     if (k == OpKind::Affine && products.count(op) && on_path > 1) return OpKind::Unsupported;
     if (k == OpKind::Affine && op == "aten::addmm" && (on_path > 1 || path.count(n->input(0)))) return OpKind::Unsupported;
     if (k == OpKind::Activation && on_path > 1) return OpKind::Unsupported;
@@ -142,6 +157,24 @@ void bake_attributes(jit::Graph& graph, jit::Block* block, std::map<jit::Value*,
       if (auto c = graph.insertConstant(value, c10::nullopt, n->scope()); c->type()->isSubtypeOf(*n->output()->type()))
         n->output()->replaceAllUsesWith(c);
     }
+  }
+}
+
+// Dropout in eval mode (`train` constant false) is the identity, in-place or not
+// (torchvision EfficientNet's Dropout(inplace=True)): its output becomes its input.
+void remove_eval_dropout(jit::Block* block) {
+  static const std::set<std::string> dropouts = {"aten::dropout",         "aten::dropout_",      "aten::feature_dropout",
+                                                 "aten::feature_dropout_", "aten::alpha_dropout", "aten::alpha_dropout_",
+                                                 "aten::feature_alpha_dropout", "aten::feature_alpha_dropout_"};
+  for (auto it = block->nodes().begin(); it != block->nodes().end();) {
+    jit::Node* n = *it;
+    ++it;
+    for (jit::Block* b : n->blocks()) remove_eval_dropout(b);
+    if (!dropouts.count(n->kind().toQualString()) || n->inputs().size() != 3) continue;
+    auto train = jit::toIValue(n->input(2));
+    if (!train || !train->isBool() || train->toBool()) continue;
+    n->output()->replaceAllUsesWith(n->input(0));
+    n->destroy();
   }
 }
 
@@ -203,6 +236,7 @@ BackpropGraph::BackpropGraph(Model& model) : model_(model) {
   std::map<jit::Value*, c10::IValue> objects{{graph_->inputs()[0], model.module()._ivalue()}};
   bake_attributes(*graph_, graph_->block(), objects);
   jit::ConstantPropagation(graph_);
+  remove_eval_dropout(graph_->block());
   jit::RemoveListMutation(graph_);
   jit::RemoveTensorMutation(graph_);
   make_out_of_place(*graph_, graph_->block());
@@ -254,6 +288,7 @@ void BackpropGraph::scan(jit::Block* block, std::set<jit::Value*>& behind_layer,
       throw Error("in-place op " + std::string(n->kind().toQualString()) + " in " + where(n) +
                   " changes a value on the input's path and could not be made out-of-place");
     PathNode p{n, classify(n, on_path), n->kind().toQualString(), module_of(n), false, ""};
+    if (p.kind == OpKind::Gate) p.gate = gate_input(n);
     p.site = (p.module.empty() ? std::string("forward") : p.module) + " (" + p.op + ")";
     if (const int k = ++seen[p.site]; k > 1) p.site += " #" + std::to_string(k);
     const bool layer = p.kind == OpKind::Convolution || p.kind == OpKind::Linear;
@@ -265,6 +300,35 @@ void BackpropGraph::scan(jit::Block* block, std::set<jit::Value*>& behind_layer,
 }
 
 BackpropGraph::~BackpropGraph() = default;
+
+namespace {
+
+bool routes_to_output(jit::Value* v, jit::Node* ret) {
+  for (const jit::Use& u : v->uses()) {
+    if (u.user == ret) continue;
+    if (!names(OpKind::Routing).count(u.user->kind().toQualString())) return false;
+    for (jit::Value* o : u.user->outputs())
+      if (!routes_to_output(o, ret)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string BackpropGraph::strip_output_head() {
+  static const std::set<std::string> heads = {"aten::sigmoid", "aten::softmax", "aten::log_softmax"};
+  std::string stripped;
+  for (size_t i = path_.size(); i-- > 0;) {
+    jit::Node* n = path_[i].node;
+    if (!heads.count(path_[i].op) || !routes_to_output(n->output(), graph_->return_node())) continue;
+    stripped += (stripped.empty() ? "" : ", ") + path_[i].op + (path_[i].module.empty() ? "" : " (in " + path_[i].module + ")");
+    n->output()->replaceAllUsesWith(n->input(0));
+    on_path_.erase(n->output());
+    path_.erase(path_.begin() + static_cast<std::ptrdiff_t>(i));
+    n->destroy();
+  }
+  return stripped;
+}
 
 const PathNode* BackpropGraph::first_unsupported() const {
   for (const auto& p : path_)
@@ -331,8 +395,8 @@ torch::Tensor modified_gradient(BackpropGraph& graph, const torch::Tensor& input
   return g.defined() ? g : torch::zeros_like(x);
 }
 
-void report_conservation(const torch::Tensor& map, const torch::Tensor& expected, const std::string& name,
-                         nlohmann::json& diagnostics) {
+void report_conservation(const std::string& method, const torch::Tensor& map, const torch::Tensor& expected,
+                         const std::string& name, nlohmann::json& diagnostics) {
   nlohmann::json want = nlohmann::json::array(), sum = nlohmann::json::array(), gap = nlohmann::json::array(),
                  rel = nlohmann::json::array();
   for (int64_t i = 0; i < map.size(0); ++i) {
@@ -340,7 +404,14 @@ void report_conservation(const torch::Tensor& map, const torch::Tensor& expected
     want.push_back(f);
     sum.push_back(s);
     gap.push_back(s - f);
-    rel.push_back(std::abs(s - f) / std::max(std::abs(f), 1e-12));
+    const double r = std::abs(s - f) / std::max(std::abs(f), 1e-12);
+    rel.push_back(r);
+    if (r > kConservationTolerance) {
+      std::ostringstream w;
+      w << method << ": the map sums to " << s << ", " << r * 100 << "% away from " << name << " = " << f
+        << " (biases, stabilisers or held gates absorb relevance; the map's proportions may mislead)";
+      add_warning(diagnostics, map.size(0), i, w.str());
+    }
   }
   diagnostics[name] = want;
   diagnostics["sum"] = sum;

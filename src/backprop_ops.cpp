@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "salient/backprop.hpp"
@@ -52,6 +53,15 @@ struct ReluRule : torch::autograd::Function<ReluRule> {
       case ReluMode::Guided: out = g.clamp_min(0) * (ctx->get_saved_variables()[0] > 0); break;
       case ReluMode::Deconv: out = g.clamp_min(0); break;
       case ReluMode::Pass: out = g; break;
+      case ReluMode::GuidedAny: break;
+    }
+    if (mode == ReluMode::GuidedAny) {
+      // The activation's own backward (its input stays attached) applies its local gradient to
+      // the positive part of the incoming gradient: for ReLU exactly the guided rule.
+      Tensor pos = g.clamp_min(0);
+      const std::string& site = ctx->saved_data["site"].toStringRef();
+      SiteRecorder::add_out(site, "guided", g);
+      return {Tensor(), pos, Tensor(), Tensor()};
     }
     if (mode != ReluMode::Pass) {  // LRP's pass-through changes nothing worth recording
       const std::string& site = ctx->saved_data["site"].toStringRef();
@@ -387,14 +397,30 @@ struct DlRescale : torch::autograd::Function<DlRescale> {
 
 Tensor dl_rescale(const Tensor& x, const Tensor& y) { return DlRescale::apply(x, y); }
 
-struct DlMaxPool2d : torch::autograd::Function<DlMaxPool2d> {
-  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y, std::vector<int64_t> kernel, std::vector<int64_t> stride,
-                        std::vector<int64_t> padding, std::vector<int64_t> dilation, bool ceil_mode) {
+// Max pooling of any rank, plain or adaptive: kind 1-3 = max_pool{1,2,3}d(kernel=a, stride=b,
+// padding=c, dilation=d, ceil_mode), 11-13 = adaptive_max_pool{1,2,3}d(output_size=a).
+Tensor max_pool(int64_t kind, const Tensor& x, const std::vector<int64_t>& a, const std::vector<int64_t>& b,
+                const std::vector<int64_t>& c, const std::vector<int64_t>& d, bool ceil) {
+  switch (kind) {
+    case 1: return at::max_pool1d(x, a, b, c, d, ceil);
+    case 2: return at::max_pool2d(x, a, b, c, d, ceil);
+    case 3: return at::max_pool3d(x, a, b, c, d, ceil);
+    case 11: return std::get<0>(at::adaptive_max_pool1d(x, a));
+    case 12: return std::get<0>(at::adaptive_max_pool2d(x, a));
+    case 13: return std::get<0>(at::adaptive_max_pool3d(x, a));
+  }
+  TORCH_CHECK(false, "deeplift: unknown max-pool kind ", kind);
+}
+
+struct DlMaxPool : torch::autograd::Function<DlMaxPool> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y, int64_t kind, std::vector<int64_t> a,
+                        std::vector<int64_t> b, std::vector<int64_t> c, std::vector<int64_t> d, bool ceil_mode) {
     TORCH_CHECK(x.size(0) % 2 == 0, "deeplift: the batch must hold inputs and baselines");
-    ctx->saved_data["kernel"] = kernel;
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
-    ctx->saved_data["dilation"] = dilation;
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["a"] = a;
+    ctx->saved_data["b"] = b;
+    ctx->saved_data["c"] = c;
+    ctx->saved_data["d"] = d;
     ctx->saved_data["ceil"] = ceil_mode;
     ctx->save_for_backward({x, y});
     return y;
@@ -402,32 +428,35 @@ struct DlMaxPool2d : torch::autograd::Function<DlMaxPool2d> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const Tensor x = saved[0], y = saved[1];
-    const auto k = ctx->saved_data["kernel"].toIntVector(), s = ctx->saved_data["stride"].toIntVector(),
-               p = ctx->saved_data["padding"].toIntVector(), d = ctx->saved_data["dilation"].toIntVector();
+    const int64_t kind = ctx->saved_data["kind"].toInt();
+    const auto a = ctx->saved_data["a"].toIntVector(), b = ctx->saved_data["b"].toIntVector(),
+               c = ctx->saved_data["c"].toIntVector(), d = ctx->saved_data["d"].toIntVector();
     const bool ceil = ctx->saved_data["ceil"].toBool();
     const int64_t n = x.size(0) / 2;
-    const Tensor idx = std::get<1>(at::max_pool2d_with_indices(x, k, s, p, d, ceil));
-    const Tensor x1 = x.slice(0, 0, n), x0 = x.slice(0, n), y1 = y.slice(0, 0, n), y0 = y.slice(0, n);
-    const Tensor i1 = idx.slice(0, 0, n), i0 = idx.slice(0, n), g = grads[0].slice(0, 0, n);
-    auto unpool = [&](const Tensor& v, const Tensor& input, const Tensor& indices) {
-      return at::max_pool2d_with_indices_backward(v, input, k, s, p, d, ceil, indices);
+    // The pooling's own vector-Jacobian product at `at`: routes v to the maxima of `at`.
+    auto unpool = [&](const Tensor& v, const Tensor& at) {
+      torch::AutoGradMode on(true);
+      Tensor leaf = at.detach().requires_grad_(true);
+      return torch::autograd::grad({max_pool(kind, leaf, a, b, c, d, ceil)}, {leaf}, {v})[0];
     };
+    const Tensor x1 = x.slice(0, 0, n), x0 = x.slice(0, n), y1 = y.slice(0, 0, n), y0 = y.slice(0, n);
+    const Tensor g = grads[0].slice(0, 0, n);
     // As Captum: y - y0 split at the two maxima, max(y, y0) - y0 at the input's and y - max(y, y0)
     // at the baseline's; then divided by x - x0 (the gradient where x == x0).
     const Tensor top = torch::max(y1, y0);
-    Tensor delta = unpool(g * (top - y0), x1, i1) + unpool(g * (y1 - top), x0, i0);
+    Tensor delta = unpool(g * (top - y0), x1) + unpool(g * (y1 - top), x0);
     Tensor dx = x1 - x0;
     Tensor far = dx.abs() >= kDeepLiftEps;
-    Tensor m = torch::where(far, delta / torch::where(far, dx, torch::ones_like(dx)), unpool(g, x1, i1));
-    variable_list out(7);
+    Tensor m = torch::where(far, delta / torch::where(far, dx, torch::ones_like(dx)), unpool(g, x1));
+    variable_list out(8);
     out[0] = torch::cat({m, torch::zeros_like(m)});
     return out;
   }
 };
 
-Tensor dl_maxpool2d(const Tensor& x, const Tensor& y, std::vector<int64_t> kernel, std::vector<int64_t> stride,
-                    std::vector<int64_t> padding, std::vector<int64_t> dilation, bool ceil_mode) {
-  return DlMaxPool2d::apply(x, y, std::move(kernel), std::move(stride), std::move(padding), std::move(dilation), ceil_mode);
+Tensor dl_maxpool(const Tensor& x, const Tensor& y, int64_t kind, std::vector<int64_t> a, std::vector<int64_t> b,
+                  std::vector<int64_t> c, std::vector<int64_t> d, bool ceil_mode) {
+  return DlMaxPool::apply(x, y, kind, std::move(a), std::move(b), std::move(c), std::move(d), ceil_mode);
 }
 
 }  // namespace
@@ -447,6 +476,6 @@ TORCH_LIBRARY(salient, m) {
         "float[] params, float[] low, float[] high, str site) -> Tensor",
         &lrp_layer);
   m.def("dl_rescale(Tensor x, Tensor y) -> Tensor", &dl_rescale);
-  m.def("dl_maxpool2d(Tensor x, Tensor y, int[] kernel, int[] stride, int[] padding, int[] dilation, bool ceil_mode) -> Tensor",
-        &dl_maxpool2d);
+  m.def("dl_maxpool(Tensor x, Tensor y, int kind, int[] a, int[] b, int[] c, int[] d, bool ceil_mode) -> Tensor",
+        &dl_maxpool);
 }

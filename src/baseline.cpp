@@ -3,6 +3,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "salient/error.hpp"
@@ -20,14 +22,6 @@ std::string shape_text(c10::IntArrayRef s) {
   std::string out;
   for (auto d : s) out += (out.empty() ? "" : ",") + std::to_string(d);
   return "[" + out + "]";
-}
-
-bool is_image_file(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
-    if (ext == e) return true;
-  return false;
 }
 
 double parse_number(const std::string& text, const std::string& spec) {
@@ -63,15 +57,46 @@ torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
   return img.squeeze(0);
 }
 
+torch::Tensor black_canvas(const torch::Tensor& x, const ModelMetadata& meta) {
+  // Each channel: the pixel value range_lo (0 for most models) after the model's normalisation.
+  torch::Tensor c = torch::empty_like(x);
+  if (x.dim() != 3) return c.fill_(meta.mean.empty() ? meta.range_lo : (meta.range_lo - meta.mean[0]) / (meta.std.empty() ? 1.0 : meta.std[0]));
+  for (int64_t ch = 0; ch < x.size(0); ++ch) {
+    const double mean = meta.mean.empty() ? 0.0 : meta.mean[std::min<size_t>(ch, meta.mean.size() - 1)];
+    const double sd = meta.std.empty() ? 1.0 : meta.std[std::min<size_t>(ch, meta.std.size() - 1)];
+    c[ch].fill_((meta.range_lo - mean) / sd);
+  }
+  return c;
+}
+
 Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
   Baseline b;
   b.spec = spec;
-  if (spec.empty() || spec == "zeros" || spec == "zero") return b;
+  if (spec.empty() || spec == "zeros") return b;
+  if (spec == "zero")
+    throw Error("baseline 'zero' is ambiguous: say 'zeros' (0 in the model's input space, after normalisation) or "
+                "'black' (a pixel value of 0 before normalisation)");
+  if (spec == "black") {
+    b.kind = Kind::Black;
+    b.meta_ = meta;
+    return b;
+  }
   if (spec.rfind("constant:", 0) == 0) {
     b.kind = Kind::Constant;
     b.value = parse_number(spec.substr(9), spec);
     return b;
   }
+  {  // a bare number, as Captum users write it: constant:V
+    char* end = nullptr;
+    const double v = std::strtod(spec.c_str(), &end);
+    if (end && *end == '\0' && end != spec.c_str() && std::isfinite(v)) {
+      b.kind = Kind::Constant;
+      b.value = v;
+      b.spec = "constant:" + spec;
+      return b;
+    }
+  }
+  b.meta_ = meta;
   if (spec == "blur" || spec.rfind("blur:", 0) == 0) {
     b.kind = Kind::Blur;
     b.value = spec == "blur" ? 5.0 : parse_number(spec.substr(5), spec);
@@ -84,7 +109,7 @@ Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
   }
   fs::path p(spec);
   if (!fs::exists(p))
-    throw Error("baseline '" + spec + "' is neither zeros, constant:V, blur[:SIGMA], uniform, nor an existing file");
+    throw Error("baseline '" + spec + "' is neither zeros, black, a number, constant:V, blur[:SIGMA], uniform, nor an existing file");
   b.kind = Kind::Tensor;
   if (p.extension() == ".npy") {
     b.tensor = read_npy(spec);
@@ -98,6 +123,7 @@ Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
 torch::Tensor Baseline::make(const torch::Tensor& x, uint64_t seed) const {
   switch (kind) {
     case Kind::Zeros: return torch::zeros_like(x);
+    case Kind::Black: return black_canvas(x, meta_);
     case Kind::Constant: return torch::full_like(x, value);
     case Kind::Blur: return gaussian_blur(x, value);
     case Kind::Uniform: {
@@ -115,18 +141,14 @@ torch::Tensor Baseline::make(const torch::Tensor& x, uint64_t seed) const {
   return torch::zeros_like(x);
 }
 
-torch::Tensor load_input_set(const std::string& spec, const ModelMetadata& meta, int64_t limit, uint64_t seed) {
+torch::Tensor load_input_set(const std::string& spec, const ModelMetadata& meta, int64_t limit, uint64_t seed,
+                             Resize resize) {
   fs::path p(spec);
   if (!fs::exists(p)) throw Error("baseline set '" + spec + "' does not exist");
   torch::Tensor set;
   if (fs::is_directory(p)) {
-    std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(p))
-      if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path().string());
-    std::sort(files.begin(), files.end());
-    if (files.empty()) throw Error("baseline set folder '" + spec + "' holds no image");
     std::vector<torch::Tensor> items;
-    for (const auto& f : files) items.push_back(load_image(f, meta).tensor);
+    for (const auto& f : image_files_in(spec)) items.push_back(load_image(f, meta, resize).tensor);
     set = torch::stack(items);
   } else if (p.extension() == ".npy") {
     set = read_npy(spec);
@@ -139,6 +161,7 @@ torch::Tensor load_input_set(const std::string& spec, const ModelMetadata& meta,
     if (!meta.mean.empty()) set = (set - meta.mean[0]) / (meta.std.empty() ? 1.0 : meta.std[0]);
   }
   if (set.size(0) == 0) throw Error("baseline set '" + spec + "' is empty");
+  check_finite(set, "'" + spec + "'");
   if (limit > 0 && set.size(0) > limit) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     torch::Tensor pick = at::randperm(set.size(0), gen, torch::TensorOptions().dtype(torch::kLong)).slice(0, 0, limit);

@@ -26,7 +26,7 @@ nlohmann::json Cam::params() const {
           {"reshape", options_.reshape_drop}, {"batch-size", options_.batch}};
 }
 
-torch::Tensor Cam::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
+LayerCapture& Cam::capture_for(Model& model) {
   // Rebuilt for another module (not another Model object: randomisation makes a new Model on a
   // copy of the module, possibly at the same address). Holding the module keeps its address unique.
   auto module = model.module()._ivalue();
@@ -35,20 +35,52 @@ torch::Tensor Cam::compute(Model& model, const torch::Tensor& inputs, const torc
     capture_ = std::make_unique<LayerCapture>(model, layers_used_);
     captured_module_ = module;
   }
+  return *capture_;
+}
+
+void Cam::check(Model& model, const torch::Tensor& example) {
+  // One pass captures the layers' shapes: each must be a map [1,C,h,w], tokens that --reshape makes
+  // one, or (methods with gradients) [1,C].
+  LayerCapture& capture = capture_for(model);
+  const torch::Tensor target = model.predict(example).argmax(1);
+  LayerGradients lg = layer_gradients(capture, example, target, false);
+  for (size_t l = 0; l < lg.activations.size(); ++l) {
+    torch::Tensor a = lg.activations[l];
+    if (options_.reshape_drop >= 0) a = tokens_to_map(a, options_.reshape_drop);
+    if (a.dim() == 4 || (a.dim() == 2 && info_.needs_gradients && options_.reshape_drop < 0 && lg.activations.size() == 1)) continue;
+    throw Error(info_.name + ": layer '" + layers_used_[l] + "' gives activations of shape " + c10::str(a.sizes()) +
+                "; CAMs need [N, C, h, w] (use --reshape for transformer tokens [N, T, C])");
+  }
+}
+
+torch::Tensor Cam::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
+  capture_for(model);
   LayerGradients lg = layer_gradients(*capture_, inputs, targets, info_.needs_gradients);
   out.scores = lg.scores;
   const bool image = inputs.dim() == 4;
   torch::Tensor total;
   for (size_t l = 0; l < lg.activations.size(); ++l) {
-    torch::Tensor a = lg.activations[l], g = info_.needs_gradients ? lg.gradients[l] : torch::Tensor();
+    const torch::Tensor raw = lg.activations[l];
+    torch::Tensor a = raw, g = info_.needs_gradients ? lg.gradients[l] : torch::Tensor();
     if (options_.reshape_drop >= 0) {
       a = tokens_to_map(a, options_.reshape_drop);
       if (g.defined()) g = tokens_to_map(g, options_.reshape_drop);
     }
+    if (a.dim() == 2 && g.defined() && options_.reshape_drop < 0) {
+      // A layer without spatial dims ([N, C], a linear layer): the gradients themselves are the
+      // weights, one value per input (as Captum's LayerGradCam on a non-convolutional layer).
+      torch::Tensor cam = (g * a).sum(1, true);
+      if (options_.relu) cam = cam.clamp_min(0);
+      out.extra[lg.activations.size() == 1 ? "raw" : "raw-" + layers_used_[l]] = cam.detach().cpu();
+      if (lg.activations.size() > 1)
+        throw Error(info_.name + ": layer '" + layers_used_[l] + "' has no spatial dims [N, C]; it cannot be averaged with other layers");
+      out.diagnostics["note"] = "layer '" + layers_used_[l] + "' has activations [N, C]: the map is one value per input";
+      return cam;
+    }
     if (a.dim() != 4)
       throw Error(info_.name + ": layer '" + layers_used_[l] + "' gives activations of shape " + c10::str(a.sizes()) +
                   "; CAMs need [N, C, h, w] (use --reshape for transformer tokens [N, T, C])");
-    CamContext ctx{model, *capture_, l, inputs, targets, options_, [this](double f) { report_progress(f); }};
+    CamContext ctx{model, *capture_, l, inputs, targets, options_, [this](double f) { report_progress(f); }, raw};
     torch::Tensor cam = rule_(a, g, ctx);
     if (options_.relu) cam = cam.clamp_min(0);
     out.extra[lg.activations.size() == 1 ? "raw" : "raw-" + layers_used_[l]] = cam.detach().cpu();
@@ -136,11 +168,20 @@ torch::Tensor ablation_cam(const torch::Tensor& A, const torch::Tensor&, const C
     // The drop of the target output when one channel is zeroed, relative to the output.
     const int64_t channels = A.size(1), t = c.targets[i].item<int64_t>();
     const torch::Tensor x = c.inputs[i].unsqueeze(0);
-    const double y = c.capture.run_replacing(c.layer, x, A[i].unsqueeze(0))[0][t].item<double>();
+    // The layer's own layout: channels first [C,h,w], or tokens [T,C] (--reshape), whose patch
+    // tokens (after the dropped ones) are what the map shows.
+    const bool tokens = c.options.reshape_drop >= 0;
+    const torch::Tensor own = c.layer_output[i].unsqueeze(0);
+    const double y = c.capture.run_replacing(c.layer, x, own)[0][t].item<double>();
     std::vector<torch::Tensor> scores;
     for_chunks(channels, c.options.batch, [&](int64_t b, int64_t e) {
-      torch::Tensor batch = A[i].unsqueeze(0).repeat({e - b, 1, 1, 1});
-      for (int64_t k = b; k < e; ++k) batch[k - b][k].zero_();
+      std::vector<int64_t> reps(own.dim(), 1);
+      reps[0] = e - b;
+      torch::Tensor batch = own.repeat(reps);
+      for (int64_t k = b; k < e; ++k) {
+        if (tokens) batch[k - b].slice(0, c.options.reshape_drop).select(-1, k).zero_();
+        else batch[k - b][k].zero_();
+      }
       scores.push_back(c.capture.run_replacing(c.layer, x, batch).select(1, t));
       if (c.progress) c.progress((static_cast<double>(i) + static_cast<double>(e) / channels) / A.size(0));
     });

@@ -40,7 +40,9 @@ nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index,
                             std::vector<std::unique_ptr<Method>>& methods) {
   const auto ms = chosen_metrics(req);
   const int64_t target = model.predict(x.unsqueeze(0)).argmax(1).item<int64_t>();
-  const metrics::Canvas canvas = req.canvas == "blur" ? metrics::Canvas::Blur : metrics::Canvas::Zero;
+  const metrics::Canvas canvas = req.canvas == "blur"    ? metrics::Canvas::Blur
+                                 : req.canvas == "zeros" ? metrics::Canvas::Zeros
+                                                         : metrics::Canvas::Black;
   nlohmann::json line{{"index", index}, {"target", target}, {"methods", nlohmann::json::object()}};
   torch::Tensor t = torch::full({1}, target, torch::kLong);
   for (size_t k = 0; k < methods.size(); ++k) {
@@ -110,6 +112,7 @@ std::string fmt(double v) {
 
 void validate(const EvaluateRequest& r, Model& model) {
   if (r.methods.empty()) throw Error("no method given (--methods)");
+  Registry::builtin().check_option_keys(r.method_options, r.methods);
   for (const auto& m : r.methods) Registry::builtin().create(m, r.method_options, model.metadata());
   for (const auto& m : r.metrics)
     if (!wants(metric_names(), m)) {
@@ -119,7 +122,11 @@ void validate(const EvaluateRequest& r, Model& model) {
     }
   if (r.limit < 1) throw Error("--limit must be >= 1, got " + std::to_string(r.limit));
   if (r.steps < 2) throw Error("--steps must be >= 2, got " + std::to_string(r.steps));
-  if (r.canvas != "zero" && r.canvas != "blur") throw Error("--canvas must be zero or blur, got '" + r.canvas + "'");
+  if (r.canvas == "zero")
+    throw Error("--canvas zero is ambiguous: say black (a pixel value of 0 before normalisation) or zeros (0 in the "
+                "model's input space, after normalisation)");
+  if (r.canvas != "black" && r.canvas != "zeros" && r.canvas != "blur")
+    throw Error("--canvas must be black, zeros or blur, got '" + r.canvas + "'");
   if (r.data.empty()) throw Error("no data given (--data)");
   if (!fs::exists(r.data)) throw Error("data '" + r.data + "' does not exist");
   if (r.out_dir.empty()) throw Error("no output folder given (--out)");
@@ -129,7 +136,7 @@ void validate(const EvaluateRequest& r, Model& model) {
 nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
                         const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
   validate(req, model);
-  torch::Tensor data = load_input_set(req.data, model.metadata(), 0, req.seed);
+  torch::Tensor data = load_input_set(req.data, model.metadata(), 0, req.seed, req.resize);
   const int64_t n = std::min<int64_t>(req.limit, data.size(0));
   std::vector<std::unique_ptr<Method>> methods;
   for (const auto& m : req.methods) methods.push_back(Registry::builtin().create(m, req.method_options, model.metadata()));

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <iomanip>
+#include <set>
 #include <sstream>
 
 #include "salient/error.hpp"
@@ -23,6 +24,31 @@ std::string percent(double p) {
 }
 
 // Diagnostics are per-input arrays (length N) or batch-wide values: take input i's share.
+// Files an earlier explanation.json in `dir` listed that this run did not write again: a re-run
+// into the same --out leaves no stale map beside a new explanation.json. Only listed files go.
+void remove_stale_files(const std::string& dir, const std::set<std::string>& written) {
+  const fs::path old = fs::path(dir) / "explanation.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(old, ec)) return;
+  nlohmann::json j = nlohmann::json::parse(read_file(old.string()), nullptr, false);
+  if (!j.is_object()) return;
+  std::set<std::string> listed;
+  if (j.contains("grid") && j["grid"].is_string()) listed.insert(j["grid"].get<std::string>());
+  if (j.contains("explained") && j["explained"].is_array())
+    for (const auto& t : j["explained"])
+      if (t.is_object() && t.contains("methods") && t["methods"].is_object())
+        for (const auto& [name, m] : t["methods"].items()) {
+          if (!m.is_object()) continue;
+          for (const char* key : {"npy", "png"})
+            if (m.contains(key) && m[key].is_string()) listed.insert(m[key].get<std::string>());
+          if (m.contains("extra_npy") && m["extra_npy"].is_object())
+            for (const auto& [k, f] : m["extra_npy"].items())
+              if (f.is_string()) listed.insert(f.get<std::string>());
+        }
+  for (const auto& f : listed)
+    if (!written.count(f) && f.find('/') == std::string::npos && f != ".." && f != ".") fs::remove(fs::path(dir) / f, ec);
+}
+
 nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
   nlohmann::json out = nlohmann::json::object();
   for (auto it = d.begin(); it != d.end(); ++it)
@@ -34,6 +60,7 @@ nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
 
 MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
   if (request.methods.empty()) throw Error("no method given (see `salient methods`)");
+  Registry::builtin().check_option_keys(request.method_options, request.methods);
   MethodList methods;
   for (const auto& name : request.methods) methods.push_back(Registry::builtin().create(name, request.method_options, meta));
   render_heatmap(torch::zeros({2, 2}), cv::Mat(), request.render);  // checks the colormap
@@ -43,7 +70,7 @@ MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
 }
 
 std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs, const ExplainRequest& request,
-                                    MethodList& methods) {
+                                    MethodList& methods, std::vector<Error>* failures) {
   if (methods.size() != request.methods.size()) throw Error("explain: methods do not match the request", ErrorKind::Internal);
   if (inputs.empty()) throw Error("no input given");
   std::vector<torch::Tensor> xs;
@@ -58,8 +85,19 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
   const ModelMetadata& meta = model.metadata();
 
   torch::Tensor logits = model.predict(batch).to(torch::kCPU, torch::kFloat);
-  torch::Tensor probs = meta.output == "probabilities" ? logits : logits.softmax(1);
+  for (int64_t i = 0; i < n; ++i)
+    if (!torch::isfinite(logits[i]).all().item<bool>())
+      throw Error("the model's output for input '" + inputs[i].stem + "' is not finite (NaN or Inf): nothing to explain");
+  // One output column is a binary model: sigmoid of a logit (or the probability itself).
+  const bool binary = logits.size(1) == 1;
+  torch::Tensor probs = meta.output == "probabilities" ? logits : binary ? logits.sigmoid() : logits.softmax(1);
   auto targets = request.target.resolve(logits);
+  // Every method is checked against the model (graph rules, layers and their shapes) before any
+  // of them computes: a method that cannot run fails here, before one file is written.
+  {
+    const torch::Tensor example = batch.slice(0, 0, 1).to(model.device());
+    for (auto& m : methods) m->check(model, example);
+  }
   const int ranks = request.target.count();
   const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
   auto top_idx = std::get<1>(probs.topk(top, 1));
@@ -76,13 +114,16 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     double seconds = 0;
   };
   std::vector<std::vector<Result>> results(ranks, std::vector<Result>(request.methods.size()));
+  std::map<std::string, Error> failed;  // a method that failed at run time: the others' work is kept
   for (int r = 0; r < ranks; ++r) {
     torch::Tensor t = torch::empty({n}, torch::kLong);
     for (int64_t i = 0; i < n; ++i) t[i] = targets[i][r];
     for (size_t m = 0; m < request.methods.size(); ++m) {
       Method* method = methods[m].get();
       const std::string& mname = request.methods[m];
+      if (failed.count(mname)) continue;
       Result& res = results[r][m];
+      try {
       std::vector<torch::Tensor> parts;
       std::map<std::string, std::vector<torch::Tensor>> extra_parts;
       res.diagnostics = nlohmann::json::object();
@@ -102,18 +143,29 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       method->set_progress({});  // the callback refers to this loop's locals
       res.map = torch::cat(parts);
       for (const auto& [key, ts] : extra_parts) res.extra[key] = torch::cat(ts);
+      } catch (const Error& e) {
+        method->set_progress({});
+        failed.emplace(mname, Error(mname + ": " + std::string(e.what()), e.kind()));
+      } catch (const std::exception& e) {
+        method->set_progress({});
+        failed.emplace(mname, Error(mname + " failed: " + one_line(e), ErrorKind::Internal));
+      }
     }
   }
+  if (failed.size() == request.methods.size()) throw failed.begin()->second;  // nothing to write
 
   std::vector<ExplainedInput> out;
+  out.reserve(n);
   for (int64_t i = 0; i < n; ++i) {
     const InputItem& item = inputs[i];
     ExplainedInput ex;
+    std::set<std::string> written;  // file names, for removing what an earlier run left
     ex.stem = item.stem;
     ex.dir = (fs::path(request.out_dir) / item.stem).string();
     ensure_writable_dir(ex.dir);
     nlohmann::json j;
     j["model"] = model.path();
+    j["forward"] = {{"mode", model.forward_mode().mode}, {"check", model.forward_mode().check}};
     j["input"] = item.source;
     j["stem"] = item.stem;
     nlohmann::json preds = nlohmann::json::array();
@@ -124,6 +176,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
                        {"logit", logits[i][c].item<double>()}});
     }
     j["predictions"] = preds;
+    if (binary) j["binary"] = "one output column: its probability is the sigmoid of the logit (positive class)";
     j["target"] = request.target.to_string();
     j["explained"] = nlohmann::json::array();
     std::vector<cv::Mat> panels;
@@ -139,15 +192,18 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       for (size_t m = 0; m < request.methods.size(); ++m) {
         const Result& res = results[r][m];
         const std::string& name = request.methods[m];
+        if (failed.count(name)) continue;
         const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
         torch::Tensor map = res.map[i];
         write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
+        written.insert(base + ".npy");
         nlohmann::json extra_files = nlohmann::json::object();
         for (const auto& [key, t] : res.extra) {
           std::string file = base + "." + key + ".npy";
           for (auto& ch : file)
             if (ch == '/') ch = '_';
           write_npy((fs::path(ex.dir) / file).string(), t[i]);
+          written.insert(file);
           extra_files[key] = file;
         }
         nlohmann::json diag = diagnostics_of(res.diagnostics, i, n);
@@ -158,6 +214,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         if (is_image_like(map)) {
           cv::Mat heat = render_heatmap(map, item.display, request.render);
           write_png((fs::path(ex.dir) / (base + ".png")).string(), heat);
+          written.insert(base + ".png");
           mj["png"] = base + ".png";
           panels.push_back(heat);
           captions.push_back(ranks > 1 ? name + ": " + meta.label(c) : name);
@@ -172,10 +229,20 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       if (ranks == 1 && targets[i][0] != p) title += ", explaining " + meta.label(targets[i][0]);
       write_png((fs::path(ex.dir) / "grid.png").string(), make_grid(panels, captions, title));
       j["grid"] = "grid.png";
+      written.insert("grid.png");
     }
+    if (!failed.empty()) {
+      j["failed"] = nlohmann::json::object();
+      for (const auto& [name, e] : failed) j["failed"][name] = e.what();
+    }
+    remove_stale_files(ex.dir, written);
     write_file_atomic((fs::path(ex.dir) / "explanation.json").string(), j.dump(2) + "\n");
     ex.json = std::move(j);
     out.push_back(std::move(ex));
+  }
+  if (!failed.empty()) {
+    if (!failures) throw failed.begin()->second;  // written what succeeded; never a silent partial result
+    for (const auto& [name, e] : failed) failures->push_back(e);
   }
   return out;
 }

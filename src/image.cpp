@@ -5,7 +5,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -57,7 +59,35 @@ class StderrSilencer {
 
 }  // namespace
 
-InputItem load_image(const std::string& path, const ModelMetadata& meta, bool resize) {
+Resize parse_resize(const std::string& text) {
+  if (text.empty() || text == "stretch") return Resize::Stretch;
+  if (text == "crop") return Resize::Crop;
+  if (text == "none") return Resize::None;
+  throw Error("--resize must be stretch or crop, got '" + text + "'");
+}
+
+void check_finite(const torch::Tensor& t, const std::string& what) {
+  if (!t.is_floating_point()) return;
+  const int64_t bad = (~torch::isfinite(t)).sum().item<int64_t>();
+  if (bad > 0)
+    throw Error(what + " has " + std::to_string(bad) + " non-finite value" + (bad > 1 ? "s" : "") + " (NaN or Inf) of " +
+                std::to_string(t.numel()));
+}
+
+std::vector<std::string> image_files_in(const std::string& folder) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    std::string ext = e.path().extension().string();
+    for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    static const std::set<std::string> known = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"};
+    if (e.is_regular_file() && known.count(ext)) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw Error("folder '" + folder + "' holds no image (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM)");
+  return files;
+}
+
+InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize resize) {
   const std::string bytes = read_file(path);
   cv::Mat raw;
   StderrSilencer quiet;  // libpng/libjpeg print their own complaints; ours is the one line
@@ -80,10 +110,21 @@ InputItem load_image(const std::string& path, const ModelMetadata& meta, bool re
   if (meta.input_shape.size() == 3) {
     const int h = static_cast<int>(meta.input_shape[1]), w = static_cast<int>(meta.input_shape[2]);
     if (raw.rows != h || raw.cols != w) {
-      if (!resize)
+      if (resize == Resize::None)
         throw Error("image '" + path + "' is " + std::to_string(raw.cols) + "x" + std::to_string(raw.rows) +
-                    " (WxH), the model expects " + std::to_string(w) + "x" + std::to_string(h) + " (or pass --resize)");
-      cv::resize(raw, raw, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+                    " (WxH), the model expects " + std::to_string(w) + "x" + std::to_string(h) +
+                    " (or pass --resize, or --resize crop)");
+      if (h <= 0 || w <= 0) throw Error("the metadata's input_shape must be positive to resize to it");
+      if (resize == Resize::Stretch) {
+        cv::resize(raw, raw, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+      } else {
+        const double side = std::round(std::max(h, w) / 0.875);
+        const double scale = side / std::min(raw.rows, raw.cols);
+        const int rh = std::max(h, static_cast<int>(std::lround(raw.rows * scale)));
+        const int rw = std::max(w, static_cast<int>(std::lround(raw.cols * scale)));
+        cv::resize(raw, raw, cv::Size(rw, rh), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
+        raw = raw(cv::Rect((rw - w) / 2, (rh - h) / 2, w, h)).clone();
+      }
     }
   }
   InputItem item;
@@ -104,6 +145,7 @@ InputItem load_image(const std::string& path, const ModelMetadata& meta, bool re
     const double m = at_or_first(meta.mean, c, 0.0), s = at_or_first(meta.std, c, 1.0);
     t[c] = (t[c] - m) / s;
   }
+  check_finite(t, "image '" + path + "' after preprocessing");
   item.tensor = t;
   return item;
 }
@@ -128,8 +170,16 @@ cv::Mat tensor_to_display(const torch::Tensor& tensor, const ModelMetadata& meta
   return out;
 }
 
-std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta, bool resize) {
+std::vector<InputItem> load_inputs(const std::vector<std::string>& given, const ModelMetadata& meta, Resize resize) {
   std::vector<InputItem> items;
+  std::vector<std::string> paths;
+  for (const auto& p : given) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec))
+      for (auto& f : image_files_in(p)) paths.push_back(std::move(f));
+    else
+      paths.push_back(p);
+  }
   for (const auto& p : paths) {
     std::string ext = fs::path(p).extension().string();
     for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -148,6 +198,7 @@ std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const 
         item.source = p;
         item.stem = fs::path(p).stem().string() + "_" + std::to_string(i);
         item.tensor = stack[i].clone();
+        check_finite(item.tensor, "'" + p + "' row " + std::to_string(i));
         if (is_image_like(item.tensor)) item.display = tensor_to_display(item.tensor, meta);
         items.push_back(std::move(item));
       }

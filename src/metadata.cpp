@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -24,7 +25,9 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
   m.present = true;
   try {
     m.name = j.value("name", fs::path(path).stem().string());
-    if (j.contains("labels")) m.labels = j.at("labels").get<std::vector<std::string>>();
+    if (j.contains("labels") && j.at("labels").is_object())  // per output of a dict/tuple model
+      m.output_labels = j.at("labels").get<std::map<std::string, std::vector<std::string>>>();
+    else if (j.contains("labels")) m.labels = j.at("labels").get<std::vector<std::string>>();
     if (j.contains("input_shape")) m.input_shape = j.at("input_shape").get<std::vector<int64_t>>();
     m.channel_order = j.value("channel_order", std::string("RGB"));
     if (j.contains("value_range")) {
@@ -32,6 +35,7 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
       if (r.size() != 2 || !(r[1] > r[0])) throw Error("model metadata '" + path + "': value_range must be [lo, hi] with hi > lo");
       m.range_lo = r[0];
       m.range_hi = r[1];
+      m.range_stated = true;
     }
     if (j.contains("mean")) m.mean = j.at("mean").get<std::vector<double>>();
     if (j.contains("std")) m.std = j.at("std").get<std::vector<double>>();
@@ -56,6 +60,13 @@ ModelMetadata ModelMetadata::for_model(const std::string& model_path) {
   ModelMetadata m;
   m.name = p.stem().string();
   return m;
+}
+
+void ModelMetadata::select_output(const std::string& output) {
+  if (output_labels.empty()) return;
+  auto it = output_labels.find(output);
+  if (it == output_labels.end() && output.empty() && output_labels.size() == 1) it = output_labels.begin();
+  labels = it == output_labels.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string ModelMetadata::label(int64_t index) const {

@@ -58,6 +58,7 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   torch::Tensor x = inputs.to(model.device(), model.dtype()).detach();
   torch::Tensor t = targets.to(model.device(), torch::kLong);
   a.map = compute(model, x, t, a).detach().to(torch::kCPU, torch::kFloat).contiguous();
+  check_map(a);
   a.params = params();  // after compute: a method may settle defaults on its first call (a CAM's layer)
   for (auto& [key, t] : a.extra) t = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   if (a.scores.defined()) a.scores = a.scores.detach().to(torch::kCPU, torch::kDouble);
@@ -65,6 +66,43 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   a.targets.assign(tc.data_ptr<int64_t>(), tc.data_ptr<int64_t>() + tc.numel());
   a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return a;
+}
+
+void Method::check_map(Attribution& a) const {
+  const int64_t n = a.map.size(0);
+  if (n == 0) return;
+  torch::Tensor flat = a.map.reshape({n, -1});
+  if (const int64_t bad = (~torch::isfinite(flat)).sum().item<int64_t>(); bad > 0)
+    throw Error(info().name + ": the map has " + std::to_string(bad) + " non-finite values (NaN/Inf) of " +
+                std::to_string(flat.numel()) + "; the model's outputs or gradients overflow on this input");
+  torch::Tensor zero = (flat == 0).all(1);
+  for (int64_t i = 0; i < n; ++i) {
+    if (!zero[i].item<bool>()) continue;
+    std::string why;
+    switch (info().family) {
+      case Family::Layer:
+        why = "the layer's output does not reach the target (e.g. patch tokens of a transformer's last block, which "
+              "only the class token leaves), or no channel has positive evidence (try --no-relu or an earlier --layer)";
+        break;
+      case Family::Perturbation:
+        why = "perturbing the input never changed the target output (a constant output, or a baseline equal to the input)";
+        break;
+      default:
+        why = "the target output does not depend on the input here (dead or saturated units, a constant output, or "
+              "a baseline equal to the input)";
+    }
+    add_warning(a.diagnostics, n, i, info().name + ": the map is all zero: " + why);
+  }
+}
+
+void add_warning(nlohmann::json& diagnostics, int64_t n, int64_t i, const std::string& warning) {
+  nlohmann::json& w = diagnostics["warning"];
+  if (!w.is_array() || static_cast<int64_t>(w.size()) != n) {
+    nlohmann::json per = nlohmann::json::array();
+    for (int64_t k = 0; k < n; ++k) per.push_back(w.is_string() ? w : nlohmann::json());
+    w = per;
+  }
+  w[i] = w[i].is_string() ? nlohmann::json(w[i].get<std::string>() + "; " + warning) : nlohmann::json(warning);
 }
 
 std::vector<std::string> split_list(const std::string& text, const std::string& separators) {

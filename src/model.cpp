@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -35,6 +36,9 @@ std::string shape_str(c10::IntArrayRef s) {
 
 namespace fs = std::filesystem;
 
+// How far (relative to the output's largest magnitude) a frozen copy may stray from the plain module.
+constexpr double kForwardCopyTolerance = 1e-4;
+
 Model::Model(const std::string& path, ModelOptions options) : path_(path), options_(std::move(options)) {
   if (!fs::exists(path)) throw Error("model file '" + path + "' does not exist");
   if (fs::is_directory(path)) throw Error("model path '" + path + "' is a folder, not a TorchScript file");
@@ -45,6 +49,7 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
   device_ = parse_device(options_.device);
   meta_ = options_.metadata_path.empty() ? ModelMetadata::for_model(path)
                                          : ModelMetadata::load(options_.metadata_path);
+  meta_.select_output(options_.output);
   if (fs::path(path).extension() == ".onnx") {
     if (!device_.is_cpu()) throw Error("ONNX models run on the CPU through OpenCV DNN; --device must be cpu");
     backend_ = Backend::Onnx;
@@ -68,6 +73,7 @@ torch::jit::Module& Model::module() {
 Model::Model(torch::jit::Module module, ModelOptions options, ModelMetadata meta)
     : path_("<in-memory>"), module_(std::move(module)), options_(std::move(options)), meta_(std::move(meta)) {
   device_ = parse_device(options_.device);
+  meta_.select_output(options_.output);
   module_.to(device_);
   prepare();
 }
@@ -79,6 +85,15 @@ void Model::prepare() {
   for (auto p : module_.parameters()) p.set_requires_grad(false);
   if (!module_.find_method("forward"))
     throw Error("TorchScript model '" + path_ + "' has no forward method");
+}
+
+void Model::check_labels(int64_t columns) const {
+  const auto n = static_cast<int64_t>(meta_.labels.size());
+  if (n == 0 || n == columns) return;
+  const std::string which = options_.output.empty() ? "the explained output" : "output '" + options_.output + "'";
+  throw Error("the model's metadata has " + std::to_string(n) + " labels, but " + which + " has " +
+              std::to_string(columns) + " columns (labels of another output? give per-output labels as "
+              "\"labels\": {\"OUTPUT\": [...]})");
 }
 
 torch::Tensor Model::select_output(const c10::IValue& out) const {
@@ -131,54 +146,108 @@ torch::Tensor Model::select_output(const c10::IValue& out) const {
   if (t.dim() == 1) t = t.unsqueeze(1);
   if (t.dim() != 2)
     throw Error("the explained output must be [N, K]; the model returned shape " + shape_str(t.sizes()));
+  check_labels(t.size(1));
+  return t;
+}
+
+size_t Model::input_count() const {
+  if (backend_ == Backend::Onnx) return 1;
+  const auto& schema = const_cast<torch::jit::Module&>(module_).get_method("forward").function().getSchema();
+  return schema.arguments().size() - 1;  // less self
+}
+
+torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, bool check_batch) {
+  if (const size_t k = input_count(); k != 1) {
+    std::string names;
+    const auto& args = m.get_method("forward").function().getSchema().arguments();
+    for (size_t i = 1; i < args.size(); ++i) names += (i > 1 ? ", " : "") + args[i].name();
+    throw Error("the model's forward takes " + std::to_string(k) + " inputs (" + names +
+                "); Salient explains models of one tensor input");
+  }
+  c10::IValue out;
+  try {
+    out = m.forward({x});
+  } catch (const std::exception& e) {
+    // A model that rejects the input (shape, dtype) is the user's input problem, said in one line.
+    std::string want;
+    if (!meta_.input_shape.empty()) want = ", the model's metadata expects [N," + shape_str(meta_.input_shape).substr(1);
+    throw Error("the model failed on an input of shape " + shape_str(x.sizes()) + " (" +
+                std::string(c10::toString(x.scalar_type())) + ")" + want + ": " + one_line(e));
+  }
+  torch::Tensor t = select_output(out);
+  if (check_batch && t.size(0) != x.size(0))
+    throw Error("the model's output has batch size " + std::to_string(t.size(0)) + " for an input batch of " + std::to_string(x.size(0)));
   return t;
 }
 
 torch::Tensor Model::forward(const torch::Tensor& batch) {
   if (backend_ == Backend::Onnx)
     throw Error("'" + path_ + "' is an ONNX model, which gives no gradients: use a black-box method (see `salient methods`)");
-  torch::Tensor x = batch.to(device_, dtype_);
-  c10::IValue out;
-  try {
-    out = module_.forward({x});
-  } catch (const c10::Error& e) {
-    throw Error("the model failed on an input of shape " + shape_str(x.sizes()) + ": " + one_line(e));
+  return run_module(module_, batch.to(device_, dtype_), true);
+}
+
+void Model::choose_forward_copy(const torch::Tensor& x) {
+  mode_settled_ = true;
+  mode_ = ForwardMode{};
+  mode_.check = nlohmann::json::object();
+  if (!options_.freeze) {
+    mode_.check["note"] = "--no-freeze";
+    return;
   }
-  torch::Tensor t = select_output(out);
-  if (t.size(0) != x.size(0))
-    throw Error("the model's output has batch size " + std::to_string(t.size(0)) + " for an input batch of " + std::to_string(x.size(0)));
-  return t;
+  // A frozen or optimised copy must prove itself on this batch (and on its first row alone, since a
+  // wrong rewrite can depend on the batch size) against the plain module: LibTorch 1.13's
+  // optimize_for_inference miscomputes some blocks (MobileNetV3-small's features.7).
+  std::vector<torch::Tensor> probes = {x};
+  if (x.size(0) > 1) probes.push_back(x.slice(0, 0, 1));
+  std::vector<torch::Tensor> refs;
+  for (const auto& p : probes) refs.push_back(run_module(module_, p, true).to(torch::kDouble));
+  const std::vector<std::pair<std::string, bool>> candidates = {{"optimised", true}, {"frozen", false}};
+  for (const auto& [name, optimise] : candidates) {
+    torch::jit::Module copy;
+    try {
+      copy = torch::jit::freeze(module_.clone());
+      if (optimise) copy = torch::jit::optimize_for_inference(copy);
+    } catch (const std::exception& e) {
+      mode_.check[name] = "cannot be built: " + one_line(e);
+      continue;
+    }
+    double worst = 0;
+    bool same_top = true;
+    try {
+      for (size_t i = 0; i < probes.size(); ++i) {
+        torch::Tensor got = run_module(copy, probes[i], true).to(torch::kDouble);
+        const double scale = std::max(refs[i].abs().max().item<double>(), 1e-12);
+        const double diff = (got - refs[i]).abs().max().item<double>() / scale;
+        worst = std::isfinite(diff) ? std::max(worst, diff) : INFINITY;
+        same_top = same_top && got.argmax(1).equal(refs[i].argmax(1));
+      }
+    } catch (const Error& e) {
+      mode_.check[name] = std::string("fails where the plain module runs: ") + e.what();
+      continue;
+    }
+    mode_.check[name] = worst;
+    if (worst <= kForwardCopyTolerance && same_top) {
+      mode_.mode = name;
+      fast_ = std::move(copy);
+      return;
+    }
+  }
 }
 
 torch::Tensor Model::predict(const torch::Tensor& batch) {
   torch::NoGradGuard no_grad;
   if (backend_ == Backend::Onnx) {
+    mode_.mode = "onnx";
     torch::Tensor out = onnx_forward(*onnx_, batch.detach().to(torch::kCPU, torch::kFloat).contiguous());
     if (out.dim() == 1) out = out.unsqueeze(1);
     if (out.dim() != 2 || out.size(0) != batch.size(0))
       throw Error("the ONNX model returned shape " + shape_str(out.sizes()) + " for a batch of " + std::to_string(batch.size(0)));
+    check_labels(out.size(1));
     return out;
   }
-  if (options_.freeze && !freeze_failed_) {
-    if (!frozen_) {
-      // A frozen, inference-optimised copy (constants folded, conv+bn fused); the user's module
-      // is cloned first, never changed. A model that cannot be frozen runs as it is.
-      try {
-        torch::jit::Module frozen = torch::jit::freeze(module_.clone());
-        frozen_ = torch::jit::optimize_for_inference(frozen);
-      } catch (const std::exception&) {
-        freeze_failed_ = true;
-        return forward(batch);
-      }
-    }
-    torch::Tensor x = batch.to(device_, dtype_);
-    try {
-      return select_output(frozen_->forward({x}));
-    } catch (const c10::Error& e) {
-      throw Error("the model failed on an input of shape " + shape_str(x.sizes()) + ": " + one_line(e));
-    }
-  }
-  return forward(batch);
+  torch::Tensor x = batch.to(device_, dtype_);
+  if (!mode_settled_) choose_forward_copy(x);
+  return fast_ ? run_module(*fast_, x, true) : run_module(module_, x, true);
 }
 
 int64_t Model::parameter_count() const {
@@ -190,7 +259,8 @@ int64_t Model::parameter_count() const {
 
 void Model::to(torch::Dtype dtype) {
   if (backend_ == Backend::Onnx) throw Error("ONNX models run in float32 only");
-  frozen_.reset();
+  fast_.reset();
+  mode_settled_ = false;
   module_.to(dtype);
   dtype_ = dtype;
   for (auto p : module_.parameters()) p.set_requires_grad(false);

@@ -1,14 +1,43 @@
 #include "salient/npy.hpp"
 
 #include <cstring>
-#include <regex>
+#include <cctype>
+#include <map>
 
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 
 namespace salient {
 
-torch::Tensor read_npy(const std::string& path) {
+namespace {
+
+// The value of `key` in an .npy header dict ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"),
+// as its raw text: up to the closing quote, the closing parenthesis, or the next comma. No regex:
+// headers come from anyone, and std::regex recurses per character.
+std::string header_field(const std::string& header, const std::string& key) {
+  const std::string k = "'" + key + "'";
+  size_t p = header.find(k);
+  if (p == std::string::npos) return "";
+  p = header.find(':', p + k.size());
+  if (p == std::string::npos) return "";
+  p = header.find_first_not_of(" \t", p + 1);
+  if (p == std::string::npos) return "";
+  const char open = header[p];
+  if (open == '\'' || open == '"') {
+    const size_t e = header.find(open, p + 1);
+    return e == std::string::npos ? "" : header.substr(p + 1, e - p - 1);
+  }
+  if (open == '(') {
+    const size_t e = header.find(')', p);
+    return e == std::string::npos ? "" : header.substr(p, e - p + 1);
+  }
+  const size_t e = header.find_first_of(",}", p);
+  return header.substr(p, e == std::string::npos ? std::string::npos : e - p);
+}
+
+}  // namespace
+
+torch::Tensor read_npy_any(const std::string& path) {
   const std::string bytes = read_file(path);
   const std::string bad = "'" + path + "' is not a valid .npy file";
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw Error(bad + " (no NUMPY magic)");
@@ -25,33 +54,51 @@ torch::Tensor read_npy(const std::string& path) {
   } else {
     throw Error(bad + " (unknown version " + std::to_string(major) + ")");
   }
+  if (header_len > kMaxNpyHeader) throw Error(bad + " (a header of " + std::to_string(header_len) + " bytes)");
   if (offset + header_len > bytes.size()) throw Error(bad + " (truncated header)");
   const std::string header = bytes.substr(offset, header_len);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([^']*)'"))) throw Error(bad + " (no descr)");
-  const std::string descr = m[1];
-  if (std::regex_search(header, std::regex("'fortran_order':\\s*True")))
+  const std::string descr = header_field(header, "descr");
+  if (descr.empty()) throw Error(bad + " (no descr)");
+  if (header_field(header, "fortran_order").rfind("True", 0) == 0)
     throw Error("'" + path + "' is in Fortran order; save it in C order (numpy.ascontiguousarray)");
-  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)"))) throw Error(bad + " (no shape)");
+  const std::string dims = header_field(header, "shape");
+  if (dims.empty() || dims[0] != '(') throw Error(bad + " (no shape)");
   std::vector<int64_t> shape;
-  std::string dims = m[1];
-  std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it)
-    shape.push_back(std::stoll(it->str()));
-  torch::Dtype dtype;
-  size_t item;
-  if (descr == "<f4" || descr == "f4") { dtype = torch::kFloat; item = 4; }
-  else if (descr == "<f8" || descr == "f8") { dtype = torch::kDouble; item = 8; }
-  else throw Error("'" + path + "' holds " + descr + " values; Salient reads float32 (<f4) or float64 (<f8) arrays");
   size_t count = 1;
-  for (auto d : shape) count *= static_cast<size_t>(d);
+  for (size_t i = 1; i < dims.size();) {
+    if (!std::isdigit(static_cast<unsigned char>(dims[i]))) {
+      ++i;
+      continue;
+    }
+    uint64_t d = 0;
+    for (; i < dims.size() && std::isdigit(static_cast<unsigned char>(dims[i])); ++i) {
+      d = d * 10 + static_cast<uint64_t>(dims[i] - '0');
+      if (d > (uint64_t{1} << 40)) throw Error(bad + " (a dimension is too large)");
+    }
+    if (d != 0 && count > (uint64_t{1} << 40) / d) throw Error(bad + " (the shape's size overflows)");
+    count *= d;
+    shape.push_back(static_cast<int64_t>(d));
+  }
+  // Little-endian (or byte-sized) floats, integers and booleans.
+  static const std::map<std::string, std::pair<torch::Dtype, size_t>> types = {
+      {"f4", {torch::kFloat, 4}}, {"f8", {torch::kDouble, 8}}, {"i1", {torch::kChar, 1}}, {"u1", {torch::kByte, 1}},
+      {"i2", {torch::kShort, 2}}, {"i4", {torch::kInt, 4}},    {"i8", {torch::kLong, 8}}, {"b1", {torch::kBool, 1}}};
+  std::string code = descr;
+  if (!code.empty() && (code[0] == '<' || code[0] == '|' || code[0] == '=')) code = code.substr(1);
+  auto type = types.find(code);
+  if (type == types.end() || (descr[0] == '>' && type->second.second > 1))
+    throw Error("'" + path + "' holds " + descr + " values; Salient reads little-endian float32/64, int8/16/32/64, "
+                "uint8 and bool arrays");
+  const auto [dtype, item] = type->second;
   const size_t data_off = offset + header_len;
   if (bytes.size() - data_off < count * item)
     throw Error(bad + " (truncated data: expected " + std::to_string(count * item) + " bytes, got " + std::to_string(bytes.size() - data_off) + ")");
   torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
   std::memcpy(t.data_ptr(), bytes.data() + data_off, count * item);
-  return t.to(torch::kFloat);
+  return t;
 }
+
+torch::Tensor read_npy(const std::string& path) { return read_npy_any(path).to(torch::kFloat); }
 
 std::string encode_npy(const torch::Tensor& tensor) {
   torch::Tensor t = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();

@@ -29,7 +29,8 @@ GroupSpec GroupSpec::parse(const std::string& spec) {
     return g;
   }
   if (spec.size() > 4 && spec.substr(spec.size() - 4) == ".npy") {
-    g.mask = read_npy(spec).round().to(torch::kLong);
+    torch::Tensor labels = read_npy_any(spec);  // integer label files as they are; float ones rounded
+    g.mask = (labels.is_floating_point() ? labels.round() : labels).to(torch::kLong);
     return g;
   }
   throw Error("features '" + spec + "' is not slic[:SIZE], grid[:K], elements, or an .npy label file");

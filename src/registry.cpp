@@ -1,5 +1,8 @@
 #include "salient/registry.hpp"
 
+#include <algorithm>
+#include <set>
+
 #include "salient/error.hpp"
 
 namespace salient {
@@ -50,6 +53,53 @@ std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann
                                          const ModelMetadata& meta) const {
   info(name);  // throws for unknown names
   return entries_.at(name).factory(options.is_null() ? nlohmann::json::object() : options, meta);
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+void Registry::check_option_keys(const nlohmann::json& options, const std::vector<std::string>& methods) const {
+  if (!options.is_object()) return;
+  std::set<std::string> valid = {"batch-size"};  // explain's input chunks: every method takes it
+  for (const auto& m : methods)
+    for (const auto& o : info(m).options) valid.insert(o.name);
+  std::string list;
+  for (const auto& m : methods) list += (list.empty() ? "" : ", ") + m;
+  for (auto it = options.begin(); it != options.end(); ++it) {
+    const std::string& key = it.key();
+    if (valid.count(key)) continue;
+    std::string msg = "option '" + key + "' is not an option of " + list;
+    std::vector<std::string> takers;
+    for (const auto& [name, e] : entries_)
+      for (const auto& o : e.info.options)
+        if (o.name == key) takers.push_back(name);
+    if (!takers.empty()) {
+      msg += " (" + takers[0] + (takers.size() > 1 ? " and " + std::to_string(takers.size() - 1) + " other methods take" : " takes") + " it)";
+    } else if (!valid.empty()) {
+      std::string best;
+      size_t best_d = SIZE_MAX;
+      for (const auto& v : valid)
+        if (const size_t d = edit_distance(key, v); d < best_d) best_d = d, best = v;
+      msg += "; did you mean '" + best + "'?";
+    }
+    throw Error(msg);
+  }
 }
 
 std::vector<std::string> Registry::names() const {

@@ -70,7 +70,7 @@ TEST(Image, PreprocessesPerTheMetadataAndChecksShape) {
     EXPECT_NE(m.find("3x2"), std::string::npos) << m;
     EXPECT_NE(m.find("4x4"), std::string::npos) << m;
   }
-  EXPECT_EQ(load_image(dir / "p.png", meta, /*resize=*/true).tensor.sizes(), (std::vector<int64_t>{3, 4, 4}));
+  EXPECT_EQ(load_image(dir / "p.png", meta, Resize::Stretch).tensor.sizes(), (std::vector<int64_t>{3, 4, 4}));
   meta.input_shape = {1, 2, 3};
   meta.channel_order = "L";
   EXPECT_THROW(load_image(dir / "p.png", meta), Error);

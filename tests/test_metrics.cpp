@@ -44,11 +44,11 @@ TEST(Metrics, TheOracleDeletionOrderBeatsARandomOrder) {
   double random_auc = 0;
   for (int s = 0; s < 5; ++s) {
     torch::manual_seed(100 + s);
-    random_auc += m::deletion(model, x, t, oracle, m::Canvas::Zero, 16, torch::randperm(64)).auc / 5;
+    random_auc += m::deletion(model, x, t, oracle, m::Canvas::Black, 16, torch::randperm(64)).auc / 5;
   }
-  const double oracle_auc = m::deletion(model, x, t, oracle, m::Canvas::Zero, 16).auc;
+  const double oracle_auc = m::deletion(model, x, t, oracle, m::Canvas::Black, 16).auc;
   EXPECT_LT(oracle_auc, random_auc - 0.05) << oracle_auc << " vs " << random_auc;
-  EXPECT_GT(m::insertion(model, x, t, oracle, m::Canvas::Zero, 16).auc, oracle_auc);
+  EXPECT_GT(m::insertion(model, x, t, oracle, m::Canvas::Black, 16).auc, oracle_auc);
   EXPECT_GT(m::aopc(model, x, t, oracle, true, 2, 8), m::aopc(model, x, t, oracle, false, 2, 8));
 }
 

@@ -7,6 +7,7 @@
 #include "salient/error.hpp"
 #include "salient/evaluate.hpp"
 #include "salient/method.hpp"
+#include "salient/registry.hpp"
 
 namespace salient::cli {
 
@@ -18,6 +19,7 @@ void add_evaluate(CLI::App& app) {
   auto metrics = std::make_shared<std::string>();
   auto options = std::make_shared<std::vector<std::string>>();
   auto samples = std::make_shared<int64_t>(0);
+  auto resize = std::make_shared<std::string>("none");
   flags->add_to(cmd);
   cmd->add_option("--data,-d", req->data, "a folder of images, an IDX image file (.gz), or an .npy stack [N, ...]")->required();
   cmd->add_option("--methods", *methods, "comma-separated methods")->capture_default_str();
@@ -25,16 +27,22 @@ void add_evaluate(CLI::App& app) {
                                          "randomisation, sparseness, complexity (default: all)");
   cmd->add_option("--limit", req->limit, "evaluate the first N inputs")->capture_default_str();
   cmd->add_option("--out,-o", req->out_dir, "output folder (report.json, report.md, plots, results.jsonl)")->required();
-  cmd->add_option("--canvas", req->canvas, "what deleted pixels become: zero (black) or blur")->capture_default_str();
+  cmd->add_option("--canvas", req->canvas, "what deleted pixels become: black (pixel 0 before normalisation), zeros (0 after it) or blur")->capture_default_str();
   cmd->add_option("--steps", req->steps, "points on the deletion/insertion curves and AOPC steps")->capture_default_str();
   auto* o_samples = cmd->add_option("--samples", *samples, "samples of sampling methods");
   cmd->add_option("--seed", req->seed, "random seed")->capture_default_str();
   cmd->add_option("--option", *options, "KEY=VALUE method option (repeatable)");
+  add_resize_option(cmd, *resize);
   cmd->callback([=] {
     req->methods = split_list(*methods);
     req->metrics = split_list(*metrics);
     if (o_samples->count()) req->method_options["samples"] = *samples;
-    req->method_options["seed"] = req->seed;
+    // --seed reaches the methods that take one (the metrics' own noise uses it too).
+    for (const auto& m : req->methods)
+      if (Registry::builtin().has(m))
+        for (const auto& o : Registry::builtin().info(m).options)
+          if (o.name == "seed") req->method_options["seed"] = req->seed;
+    req->resize = parse_resize(*resize);
     req->method_options.update(parse_assignments(*options));
     Model model = flags->load();
     validate(*req, model);

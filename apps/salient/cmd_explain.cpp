@@ -20,7 +20,7 @@ struct ExplainFlags {
   std::string target = "top";
   std::string colormap = "inferno";
   std::string reduce = "abs-sum";
-  bool resize = false;
+  std::string resize = "none";
   std::vector<std::string> options;  // KEY=VALUE, passed to every method
   // Method options with flags of their own; only those given on the command line are passed.
   int64_t samples = 0, seed = 0, batch_size = 0;
@@ -67,7 +67,7 @@ void add_explain(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--reduce", f->reduce, "channel reduction for display: abs-sum, sum (signed), max-abs")
       ->capture_default_str();
-  cmd->add_flag("--resize", f->resize, "resize images to the model's input size instead of rejecting them");
+  add_resize_option(cmd, f->resize);
 
   cmd->callback([=] {
     ExplainRequest req;
@@ -109,8 +109,9 @@ void add_explain(CLI::App& app) {
                   << std::flush;
       };
     MethodList methods = prepare(req, model.metadata());
-    auto inputs = load_inputs(f->inputs, model.metadata(), f->resize);
-    auto results = explain(model, inputs, req, methods);
+    auto inputs = load_inputs(f->inputs, model.metadata(), parse_resize(f->resize));
+    std::vector<Error> failures;
+    auto results = explain(model, inputs, req, methods, &failures);
     for (const auto& r : results) {
       std::cout << r.stem << ":";
       const auto& preds = r.json["predictions"];
@@ -125,6 +126,16 @@ void add_explain(CLI::App& app) {
       }
       std::cout << ")\n";
       for (const auto& w : r.warnings) std::cerr << "warning: " << r.stem << ": " << w << "\n";
+    }
+    if (!failures.empty()) {
+      // The other methods' files are written; the run still fails, with the failures' own exit code.
+      bool internal = false;
+      for (size_t k = 1; k < failures.size(); ++k) {
+        std::cerr << "error: " << failures[k].what() << "\n";
+        internal = internal || failures[k].kind() == ErrorKind::Internal;
+      }
+      internal = internal || failures[0].kind() == ErrorKind::Internal;
+      throw Error(failures[0].what(), internal ? ErrorKind::Internal : ErrorKind::BadInput);
     }
   });
 }

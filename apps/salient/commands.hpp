@@ -28,6 +28,9 @@ void add_evaluate(CLI::App& app);
 // KEY=VALUE assignments (--option) as JSON: each value read as JSON when it parses, else as text.
 nlohmann::json parse_assignments(const std::vector<std::string>& assignments);
 
+// --resize [stretch|crop]: alone it means stretch; absent, images of another size are refused.
+void add_resize_option(CLI::App* cmd, std::string& resize);
+
 // A zero input [1, shape...] with `shape` or the metadata's input_shape (salient::Error if neither).
 torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape);
 

@@ -28,6 +28,14 @@ Model ModelFlags::load() const {
   return Model(model, o);
 }
 
+void add_resize_option(CLI::App* cmd, std::string& resize) {
+  cmd->add_option("--resize", resize,
+                  "images of another size: --resize (stretch to the input size) or --resize crop (short side to "
+                  "size/0.875, centre crop, as torchvision's eval transform)")
+      ->expected(0, 1)
+      ->default_str("stretch");
+}
+
 nlohmann::json parse_assignments(const std::vector<std::string>& assignments) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& kv : assignments) {
@@ -51,9 +59,26 @@ torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape) {
 
 }  // namespace salient::cli
 
+namespace {
+
+// LibTorch's own warnings (TORCH_WARN: deprecations, resized outputs) are not the user's business
+// unless asked for with --verbose: Salient's one-line messages are.
+struct QuietWarnings : c10::WarningHandler {
+  bool verbose = false;
+  void process(const c10::SourceLocation& where, const std::string& msg, bool verbatim) override {
+    if (verbose) c10::WarningHandler::process(where, msg, verbatim);
+  }
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  static QuietWarnings quiet;
+  c10::Warning::set_warning_handler(&quiet);
   CLI::App app{"salient: saliency maps and attributions for TorchScript models"};
   app.require_subcommand(1);
+  app.fallthrough();  // --verbose also after the subcommand
+  app.add_flag("--verbose", quiet.verbose, "show LibTorch's own warnings on stderr");
   app.set_version_flag("--version", "salient 0.1.0");
   salient::cli::add_explain(app);
   salient::cli::add_methods(app);

@@ -34,6 +34,9 @@ enum class OpKind {
   Activation,   // elementwise non-linearities: relu, sigmoid, tanh, gelu, ...
   MaxPool,      // max pooling: the gradient routes to the maximum
   Routing,      // reshapes, views, selection, concatenation, padding, dropout: no arithmetic
+  Gate,         // an elementwise product of a signal and a sigmoid gate computed from the same input
+                // (squeeze-and-excitation): rules hold the gate constant ("signal takes all", Arras
+                // et al. 2017), so the product is linear in the signal
   Unsupported,  // anything else with an input on the path (softmax, layer norm, products of two paths)
 };
 
@@ -44,6 +47,7 @@ struct PathNode {
   std::string module;  // "layer1.0.conv1" (empty: the top-level forward)
   bool first = false;  // a Convolution/Linear reached from the input through no other such layer
   std::string site;    // "layer1.0.conv1 (aten::_convolution)", numbered " #2" when a module runs twice
+  int gate = -1;       // Gate: which input of the product is the gate
 };
 
 class BackpropGraph {
@@ -58,6 +62,10 @@ class BackpropGraph {
 
   torch::jit::Graph& graph() { return *graph_; }
   const std::vector<PathNode>& path() const { return path_; }
+  // Removes a final sigmoid, softmax or log-softmax (one whose output reaches the model's output
+  // through reshapes and selections only), so that the graph returns the logits: relevance starts
+  // there, as in Captum and Zennit. Returns what was removed ("aten::sigmoid (in 1)"), or "".
+  std::string strip_output_head();
   // The first Unsupported node of the path, or nullptr.
   const PathNode* first_unsupported() const;
   // Whether a value depends on the input.
@@ -99,9 +107,11 @@ class BackpropCache {
 };
 
 // Conservation of a relevance map: per input, `name` (the value the map should sum to: f(x), or
-// f(x) - f(x0)), `sum`, `conservation_gap` (sum - expected) and `relative_gap` in the diagnostics.
-void report_conservation(const torch::Tensor& map, const torch::Tensor& expected, const std::string& name,
-                         nlohmann::json& diagnostics);
+// f(x) - f(x0)), `sum`, `conservation_gap` (sum - expected) and `relative_gap` in the diagnostics,
+// and a warning where the relative gap exceeds kConservationTolerance.
+constexpr double kConservationTolerance = 0.1;
+void report_conservation(const std::string& method, const torch::Tensor& map, const torch::Tensor& expected,
+                         const std::string& name, nlohmann::json& diagnostics);
 
 // One forward and one modified backward of `graph`: d/d inputs of the sum over rows of
 // weight[i] * f(x_i)[target_i] (weight undefined: 1), each term also multiplied by f(x_i)[target_i]
@@ -138,7 +148,9 @@ class SiteRecorder {
 };
 
 // The ops' numbering of rules (src/backprop_ops.cpp).
-enum class ReluMode : int64_t { Guided = 0, Deconv = 1, Pass = 2 };
+// GuidedAny: Guided Backprop on any activation (the input stays attached; the rule passes the positive
+// part of the gradient to the activation's own backward).
+enum class ReluMode : int64_t { Guided = 0, Deconv = 1, Pass = 2, GuidedAny = 3 };
 enum class LrpRule : int64_t { Epsilon = 0, Gamma = 1, AlphaBeta = 2, ZPlus = 3, ZBox = 4, Flat = 5, WSquare = 6 };
 
 // The BatchNorm canonizer's arithmetic: the weight and bias of the convolution (or linear layer)

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "salient/image.hpp"
 #include "salient/model.hpp"
 
 namespace salient {
@@ -18,9 +19,11 @@ struct EvaluateRequest {
   nlohmann::json method_options = nlohmann::json::object();
   int64_t limit = 20;                     // the first N inputs
   std::string out_dir;
-  std::string canvas = "zero";            // deletion/insertion canvas: zero (black) or blur
+  std::string canvas = "black";           // deletion/insertion canvas: black (pixel 0 before normalisation),
+                                          // zeros (0 after it) or blur
   int steps = 20;                         // points of the deletion/insertion curves
   uint64_t seed = 0;
+  Resize resize = Resize::None;           // images of another size than the model's input
 };
 
 const std::vector<std::string>& metric_names();  // deletion, insertion, aopc, infidelity, ...

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "salient/error.hpp"
 #include "salient/image.hpp"
 #include "salient/method.hpp"
 #include "salient/model.hpp"
@@ -39,8 +40,12 @@ using MethodList = std::vector<std::unique_ptr<Method>>;
 // bad input leaves no file. Throws salient::Error.
 MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta = {});
 // Runs every method on every input and writes, under out_dir/<stem>/: <method>.npy, <method>.png,
-// grid.png, explanation.json. With a top-k target the files are <method>_c<class>.*.
+// grid.png, explanation.json. With a top-k target the files are <method>_c<class>.*. A method that
+// fails at run time does not discard the others: their files are written, explanation.json lists
+// the failure under "failed", and the failure is appended to `failures` (or, when it is null,
+// thrown after the files are written).
 std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs,
-                                    const ExplainRequest& request, MethodList& methods);
+                                    const ExplainRequest& request, MethodList& methods,
+                                    std::vector<Error>* failures = nullptr);
 
 }  // namespace salient

@@ -18,12 +18,26 @@ struct InputItem {
   cv::Mat display;      // 8-bit BGR picture of the input (empty for .npy inputs that are not images)
 };
 
+// How an image of another size than the model's input is brought to it.
+enum class Resize {
+  None,     // refused: an error naming both sizes
+  Stretch,  // resized to exactly H x W (aspect ratio not kept)
+  Crop      // torchvision's eval transform: the short side resized to max(H, W) / 0.875 (256 for
+            // 224), then the centre H x W cropped
+};
+Resize parse_resize(const std::string& text);  // "" or "stretch", "crop", "none"
+
 // Decodes an image file and preprocesses it per `meta` (channel order, value range, mean/std,
 // input shape). A size or channel mismatch is an error naming expected vs got, unless `resize`.
-InputItem load_image(const std::string& path, const ModelMetadata& meta, bool resize = false);
-// Loads image files and .npy stacks (each of a stack's N rows becomes one input `stem_i`).
+InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize resize = Resize::None);
+// Loads image files, folders of images (sorted by name) and .npy stacks (each of a stack's N rows
+// becomes one input `stem_i`). An input with a non-finite value (NaN/Inf) is an error naming it.
 std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta,
-                                   bool resize = false);
+                                   Resize resize = Resize::None);
+// The image files of a folder, sorted by name (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM).
+std::vector<std::string> image_files_in(const std::string& folder);
+// Throws salient::Error naming `what` when `t` holds a NaN or an infinity.
+void check_finite(const torch::Tensor& t, const std::string& what);
 // The inverse of preprocessing, for display: tensor [C,H,W] -> 8-bit BGR picture.
 cv::Mat tensor_to_display(const torch::Tensor& tensor, const ModelMetadata& meta);
 

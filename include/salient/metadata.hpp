@@ -1,5 +1,6 @@
 #pragma once
 // Sidecar metadata `<model>.json`: what preprocessing and rendering need to know about a model.
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,9 +12,11 @@ namespace salient {
 struct ModelMetadata {
   std::string name;
   std::vector<std::string> labels;        // class names, index = output column
+  std::map<std::string, std::vector<std::string>> output_labels;  // "labels": {output: [...]} form
   std::vector<int64_t> input_shape;       // one input, without the batch dimension, e.g. [C,H,W]
   std::string channel_order = "RGB";      // "RGB", "BGR" or "L" (grayscale)
   double range_lo = 0.0, range_hi = 1.0;  // 8-bit pixels are scaled to [lo, hi] ...
+  bool range_stated = false;              // value_range was in the file (else [0, 1] is a default)
   std::vector<double> mean, std;          // ... then normalised per channel: (v - mean) / std
   std::string output = "logits";          // "logits" (softmax for probabilities) or "probabilities"
   bool present = false;                   // false when no sidecar file was found
@@ -22,6 +25,8 @@ struct ModelMetadata {
   static ModelMetadata load(const std::string& path);
   // The sidecar of a model file: `model.pt` -> `model.json`, if it exists (else present=false).
   static ModelMetadata for_model(const std::string& model_path);
+  // Takes the labels of model output `output` (--output) when they are given per output.
+  void select_output(const std::string& output);
   std::string label(int64_t index) const;  // the label, or the index as text
   nlohmann::json to_json() const;
 };

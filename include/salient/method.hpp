@@ -74,6 +74,11 @@ class Method {
   // dimension). Inputs are moved to the model's device. Deterministic for a given seed.
   Attribution attribute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);
 
+  // Checks, before anything is computed, that the method can run on this model: graph rules for
+  // every op, the layers it reads and their shapes. `example` is one input [1, ...] on the model's
+  // device. Throws salient::Error naming the problem. The default checks nothing.
+  virtual void check(Model& model, const torch::Tensor& example) {}
+
   // Long methods report how far they are (0..1) through this callback; the CLI draws a progress
   // bar on a terminal. A method never prints.
   using Progress = std::function<void(double fraction)>;
@@ -89,8 +94,15 @@ class Method {
                                 Attribution& out) = 0;
 
  private:
+  // A map with a non-finite value is an error naming the method; an all-zero map gets a warning
+  // saying why it may be.
+  void check_map(Attribution& a) const;
   Progress progress_;
 };
+
+// Adds `warning` for input i of n to diagnostics["warning"] (a per-input array of text or null),
+// joined with "; " to any warning already there.
+void add_warning(nlohmann::json& diagnostics, int64_t n, int64_t i, const std::string& warning);
 
 // Splits "a, b,c" (or "4x4" with separators ",x") into its non-empty, space-trimmed items.
 std::vector<std::string> split_list(const std::string& text, const std::string& separators = ",");

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include <torch/script.h>
 
 #include "salient/metadata.hpp"
@@ -16,7 +17,16 @@ struct ModelOptions {
                                // an index ("0") or a dict key; empty = the first tensor
   std::string metadata_path;   // empty = `<model>.json` beside the model, when it exists
   bool freeze = true;          // forward-only passes run a frozen, inference-optimised copy
-                               // (measured 1.4x faster on ResNet-18, 2.9x on the demo CNN; same outputs)
+                               // (measured 1.4x faster on ResNet-18, 2.9x on the demo CNN), once it
+                               // has matched the plain module on the first batch (else frozen only,
+                               // else plain: see Model::forward_mode)
+};
+
+// How forward-only passes run: which copy of the model passed its check against the plain module.
+struct ForwardMode {
+  std::string mode = "plain";   // "optimised" (freeze + optimize_for_inference), "frozen", "plain", "onnx"
+  nlohmann::json check;         // per candidate tried: its max |difference| from the plain module
+                                // relative to the output's scale, or why it could not be built
 };
 
 enum class Backend { TorchScript, Onnx };
@@ -37,6 +47,10 @@ class Model {
   // ModelOptions::freeze; through OpenCV DNN for ONNX models).
   torch::Tensor predict(const torch::Tensor& batch);
   Backend backend() const { return backend_; }
+  // Which copy predict() runs (settled at its first call) and the evidence for it.
+  const ForwardMode& forward_mode() const { return mode_; }
+  // Number of input tensors forward() takes (the module's forward arguments after self).
+  size_t input_count() const;
 
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
   torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
@@ -53,6 +67,7 @@ class Model {
  private:
   void prepare();
   torch::Tensor select_output(const c10::IValue& out) const;
+  void check_labels(int64_t columns) const;  // metadata labels must match the explained output
 
   std::string path_;
   torch::jit::Module module_;
@@ -62,8 +77,12 @@ class Model {
   torch::Dtype dtype_ = torch::kFloat;
   Backend backend_ = Backend::TorchScript;
   std::shared_ptr<struct OnnxNet> onnx_;
-  std::optional<torch::jit::Module> frozen_;
-  bool freeze_failed_ = false;
+  void choose_forward_copy(const torch::Tensor& x);
+  torch::Tensor run_module(torch::jit::Module& m, const torch::Tensor& x, bool check_batch);
+
+  std::optional<torch::jit::Module> fast_;  // the copy predict() runs, once checked
+  bool mode_settled_ = false;
+  ForwardMode mode_;
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).

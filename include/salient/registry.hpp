@@ -26,6 +26,9 @@ class Registry {
                                  const ModelMetadata& meta = {}) const;
   const MethodInfo& info(const std::string& name) const;
   std::vector<std::string> names() const;
+  // Every key of `options` must be an option of at least one of `methods`: else salient::Error
+  // naming the key, the methods, the closest option of theirs and any other method that takes it.
+  void check_option_keys(const nlohmann::json& options, const std::vector<std::string>& methods) const;
 
  private:
   struct Entry {

@@ -1,5 +1,7 @@
 #include "salient/methods/deeplift.hpp"
 
+#include <map>
+
 #include <torch/csrc/jit/ir/ir.h>
 
 #include "salient/error.hpp"
@@ -44,28 +46,46 @@ nlohmann::json DeepLift::params() const {
   return {{"baseline", options_.baseline.spec}, {"batch-size", options_.batch}, {"seed", options_.seed}};
 }
 
-torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
-  BackpropGraph& graph = cache_.get(model, [](BackpropGraph& g) {
+BackpropGraph& DeepLift::graph_for(Model& model) {
+  return cache_.get(model, [](BackpropGraph& g) {
+    // Max pools of any rank, plain or adaptive, by their kind for the rule op (see backprop_ops.cpp).
+    static const std::map<std::string, int64_t> pools = {
+        {"aten::max_pool1d", 1},          {"aten::max_pool2d", 2},          {"aten::max_pool3d", 3},
+        {"aten::max_pool2d_with_indices", 2}, {"aten::adaptive_max_pool1d", 11}, {"aten::adaptive_max_pool2d", 12},
+        {"aten::adaptive_max_pool3d", 13}};
     for (const PathNode& p : g.path()) {
-      const bool other_pool = p.kind == OpKind::MaxPool && p.op != "aten::max_pool2d";
+      const bool other_pool = p.kind == OpKind::MaxPool && !pools.count(p.op);
       if (p.kind == OpKind::Unsupported || other_pool)
         throw Error("deeplift has no rule for " + p.op + (p.module.empty() ? "" : " (in " + p.module + ")") +
-                    "; it covers elementwise activations, max_pool2d and ops linear in the input");
+                    "; it covers elementwise activations, max pooling, gates and ops linear in the input");
     }
     for (const PathNode& p : g.path()) {
       jit::Node* n = p.node;
       jit::Value* x = n->input(0);
-      jit::Value* y = n->output();
+      jit::Value* y = n->outputs()[0];
       if (p.kind == OpKind::Activation) {
         // The op keeps its own gradient where x == x0 (it flows through y), so its input stays attached.
         g.wrap(n, y, "salient::dl_rescale", {x, y});
+      } else if (p.kind == OpKind::Gate) {
+        g.detach_input(n, static_cast<size_t>(p.gate));  // the gate held constant: linear in the signal
       } else if (p.kind == OpKind::MaxPool) {
+        const int64_t kind = pools.at(p.op);
         g.detach_input(n, 0);
-        g.wrap(n, y, "salient::dl_maxpool2d", {x, y, n->input(1), n->input(2), n->input(3), n->input(4), n->input(5)});
+        std::vector<jit::Value*> args = {x, y, g.constant(kind)};
+        if (kind < 10) {
+          args.insert(args.end(), {n->input(1), n->input(2), n->input(3), n->input(4), n->input(5)});
+        } else {
+          jit::Value* none = g.constant(std::vector<int64_t>{});
+          args.insert(args.end(), {n->input(1), none, none, none, g.constant(false)});
+        }
+        g.wrap(n, y, "salient::dl_maxpool", args);
       }
     }
   });
+}
 
+torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
+  BackpropGraph& graph = graph_for(model);
   const int64_t n = inputs.size(0);
   std::vector<torch::Tensor> baselines;
   for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed));
@@ -85,7 +105,7 @@ torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const
   });
   torch::Tensor map = torch::cat(maps);
   out.scores = torch::cat(fx);
-  report_conservation(map, out.scores - torch::cat(fx0), "f(x)-f(x0)", out.diagnostics);
+  report_conservation("deeplift", map, out.scores - torch::cat(fx0), "f(x)-f(x0)", out.diagnostics);
   return map;
 }
 

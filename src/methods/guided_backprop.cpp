@@ -45,21 +45,30 @@ GuidedOptions GuidedBackprop::parse(const nlohmann::json& options, const std::st
   return o;
 }
 
-torch::Tensor GuidedBackprop::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                                      Attribution& out) {
-  BackpropGraph& graph = cache_.get(model, [this](BackpropGraph& g) {
-    size_t relus = 0;
+BackpropGraph& GuidedBackprop::graph_for(Model& model) {
+  return cache_.get(model, [this](BackpropGraph& g) {
+    // Every elementwise activation (ReLU, and SiLU, hardswish, GELU, sigmoid gates...): Guided
+    // Backprop passes only positive gradients into its local gradient; Deconvnet passes the positive
+    // gradient straight through, as it does at a ReLU.
+    size_t activations = 0;
     for (const PathNode& p : g.path()) {
-      if (p.op != "aten::relu") continue;
+      if (p.kind != OpKind::Activation) continue;
       torch::jit::Value* x = p.node->input(0);
       torch::jit::Value* y = p.node->output();
-      g.detach_input(p.node, 0);
-      g.wrap(p.node, y, "salient::relu_rule",
-             {x, y, g.constant(static_cast<int64_t>(mode_)), g.constant(p.site)});
-      ++relus;
+      ReluMode mode = mode_;
+      if (mode_ == ReluMode::Deconv || p.op == "aten::relu") g.detach_input(p.node, 0);
+      else mode = ReluMode::GuidedAny;
+      g.wrap(p.node, y, "salient::relu_rule", {x, y, g.constant(static_cast<int64_t>(mode)), g.constant(p.site)});
+      ++activations;
     }
-    if (relus == 0) throw Error(info().name + ": the model has no ReLU on the input's path, so the map would be the plain gradient (use saliency)");
+    if (activations == 0)
+      throw Error(info().name + ": the model has no activation on the input's path, so the map would be the plain gradient (use saliency)");
   });
+}
+
+torch::Tensor GuidedBackprop::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                                      Attribution& out) {
+  BackpropGraph& graph = graph_for(model);
   std::vector<torch::Tensor> maps, scores;
   for_chunks(inputs.size(0), options_.batch, [&](int64_t b, int64_t e) {
     scores.emplace_back();

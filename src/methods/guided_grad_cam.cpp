@@ -20,7 +20,7 @@ MethodInfo guided_grad_cam_info(const Registry& reg) {
     m.paper = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization";
     m.summary = "Guided Backprop times the Grad-CAM map: fine detail where the class is localised";
     m.options.erase(std::remove_if(m.options.begin(), m.options.end(),
-                                   [](const OptionSpec& o) { return o.name == "relu" || o.name == "reshape"; }),
+                                   [](const OptionSpec& o) { return o.name == "relu"; }),
                     m.options.end());
     for (auto& o : m.options)
       if (o.name == "batch-size") {
@@ -38,7 +38,8 @@ GuidedGradCam::GuidedGradCam(MethodInfo info, nlohmann::json options) : info_(st
   const int64_t batch = r.get_int("batch-size", GuidedOptions().batch, 1);
   guided_ = std::make_unique<GuidedBackprop>(ReluMode::Guided, GuidedOptions{batch});
   nlohmann::json cam = {{"relu", true}};
-  if (options.contains("layer")) cam["layer"] = options["layer"];
+  for (const char* key : {"layer", "reshape"})  // transformer tokens: Grad-CAM's grid, as grad-cam takes it
+    if (options.contains(key)) cam[key] = options[key];
   cam_ = Registry::builtin().create("grad-cam", cam);
 }
 

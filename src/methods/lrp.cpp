@@ -98,8 +98,8 @@ const MethodInfo& Lrp::info() const {
         {"gamma", "double", d.gamma, "the gamma rule's boost of positive weights", {}},
         {"alpha", "double", d.alpha, "rule alpha-beta: weight of positive contributions (alpha - beta = 1)", {}},
         {"beta", "double", d.beta, "rule alpha-beta: weight of negative contributions", {}},
-        {"low", "string", "", "z^B lowest input value, one or one per channel (default: the metadata's pixel range, else each input's minimum)", {}},
-        {"high", "string", "", "z^B highest input value, one or one per channel (default: the metadata's pixel range, else each input's maximum)", {}},
+        {"low", "string", "", "z^B lowest input value, one or one per channel (default: the metadata's value_range after normalisation, else each input's minimum)", {}},
+        {"high", "string", "", "z^B highest input value, one or one per channel (default: the metadata's value_range after normalisation, else each input's maximum)", {}},
         {"canonize", "bool", d.canonize, "fold batch norm into the convolution or linear layer before it", {}},
         {"layers", "bool", d.layers, "report relevance in and out of every layer in the diagnostics (costs ~15 %)", {}},
         {"batch-size", "int", d.batch, "inputs per forward/backward pass", {}}};
@@ -125,7 +125,8 @@ LrpOptions Lrp::parse(const nlohmann::json& options, const ModelMetadata& meta) 
   o.batch = r.get_int("batch-size", o.batch, 1);
   if (options.contains("low")) o.low = parse_bounds(options["low"], "low");
   if (options.contains("high")) o.high = parse_bounds(options["high"], "high");
-  // Default bounds: the model's pixel range after its normalisation, per channel.
+  // Default bounds: the model's pixel range after its normalisation, per channel, when the metadata
+  // states it; else each input's own min and max (never a [0, 1] default standardised data disobeys).
   auto from_meta = [&](double v) {
     std::vector<double> out;
     if (meta.mean.empty()) return std::vector<double>{v};
@@ -133,8 +134,10 @@ LrpOptions Lrp::parse(const nlohmann::json& options, const ModelMetadata& meta) 
       out.push_back((v - meta.mean[c]) / (c < meta.std.size() && meta.std[c] != 0 ? meta.std[c] : 1.0));
     return out;
   };
-  if (meta.present && o.low.empty()) o.low = from_meta(meta.range_lo);
-  if (meta.present && o.high.empty()) o.high = from_meta(meta.range_hi);
+  if (meta.range_stated && o.low.empty() && o.high.empty()) {
+    o.low = from_meta(meta.range_lo);
+    o.high = from_meta(meta.range_hi);
+  }
   if (o.low.empty() != o.high.empty()) throw Error("lrp: give both low and high (or neither)");
   if (o.low.size() == o.high.size())
     for (size_t c = 0; c < o.low.size(); ++c)
@@ -145,12 +148,13 @@ LrpOptions Lrp::parse(const nlohmann::json& options, const ModelMetadata& meta) 
 nlohmann::json Lrp::params() const {
   return {{"composite", options_.composite}, {"rule", options_.rule}, {"epsilon", options_.epsilon},
           {"gamma", options_.gamma}, {"alpha", options_.alpha}, {"beta", options_.beta}, {"low", options_.low},
-          {"high", options_.high}, {"canonize", options_.canonize}, {"layers", options_.layers},
+          {"high", options_.high}, {"bounds", options_.low.empty() ? "each input's min and max" : "per channel"}, {"canonize", options_.canonize}, {"layers", options_.layers},
           {"batch-size", options_.batch}};
 }
 
-torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
-  BackpropGraph& graph = cache_.get(model, [this](BackpropGraph& g) {
+BackpropGraph& Lrp::graph_for(Model& model) {
+  return cache_.get(model, [this](BackpropGraph& g) {
+    head_ = g.strip_output_head();
     if (const PathNode* u = g.first_unsupported())
       throw Error("lrp has no rule for " + u->op + (u->module.empty() ? "" : " (in " + u->module + ")") +
                   "; it covers convolutions, linear layers, batch norm, pooling, additions, scaling by constants, "
@@ -195,6 +199,9 @@ torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torc
           g.wrap(last, y, "salient::lrp_layer", args);
           break;
         }
+        case OpKind::Gate:  // the gate held constant: the product is linear in the signal
+          g.detach_input(n, static_cast<size_t>(p.gate));
+          [[fallthrough]];
         case OpKind::BatchNorm:
         case OpKind::Affine: {
           // Epsilon rule through the op's own Jacobian: R_x = x * J^T (R / stab(y)).
@@ -221,7 +228,10 @@ torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torc
       }
     }
   });
+}
 
+torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
+  BackpropGraph& graph = graph_for(model);
   std::vector<torch::Tensor> maps, scores;
   std::vector<std::string> order;
   std::map<std::string, SiteRecord> layers;
@@ -248,7 +258,9 @@ torch::Tensor Lrp::compute(Model& model, const torch::Tensor& inputs, const torc
   });
   torch::Tensor map = torch::cat(maps);
   out.scores = torch::cat(scores);
-  report_conservation(map, out.scores, "f(x)", out.diagnostics);
+  report_conservation("lrp", map, out.scores, head_.empty() ? "f(x)" : "logit", out.diagnostics);
+  // Relevance starts at the logit, not at a probability (whose sign would invert the map's).
+  out.diagnostics["relevance_from"] = head_.empty() ? "the explained output" : "the logit before the final " + head_;
   if (options_.layers) {
     // Per input: every layer the relevance went through, output side first.
     nlohmann::json per_input = nlohmann::json::array();

@@ -30,19 +30,22 @@ torch::Tensor occlusion(const BlackBoxCall& c) {
     if (c.options.stride.size() > rank) throw Error("occlusion: the stride has more dims than the input");
     for (size_t k = 0; k < c.options.stride.size(); ++k) stride[rank - c.options.stride.size() + k] = c.options.stride[k];
   }
-  // Every window position (row-major), as start offsets.
+  // Every window position (row-major), as start offsets: 0, stride, ... until a window reaches the
+  // end; the last one is clipped there (as Captum), so that every element is covered.
   std::vector<std::vector<int64_t>> starts{{}};
   for (size_t d = 0; d < rank; ++d) {
     std::vector<std::vector<int64_t>> next;
     for (const auto& s : starts)
-      for (int64_t p = 0; p + win[d] <= shape[d]; p += stride[d]) {
+      for (int64_t p = 0;; p += stride[d]) {
         next.push_back(s);
         next.back().push_back(p);
+        if (p + win[d] >= shape[d]) break;
       }
     starts = std::move(next);
   }
   auto region = [&](torch::Tensor t, const std::vector<int64_t>& s) {
-    for (size_t d = 0; d < rank; ++d) t = t.narrow(static_cast<int64_t>(d) + (t.dim() > static_cast<int64_t>(rank) ? 1 : 0), s[d], win[d]);
+    for (size_t d = 0; d < rank; ++d)
+      t = t.narrow(static_cast<int64_t>(d), s[d], std::min(win[d], shape[d] - s[d]));
     return t;
   };
   const double fx = batched_scores(c.model, c.x.unsqueeze(0), c.target, 1)[0].item<double>();
@@ -62,6 +65,11 @@ torch::Tensor occlusion(const BlackBoxCall& c) {
     c.progress(static_cast<double>(e) / n);
   });
   c.diag["windows"] = n;
+  // How many windows covered each element (every element at least once): min and max here, and the
+  // whole count map as the extra array "coverage".
+  c.diag["coverage_min"] = count.min().item<double>();
+  c.diag["coverage_max"] = count.max().item<double>();
+  c.extra["coverage"] = count.to(torch::kFloat).view(c.x.sizes());
   return (sum / count.clamp_min(1.0)).view(c.x.sizes());
 }
 

@@ -17,16 +17,12 @@ torch::Tensor target_probability(Model& model, const torch::Tensor& inputs, int6
 
 // What removed features become: black pixels (value 0 before preprocessing) or a blurred copy.
 torch::Tensor canvas_for(Model& model, const torch::Tensor& x, Canvas canvas) {
-  if (canvas == Canvas::Blur) return gaussian_blur(x, std::max(1.0, x.size(-1) / 10.0));
-  const ModelMetadata& meta = model.metadata();
-  torch::Tensor c = torch::zeros_like(x);
-  if (meta.present && x.dim() == 3)
-    for (int64_t ch = 0; ch < x.size(0); ++ch) {
-      const double mean = meta.mean.empty() ? 0.0 : meta.mean[std::min<size_t>(ch, meta.mean.size() - 1)];
-      const double sd = meta.std.empty() ? 1.0 : meta.std[std::min<size_t>(ch, meta.std.size() - 1)];
-      c[ch].fill_((meta.range_lo - mean) / sd);
-    }
-  return c;
+  switch (canvas) {
+    case Canvas::Blur: return gaussian_blur(x, std::max(1.0, x.size(-1) / 10.0));
+    case Canvas::Zeros: return torch::zeros_like(x);
+    case Canvas::Black: break;
+  }
+  return black_canvas(x, model.metadata());
 }
 
 torch::Tensor relevance(const torch::Tensor& map, const torch::Tensor& x) {

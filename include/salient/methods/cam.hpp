@@ -27,6 +27,8 @@ struct CamContext {
   const torch::Tensor& targets; // [N]
   const CamOptions& options;
   std::function<void(double)> progress;  // forward-only variants: fraction of their passes done
+  const torch::Tensor& layer_output;     // the layer's activations as it gives them ([N,T,C] tokens
+                                         // under --reshape; else A)
 };
 // Returns the map [N, h, w] before ReLU.
 using CamRule = std::function<torch::Tensor(const torch::Tensor& A, const torch::Tensor& G, const CamContext&)>;
@@ -37,11 +39,13 @@ class Cam final : public Method {
   ~Cam() override;
   const MethodInfo& info() const override { return info_; }
   nlohmann::json params() const override;
+  void check(Model& model, const torch::Tensor& example) override;
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
+  LayerCapture& capture_for(Model& model);
   MethodInfo info_;
   CamRule rule_;
   CamOptions options_;

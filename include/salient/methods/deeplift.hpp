@@ -22,11 +22,13 @@ class DeepLift final : public Method {
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
   static DeepLiftOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
+  void check(Model& model, const torch::Tensor&) override { graph_for(model); }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
+  BackpropGraph& graph_for(Model& model);  // the rewritten graph (built, and checked, once per module)
   DeepLiftOptions options_;
   BackpropCache cache_;
 };

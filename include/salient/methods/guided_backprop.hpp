@@ -18,11 +18,13 @@ class GuidedBackprop final : public Method {
   const MethodInfo& info() const override;
   nlohmann::json params() const override { return {{"batch-size", options_.batch}}; }
   static GuidedOptions parse(const nlohmann::json& options, const std::string& name);
+  void check(Model& model, const torch::Tensor&) override { graph_for(model); }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
+  BackpropGraph& graph_for(Model& model);  // the rewritten graph (built, and checked, once per module)
   ReluMode mode_;
   GuidedOptions options_;
   BackpropCache cache_;
@@ -33,6 +35,10 @@ class GuidedGradCam final : public Method {
   GuidedGradCam(MethodInfo info, nlohmann::json options);
   const MethodInfo& info() const override { return info_; }
   nlohmann::json params() const override;
+  void check(Model& model, const torch::Tensor& example) override {
+    guided_->check(model, example);
+    cam_->check(model, example);
+  }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;

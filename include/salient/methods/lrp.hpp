@@ -31,13 +31,16 @@ class Lrp final : public Method {
   static LrpOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
   static const std::vector<std::string>& composites();
   static const std::vector<std::string>& rules();
+  void check(Model& model, const torch::Tensor&) override { graph_for(model); }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
+  BackpropGraph& graph_for(Model& model);  // the rewritten graph (built, and checked, once per module)
   LrpOptions options_;
   BackpropCache cache_;
+  std::string head_;  // the output head (sigmoid/softmax) the rewritten graph dropped, if any
 };
 
 }  // namespace salient

@@ -21,7 +21,7 @@ torch::Tensor target_probability(Model& model, const torch::Tensor& inputs, int6
 // A map reduced to one relevance per spatial position [H*W] (sum over channels), or per element.
 torch::Tensor relevance(const torch::Tensor& map, const torch::Tensor& x);
 
-enum class Canvas { Zero, Blur };
+enum class Canvas { Black, Zeros, Blur };  // black: pixel 0 before normalisation; zeros: 0 after
 // What removed features become: black (pixel value 0 before preprocessing, per the metadata; 0
 // without metadata) or a blurred copy of the input.
 torch::Tensor canvas_for(Model& model, const torch::Tensor& x, Canvas canvas);
@@ -42,7 +42,7 @@ Curve insertion(Model&, const torch::Tensor& x, int64_t target, const torch::Ten
 // Mean over k = 1..steps of f(x) - f(x with the k most (MoRF) or least (LeRF) relevant r x r
 // regions replaced by the canvas).
 double aopc(Model&, const torch::Tensor& x, int64_t target, const torch::Tensor& map, bool most_relevant_first,
-            int region = 4, int steps = 20, Canvas canvas = Canvas::Zero);
+            int region = 4, int steps = 20, Canvas canvas = Canvas::Black);
 
 // ---- infidelity.cpp: Yeh et al. 2019 ----
 // E_I[(I . map - (f(x) - f(x - I)))^2] over Gaussian perturbations I (sd sigma x the input's range).

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""The model types users bring, with seeded random weights, and independent eager-PyTorch values
+for Salient's tests on them (issue: no silently wrong map). Nothing is downloaded.
+
+    /usr/bin/python3 tools/zoo_models.py OUT_DIR
+
+Writes into OUT_DIR:
+  mobilenet_v3_small.pt (+ .json)   traced torchvision MobileNetV3-small, 3x96x96 input (its SE
+                                    gates, hardswish, in-place dropout); zoo_probe.npy [2,3,96,96]
+                                    and mobilenet_logits.npy, eager logits of the probe
+  efficientnet_b0.pt                traced torchvision EfficientNet-B0, 3x64x64 (SiLU, SE gates,
+                                    Dropout(inplace=True), stochastic depth)
+  vit_tiny.pt                       scripted torchvision VisionTransformer, 3x32x32, patch 8, 2 blocks
+  token_net.pt                      scripted patch embedding + nn.TransformerEncoderLayer, 3x32x32
+  logreg.pt (+ .json)               logistic regression with a sigmoid head, 6 features;
+                                    logreg_w.npy, logreg_b.npy its weights
+  softmax_reg.pt                    Linear(6, 3) + softmax: a probability head
+  linear_head.pt                    MLP 6 -> 8 -> 3 (layer "fc1": [N, C] activations)
+  se_block.pt                       conv -> ReLU -> squeeze-and-excitation gate -> pool -> linear,
+                                    no biases; se_input.npy [2,2,8,8], se_targets.npy,
+                                    se_lrp0.npy (gradient x input with the gate held constant: LRP-0
+                                    with signal-take-all), se_deeplift.npy (Captum-style rescale,
+                                    gate held constant, zero baseline)
+  pool1d.pt                         Captum's test_lin_maxpool_lin_classification model (MaxPool1d)
+  pool3d.pt, adaptivemax.pt         a MaxPool3d and an AdaptiveMaxPool2d network; pool_input*.npy,
+                                    pool_deeplift*.npy (Captum-style rescale and max-pool rules)
+  two_input.pt                      forward(a, b) = linear(a) * linear(b) summed to 2 classes;
+                                    two_a.npy, two_b.npy [3,4], two_grad_a.npy, two_grad_b.npy
+  resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
+                                    at 3x64x64; resnet18_64.pt the same model traced
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def save(out, name, array):
+    np.save(os.path.join(out, name), np.ascontiguousarray(array, dtype=np.float32))
+
+
+def meta(out, name, **fields):
+    with open(os.path.join(out, name), "w") as f:
+        json.dump(fields, f)
+
+
+# ---- DeepLIFT (rescale), Captum's multipliers, on [inputs; baselines] batches ----
+
+class Rescale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fn):
+        y = fn(x)
+        ctx.save_for_backward(x, y)
+        ctx.fn = fn
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        n = x.shape[0] // 2
+        dx, dy = x[:n] - x[n:], y[:n] - y[n:]
+        with torch.enable_grad():
+            xx = x[:n].detach().requires_grad_(True)
+            local, = torch.autograd.grad(ctx.fn(xx).sum(), xx)
+        m = torch.where(dx.abs() < 1e-10, local, dy / torch.where(dx.abs() < 1e-10, torch.ones_like(dx), dx))
+        return g * torch.cat([m, m]), None
+
+
+class MaxPoolDelta(torch.autograd.Function):
+    """Captum's max-pool rule for any pooling function `pool`."""
+    @staticmethod
+    def forward(ctx, x, pool):
+        y = pool(x)
+        ctx.save_for_backward(x, y)
+        ctx.pool = pool
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        n = x.shape[0] // 2
+        pool = ctx.pool
+
+        def unpool(v, at):
+            with torch.enable_grad():
+                a = at.detach().requires_grad_(True)
+                r, = torch.autograd.grad(pool(a), a, v)
+            return r
+        x1, x0, y1, y0, g1 = x[:n], x[n:], y[:n], y[n:], g[:n]
+        top = torch.max(y1, y0)
+        delta = unpool(g1 * (top - y0), x1) + unpool(g1 * (y1 - top), x0)
+        dx = x1 - x0
+        m = torch.where(dx.abs() < 1e-10, unpool(g1, x1), delta / torch.where(dx.abs() < 1e-10, torch.ones_like(dx), dx))
+        return torch.cat([m, torch.zeros_like(m)]), None
+
+
+def deeplift(model, x, targets, baseline=None):
+    base = torch.zeros_like(x) if baseline is None else baseline
+    both = torch.cat([x, base]).requires_grad_(True)
+    out = model(both)
+    n = x.shape[0]
+    grad, = torch.autograd.grad(out[:n].gather(1, targets.view(-1, 1)).sum(), both)
+    return (grad[:n] * (x - base)).detach()
+
+
+# ---- Models ----
+
+class SEBlock(nn.Module):
+    """A bias-free CNN with a squeeze-and-excitation gate; `dl` switches the eager reference rules on
+    (rescale ReLUs/sigmoids, the gate held constant), `hold_gate` only holds the gate."""
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+        self.fc1 = nn.Linear(4, 2, bias=False)
+        self.fc2 = nn.Linear(2, 4, bias=False)
+        self.head = nn.Linear(4, 3, bias=False)
+        self.dl = False
+        self.hold_gate = False
+
+    def act(self, fn, t):
+        return Rescale.apply(t, fn) if self.dl else fn(t)
+
+    def forward(self, x):
+        h = self.act(F.relu, self.conv(x))
+        s = h.mean((2, 3))
+        s = self.act(F.relu, self.fc1(s))
+        gate = self.act(torch.sigmoid, self.fc2(s)).view(-1, 4, 1, 1)
+        if self.hold_gate or self.dl:
+            gate = gate.detach()
+        h = h * gate
+        return self.head(h.mean((2, 3)))
+
+
+class Pool1d(nn.Module):
+    """Captum's BasicModel_MaxPool_ReLU-like test model: linear -> maxpool1d -> linear."""
+    def __init__(self):
+        super().__init__()
+        self.lin1 = nn.Linear(4, 4, bias=False)
+        self.lin2 = nn.Linear(2, 1, bias=False)
+        self.dl = False
+
+    def forward(self, x):
+        h = self.lin1(x).unsqueeze(1)
+        pool = lambda t: F.max_pool1d(t, 2)
+        h = MaxPoolDelta.apply(h, pool) if self.dl else pool(h)
+        return self.lin2(h.squeeze(1))
+
+
+class Pool3d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 2 * 2 * 2, 3)
+        self.dl = False
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = Rescale.apply(h, F.relu) if self.dl else F.relu(h)
+        pool = lambda t: F.max_pool3d(t, 2)
+        h = MaxPoolDelta.apply(h, pool) if self.dl else pool(h)
+        return self.fc(h.flatten(1))
+
+
+class AdaptiveMax(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 3 * 3, 3)
+        self.dl = False
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = Rescale.apply(h, F.relu) if self.dl else F.relu(h)
+        pool = lambda t: F.adaptive_max_pool2d(t, 3)
+        h = MaxPoolDelta.apply(h, pool) if self.dl else pool(h)
+        return self.fc(h.flatten(1))
+
+
+class TokenNet(nn.Module):
+    """Patch embedding, one scripted nn.TransformerEncoderLayer (batch first), mean of the tokens."""
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 16, 8, stride=8)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=True), 1)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(t).mean(1))
+
+
+class TwoInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.la = nn.Linear(4, 2)
+        self.lb = nn.Linear(4, 2)
+
+    def forward(self, a, b):
+        return self.la(a) * torch.tanh(self.lb(b))
+
+
+def random_bn(model):
+    """Random BatchNorm statistics and affine terms, so that eval-mode BN is not the identity and
+    the logits are not all ~0 (as torchvision's fresh initialisation leaves them)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    return model
+
+
+def trace(model, example, path):
+    torch.jit.trace(model.eval(), example).save(path)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    torch.manual_seed(0)
+    mnv3 = random_bn(torchvision.models.mobilenet_v3_small(weights=None).eval())
+    probe = torch.randn(2, 3, 96, 96)
+    trace(mnv3, probe, os.path.join(out, "mobilenet_v3_small.pt"))
+    with torch.no_grad():
+        save(out, "mobilenet_logits.npy", mnv3(probe).numpy())
+    save(out, "zoo_probe.npy", probe.numpy())
+    meta(out, "mobilenet_v3_small.json", labels=[f"class {i}" for i in range(1000)], input_shape=[3, 96, 96],
+         mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+    torch.manual_seed(1)
+    eff = random_bn(torchvision.models.efficientnet_b0(weights=None).eval())
+    trace(eff, torch.randn(1, 3, 64, 64), os.path.join(out, "efficientnet_b0.pt"))
+
+    torch.manual_seed(2)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                               hidden_dim=32, mlp_dim=64, num_classes=5).eval()
+    with torch.no_grad():  # torchvision zeroes the head: a constant output explains nothing
+        vit.heads.head.weight.normal_(0, 0.5)
+    torch.jit.script(vit).save(os.path.join(out, "vit_tiny.pt"))
+    torch.jit.script(TokenNet().eval()).save(os.path.join(out, "token_net.pt"))
+
+    torch.manual_seed(3)
+    logreg = nn.Sequential(nn.Linear(6, 1), nn.Sigmoid()).eval()
+    trace(logreg, torch.randn(1, 6), os.path.join(out, "logreg.pt"))
+    save(out, "logreg_w.npy", logreg[0].weight.detach().numpy().reshape(-1))
+    save(out, "logreg_b.npy", logreg[0].bias.detach().numpy())
+    meta(out, "logreg.json", input_shape=[6], output="probabilities")
+    softreg = nn.Sequential(nn.Linear(6, 3), nn.Softmax(dim=1)).eval()
+    trace(softreg, torch.randn(1, 6), os.path.join(out, "softmax_reg.pt"))
+    mlp = nn.Sequential()
+    mlp.add_module("fc1", nn.Linear(6, 8))
+    mlp.add_module("relu", nn.ReLU())
+    mlp.add_module("fc2", nn.Linear(8, 3))
+    trace(mlp.eval(), torch.randn(1, 6), os.path.join(out, "linear_head.pt"))
+
+    torch.manual_seed(4)
+    se = SEBlock().eval()
+    trace(se, torch.randn(1, 2, 8, 8), os.path.join(out, "se_block.pt"))
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        targets = se(x).argmax(1)
+    save(out, "se_input.npy", x.numpy())
+    save(out, "se_targets.npy", targets.numpy())
+    se.hold_gate = True
+    xg = x.clone().requires_grad_(True)
+    g, = torch.autograd.grad(se(xg).gather(1, targets.view(-1, 1)).sum(), xg)
+    save(out, "se_lrp0.npy", (g * x).numpy())
+    se.hold_gate, se.dl = False, True
+    save(out, "se_deeplift.npy", deeplift(se, x, targets).numpy())
+
+    torch.manual_seed(5)
+    for name, model, shape in (("pool1d", Pool1d(), (3, 4)), ("pool3d", Pool3d(), (2, 1, 4, 4, 4)),
+                               ("adaptivemax", AdaptiveMax(), (2, 1, 8, 8))):
+        model.eval()
+        x = torch.randn(*shape)
+        trace(model, x, os.path.join(out, name + ".pt"))
+        with torch.no_grad():
+            targets = model(x).argmax(1)
+        model.dl = True
+        save(out, f"pool_input_{name}.npy", x.numpy())
+        save(out, f"pool_targets_{name}.npy", targets.numpy())
+        save(out, f"pool_deeplift_{name}.npy", deeplift(model, x, targets).numpy())
+
+    torch.manual_seed(6)
+    two = TwoInput().eval()
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    trace(two, (a, b), os.path.join(out, "two_input.pt"))
+    aa, bb = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    y = two(aa, bb)
+    ga, gb = torch.autograd.grad(y.gather(1, y.argmax(1, keepdim=True)).sum(), (aa, bb))
+    save(out, "two_a.npy", a.numpy())
+    save(out, "two_b.npy", b.numpy())
+    save(out, "two_grad_a.npy", ga.numpy())
+    save(out, "two_grad_b.npy", gb.numpy())
+
+    import export_resnet18
+    resnet = export_resnet18.build()
+    x = torch.randn(1, 3, 64, 64)
+    trace(resnet, x, os.path.join(out, "resnet18_64.pt"))
+    torch.onnx.export(resnet, x, os.path.join(out, "resnet18.onnx"), opset_version=13,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+if __name__ == "__main__":
+    main()
