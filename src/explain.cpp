@@ -41,9 +41,10 @@ void remove_stale_files(const std::string& dir, const std::set<std::string>& wri
           if (!m.is_object()) continue;
           for (const char* key : {"npy", "png"})
             if (m.contains(key) && m[key].is_string()) listed.insert(m[key].get<std::string>());
-          if (m.contains("extra_npy") && m["extra_npy"].is_object())
-            for (const auto& [k, f] : m["extra_npy"].items())
-              if (f.is_string()) listed.insert(f.get<std::string>());
+          for (const char* key : {"npy", "extra_npy"})  // per-input maps, extra arrays: name -> file
+            if (m.contains(key) && m[key].is_object())
+              for (const auto& [k, f] : m[key].items())
+                if (f.is_string()) listed.insert(f.get<std::string>());
         }
   for (const auto& f : listed)
     if (!written.count(f) && f.find('/') == std::string::npos && f != ".." && f != ".") fs::remove(fs::path(dir) / f, ec);
@@ -195,8 +196,21 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         if (failed.count(name)) continue;
         const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
         torch::Tensor map = res.map[i];
-        write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
-        written.insert(base + ".npy");
+        nlohmann::json npy = base + ".npy";
+        if (model.packed()) {  // a model of several inputs: one map per input, named by its argument
+          const auto parts = model.unpack(map.unsqueeze(0));
+          const auto names = model.input_names();
+          npy = nlohmann::json::object();
+          for (size_t k = 0; k < parts.size(); ++k) {
+            const std::string file = base + "." + names[k] + ".npy";
+            write_npy((fs::path(ex.dir) / file).string(), parts[k][0]);
+            written.insert(file);
+            npy[names[k]] = file;
+          }
+        } else {
+          write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
+          written.insert(base + ".npy");
+        }
         nlohmann::json extra_files = nlohmann::json::object();
         for (const auto& [key, t] : res.extra) {
           std::string file = base + "." + key + ".npy";
@@ -209,7 +223,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
         nlohmann::json diag = diagnostics_of(res.diagnostics, i, n);
         if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
         nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", logits[i][c].item<double>()},
-                          {"npy", base + ".npy"}, {"diagnostics", diag}};
+                          {"npy", npy}, {"diagnostics", diag}};
         if (!extra_files.empty()) mj["extra_npy"] = extra_files;
         if (is_image_like(map)) {
           cv::Mat heat = render_heatmap(map, item.display, request.render);

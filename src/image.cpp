@@ -170,6 +170,38 @@ cv::Mat tensor_to_display(const torch::Tensor& tensor, const ModelMetadata& meta
   return out;
 }
 
+std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths, size_t count,
+                                          std::vector<std::vector<int64_t>>& shapes) {
+  if (paths.size() != count)
+    throw Error("the model takes " + std::to_string(count) + " inputs: give one --input .npy per input (got " +
+                std::to_string(paths.size()) + ")");
+  std::vector<torch::Tensor> stacks;
+  shapes.clear();
+  for (const auto& p : paths) {
+    if (fs::path(p).extension() != ".npy")
+      throw Error("'" + p + "': a model of several inputs takes one .npy stack [N, ...] per input");
+    torch::Tensor s = read_npy(p);
+    if (s.dim() < 2 || s.size(0) < 1) throw Error("'" + p + "' must hold a stack [N, ...] of at least one input");
+    if (!stacks.empty() && s.size(0) != stacks[0].size(0))
+      throw Error("'" + p + "' holds " + std::to_string(s.size(0)) + " rows, '" + paths[0] + "' " +
+                  std::to_string(stacks[0].size(0)) + ": paired inputs need the same number of rows");
+    check_finite(s, "'" + p + "'");
+    shapes.push_back(s.sizes().slice(1).vec());
+    stacks.push_back(s.reshape({s.size(0), -1}));
+  }
+  const torch::Tensor packed = torch::cat(stacks, 1);
+  std::vector<InputItem> items;
+  for (int64_t i = 0; i < packed.size(0); ++i) {
+    InputItem item;
+    item.source = paths[0];
+    for (size_t k = 1; k < paths.size(); ++k) item.source += "," + paths[k];
+    item.stem = fs::path(paths[0]).stem().string() + "_" + std::to_string(i);
+    item.tensor = packed[i].clone();
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
 std::vector<InputItem> load_inputs(const std::vector<std::string>& given, const ModelMetadata& meta, Resize resize) {
   std::vector<InputItem> items;
   std::vector<std::string> paths;

@@ -196,11 +196,12 @@ LayerCapture::~LayerCapture() = default;
 c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,
                           const std::vector<c10::IValue>& extra) {
   torch::Tensor x = inputs.to(model.device(), model.dtype());
-  jit::Stack stack{model.module()._ivalue(), x};
+  jit::Stack stack{model.module()._ivalue()};
+  for (auto& a : model.arguments(x)) stack.push_back(std::move(a));
   stack.insert(stack.end(), extra.begin(), extra.end());
   try {
     function.run(stack);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     throw Error("the model failed on an input of shape " + c10::str(x.sizes()) + ": " + one_line(e));
   }
   return stack.back();

@@ -150,23 +150,61 @@ torch::Tensor Model::select_output(const c10::IValue& out) const {
   return t;
 }
 
-size_t Model::input_count() const {
-  if (backend_ == Backend::Onnx) return 1;
-  const auto& schema = const_cast<torch::jit::Module&>(module_).get_method("forward").function().getSchema();
-  return schema.arguments().size() - 1;  // less self
+std::vector<std::string> Model::input_names() const {
+  if (backend_ == Backend::Onnx) return {"input"};
+  std::vector<std::string> names;
+  const auto& args = const_cast<torch::jit::Module&>(module_).get_method("forward").function().getSchema().arguments();
+  for (size_t i = 1; i < args.size(); ++i) names.push_back(args[i].name());  // less self
+  return names;
+}
+
+size_t Model::input_count() const { return input_names().size(); }
+
+void Model::set_input_shapes(std::vector<std::vector<int64_t>> shapes) {
+  if (shapes.size() > 1 && shapes.size() != input_count())
+    throw Error("the model's forward takes " + std::to_string(input_count()) + " inputs, " + std::to_string(shapes.size()) + " were given");
+  input_shapes_ = std::move(shapes);
+  fast_.reset();
+  mode_settled_ = false;
+}
+
+std::vector<torch::Tensor> Model::unpack(const torch::Tensor& x) const {
+  if (!packed()) return {x};
+  std::vector<int64_t> sizes;
+  for (const auto& s : input_shapes_) sizes.push_back(c10::multiply_integers(s));
+  torch::Tensor flat = x.reshape({x.size(0), -1});
+  int64_t sum = 0;
+  for (auto s : sizes) sum += s;
+  if (flat.size(1) != sum)
+    throw Error("a packed input has " + std::to_string(flat.size(1)) + " values per row, the model's inputs " + std::to_string(sum));
+  std::vector<torch::Tensor> parts;
+  int64_t at = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::vector<int64_t> shape{x.size(0)};
+    shape.insert(shape.end(), input_shapes_[i].begin(), input_shapes_[i].end());
+    parts.push_back(flat.slice(1, at, at + sizes[i]).reshape(shape));
+    at += sizes[i];
+  }
+  return parts;
+}
+
+std::vector<c10::IValue> Model::arguments(const torch::Tensor& x) const {
+  if (const size_t k = input_count(); k != 1 && !packed()) {
+    std::string names;
+    for (const auto& n : input_names()) names += (names.empty() ? "" : ", ") + n;
+    throw Error("the model's forward takes " + std::to_string(k) + " inputs (" + names + "): give one --input .npy per input, " +
+                "in that order (their rows are paired)");
+  }
+  std::vector<c10::IValue> args;
+  for (auto& t : unpack(x)) args.emplace_back(std::move(t));
+  return args;
 }
 
 torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, bool check_batch) {
-  if (const size_t k = input_count(); k != 1) {
-    std::string names;
-    const auto& args = m.get_method("forward").function().getSchema().arguments();
-    for (size_t i = 1; i < args.size(); ++i) names += (i > 1 ? ", " : "") + args[i].name();
-    throw Error("the model's forward takes " + std::to_string(k) + " inputs (" + names +
-                "); Salient explains models of one tensor input");
-  }
+  std::vector<c10::IValue> args = arguments(x);
   c10::IValue out;
   try {
-    out = m.forward({x});
+    out = m.forward(args);
   } catch (const std::exception& e) {
     // A model that rejects the input (shape, dtype) is the user's input problem, said in one line.
     std::string want;

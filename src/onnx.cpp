@@ -2,7 +2,12 @@
 
 #include <opencv2/dnn.hpp>
 
+#include <map>
+
+#include <onnx/onnx_pb.h>
+
 #include "salient/error.hpp"
+#include "salient/fsutil.hpp"
 
 namespace salient {
 
@@ -10,10 +15,47 @@ struct OnnxNet {
   cv::dnn::Net net;
 };
 
+namespace {
+
+// torch.onnx.export (e.g. with training=PRESERVE) emits `Identity` nodes whose input is an
+// initializer; OpenCV 4.6 rejects them ("Identity ... inputs.size()"). Each such node becomes a copy
+// of the initializer under the node's output name. Returns the rewritten model's bytes, or "" when
+// there is nothing to rewrite (or the file is not an ONNX protobuf: OpenCV then says why).
+std::string rewrite_identities(const std::string& bytes) {
+  onnx::ModelProto model;
+  if (!model.ParseFromString(bytes)) return "";
+  onnx::GraphProto* graph = model.mutable_graph();
+  std::map<std::string, int> inits;
+  for (int i = 0; i < graph->initializer_size(); ++i) inits[graph->initializer(i).name()] = i;
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+  int rewritten = 0;
+  for (const auto& node : graph->node()) {
+    auto it = node.op_type() == "Identity" && node.input_size() == 1 && node.output_size() == 1 ? inits.find(node.input(0))
+                                                                                                : inits.end();
+    if (it == inits.end()) {
+      *kept.Add() = node;
+      continue;
+    }
+    onnx::TensorProto copy = graph->initializer(it->second);
+    copy.set_name(node.output(0));
+    *graph->add_initializer() = copy;
+    ++rewritten;
+  }
+  if (rewritten == 0) return "";
+  graph->mutable_node()->Swap(&kept);
+  std::string out;
+  model.SerializeToString(&out);
+  return out;
+}
+
+}  // namespace
+
 std::shared_ptr<OnnxNet> load_onnx(const std::string& path) {
   auto n = std::make_shared<OnnxNet>();
   try {
-    n->net = cv::dnn::readNetFromONNX(path);
+    const std::string rewritten = rewrite_identities(read_file(path));
+    n->net = rewritten.empty() ? cv::dnn::readNetFromONNX(path)
+                               : cv::dnn::readNetFromONNX(rewritten.data(), rewritten.size());
   } catch (const cv::Exception& e) {
     std::string what = e.err.empty() ? e.what() : e.err;
     throw Error("'" + path + "' is not an ONNX model OpenCV DNN can load (" + what.substr(0, what.find('\n')) + ")");

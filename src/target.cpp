@@ -44,8 +44,9 @@ Target Target::parse(const std::string& text, const ModelMetadata& meta) {
   }
   for (size_t i = 0; i < meta.labels.size(); ++i)
     if (meta.labels[i] == text) return index(static_cast<int64_t>(i));
-  std::string known;
-  for (const auto& l : meta.labels) known += (known.empty() ? "" : ", ") + l;
+  std::string known;  // at most 10 of them: an error is one short line
+  for (size_t i = 0; i < std::min<size_t>(10, meta.labels.size()); ++i) known += (i ? ", " : "") + meta.labels[i];
+  if (meta.labels.size() > 10) known += " and " + std::to_string(meta.labels.size() - 10) + " more; see `salient info`";
   throw Error("target '" + text + "' is not top, top-K, a class index or a label" +
               (known.empty() ? std::string(" (the model has no label metadata)") : " (labels: " + known + ")"));
 }

@@ -33,10 +33,14 @@ TEST(Npy, RejectsTruncatedAndNonFloatFiles) {
   EXPECT_THROW(read_npy(dir / "cut.npy"), Error);
   write_file_atomic(dir / "text.npy", "hello");
   EXPECT_THROW(read_npy(dir / "text.npy"), Error);
-  std::string ints = bytes;
-  ints.replace(ints.find("<f4"), 3, "<i4");
-  write_file_atomic(dir / "ints.npy", ints);
-  EXPECT_THROW(read_npy(dir / "ints.npy"), Error);
+  std::string complex = bytes;  // complex and big-endian arrays are refused; integers are read
+  complex.replace(complex.find("<f4"), 3, "<c8");
+  write_file_atomic(dir / "complex.npy", complex);
+  EXPECT_THROW(read_npy(dir / "complex.npy"), Error);
+  std::string big = bytes;
+  big.replace(big.find("<f4"), 3, ">f4");
+  write_file_atomic(dir / "big.npy", big);
+  EXPECT_THROW(read_npy(dir / "big.npy"), Error);
 }
 
 TEST(Image, PreprocessesPerTheMetadataAndChecksShape) {

@@ -109,7 +109,14 @@ void add_explain(CLI::App& app) {
                   << std::flush;
       };
     MethodList methods = prepare(req, model.metadata());
-    auto inputs = load_inputs(f->inputs, model.metadata(), parse_resize(f->resize));
+    std::vector<InputItem> inputs;
+    if (model.input_count() > 1) {  // one .npy per forward argument, rows paired, packed into one tensor
+      std::vector<std::vector<int64_t>> shapes;
+      inputs = load_paired_inputs(f->inputs, model.input_count(), shapes);
+      model.set_input_shapes(shapes);
+    } else {
+      inputs = load_inputs(f->inputs, model.metadata(), parse_resize(f->resize));
+    }
     std::vector<Error> failures;
     auto results = explain(model, inputs, req, methods, &failures);
     for (const auto& r : results) {

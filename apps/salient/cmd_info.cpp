@@ -18,15 +18,21 @@ void add_info(CLI::App& app) {
   cmd->callback([flags, shape, json] {
     Model model = flags->load();
     const ModelMetadata& meta = model.metadata();
-    torch::Tensor sample = sample_input(model, *shape);
-    std::vector<int64_t> batch_shape = sample.sizes().vec();
-    torch::Tensor out = model.predict(sample);
+    // Without an input shape (no metadata, no --input-shape) everything but the output is said.
+    const bool runnable = !shape->empty() || !meta.input_shape.empty();
+    nlohmann::json batch_shape, out_shape;
+    if (runnable) {
+      torch::Tensor sample = sample_input(model, *shape);
+      batch_shape = sample.sizes().vec();
+      out_shape = model.predict(sample).sizes().vec();
+    }
     nlohmann::json j{{"model", model.path()},
                      {"device", model.device().str()},
                      {"backend", model.backend() == Backend::Onnx ? "onnx" : "torchscript"},
                      {"parameters", model.parameter_count()},
+                     {"inputs", model.input_count()},
                      {"input_shape", batch_shape},
-                     {"output_shape", out.sizes().vec()},
+                     {"output_shape", out_shape},
                      {"metadata", meta.to_json()}};
     if (*json) {
       std::cout << j.dump(2) << "\n";
@@ -37,8 +43,9 @@ void add_info(CLI::App& app) {
               << "parameters:   "
               << (model.backend() == Backend::Onnx ? std::string("n/a (ONNX, run by OpenCV DNN)") : std::to_string(model.parameter_count()))
               << "\n"
-              << "input shape:  " << nlohmann::json(batch_shape).dump() << "\n"
-              << "output shape: " << nlohmann::json(out.sizes().vec()).dump() << "\n";
+              << "inputs:       " << model.input_count() << "\n"
+              << "input shape:  " << (runnable ? batch_shape.dump() : "unknown (no metadata input_shape; pass --input-shape)") << "\n"
+              << "output shape: " << (runnable ? out_shape.dump() : "unknown") << "\n";
     if (meta.present) {
       std::cout << "metadata:     " << meta.name << ", " << meta.labels.size() << " labels, channels " << meta.channel_order
                 << ", range [" << meta.range_lo << ", " << meta.range_hi << "], mean " << nlohmann::json(meta.mean).dump()

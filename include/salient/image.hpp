@@ -34,6 +34,11 @@ InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize 
 // becomes one input `stem_i`). An input with a non-finite value (NaN/Inf) is an error naming it.
 std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta,
                                    Resize resize = Resize::None);
+// Inputs of a model with `count` > 1 tensor inputs: one .npy stack [N, ...] per forward argument, in
+// order, their rows paired (same N); each item's tensor is its rows flattened and concatenated (see
+// Model::set_input_shapes). `shapes` receives each input's shape without the batch dimension.
+std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths, size_t count,
+                                          std::vector<std::vector<int64_t>>& shapes);
 // The image files of a folder, sorted by name (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM).
 std::vector<std::string> image_files_in(const std::string& folder);
 // Throws salient::Error naming `what` when `t` holds a NaN or an infinity.

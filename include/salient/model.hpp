@@ -49,8 +49,20 @@ class Model {
   Backend backend() const { return backend_; }
   // Which copy predict() runs (settled at its first call) and the evidence for it.
   const ForwardMode& forward_mode() const { return mode_; }
-  // Number of input tensors forward() takes (the module's forward arguments after self).
+  // Number of input tensors forward() takes (the module's forward arguments after self), and their
+  // names ("a", "b").
   size_t input_count() const;
+  std::vector<std::string> input_names() const;
+  // Models of several tensor inputs run on one packed tensor [N, F1 + F2 + ...]: every method sees
+  // one input and its map, which splits back per input (pack()/unpack() below). `shapes` are the
+  // inputs' shapes without the batch dimension, one per forward argument.
+  void set_input_shapes(std::vector<std::vector<int64_t>> shapes);
+  const std::vector<std::vector<int64_t>>& input_shapes() const { return input_shapes_; }
+  bool packed() const { return input_shapes_.size() > 1; }
+  // The forward arguments of a batch: [x] for one input, else x [N, F] split and reshaped per input.
+  std::vector<c10::IValue> arguments(const torch::Tensor& x) const;
+  // A packed [N, F] tensor (a map) split into one tensor [N, shape_i] per input.
+  std::vector<torch::Tensor> unpack(const torch::Tensor& x) const;
 
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
   torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
@@ -83,6 +95,7 @@ class Model {
   std::optional<torch::jit::Module> fast_;  // the copy predict() runs, once checked
   bool mode_settled_ = false;
   ForwardMode mode_;
+  std::vector<std::vector<int64_t>> input_shapes_;
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).

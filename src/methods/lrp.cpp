@@ -134,10 +134,8 @@ LrpOptions Lrp::parse(const nlohmann::json& options, const ModelMetadata& meta) 
       out.push_back((v - meta.mean[c]) / (c < meta.std.size() && meta.std[c] != 0 ? meta.std[c] : 1.0));
     return out;
   };
-  if (meta.range_stated && o.low.empty() && o.high.empty()) {
-    o.low = from_meta(meta.range_lo);
-    o.high = from_meta(meta.range_hi);
-  }
+  if (meta.range_stated && o.low.empty()) o.low = from_meta(meta.range_lo);
+  if (meta.range_stated && o.high.empty()) o.high = from_meta(meta.range_hi);
   if (o.low.empty() != o.high.empty()) throw Error("lrp: give both low and high (or neither)");
   if (o.low.size() == o.high.size())
     for (size_t c = 0; c < o.low.size(); ++c)

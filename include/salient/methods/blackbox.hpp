@@ -43,6 +43,7 @@ class BlackBox final : public Method {
       : info_(std::move(info)), rule_(std::move(rule)), options_(std::move(options)) {}
   const MethodInfo& info() const override { return info_; }
   nlohmann::json params() const override;
+  void check(Model&, const torch::Tensor& example) override { options_.baseline.make(example[0], options_.seed); }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;

@@ -22,7 +22,10 @@ class DeepLift final : public Method {
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
   static DeepLiftOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
-  void check(Model& model, const torch::Tensor&) override { graph_for(model); }
+  void check(Model& model, const torch::Tensor& example) override {
+    options_.baseline.make(example[0], options_.seed);
+    graph_for(model);
+  }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;

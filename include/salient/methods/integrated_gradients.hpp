@@ -25,6 +25,7 @@ class IntegratedGradients final : public Method {
   explicit IntegratedGradients(IntegratedGradientsOptions options = {}) : options_(std::move(options)) {}
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
+  void check(Model&, const torch::Tensor& example) override { options_.baseline.make(example[0], options_.seed); }
   static IntegratedGradientsOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
 
  protected:
