@@ -14,7 +14,7 @@ Writes into OUT_DIR:
   token_net.pt                      scripted patch embedding + nn.TransformerEncoderLayer, 3x32x32
   logreg.pt (+ .json)               logistic regression with a sigmoid head, 6 features;
                                     logreg_w.npy, logreg_b.npy its weights
-  softmax_reg.pt                    Linear(6, 3) + softmax: a probability head
+  softmax_reg.pt                    Linear(6, 3) + softmax: a probability head; softmax_w.npy [3, 6]
   linear_head.pt                    MLP 6 -> 8 -> 3 (layer "fc1": [N, C] activations)
   se_block.pt                       conv -> ReLU -> squeeze-and-excitation gate -> pool -> linear,
                                     no biases; se_input.npy [2,2,8,8], se_targets.npy,
@@ -27,7 +27,8 @@ Writes into OUT_DIR:
   two_input.pt                      forward(a, b) = linear(a) * linear(b) summed to 2 classes;
                                     two_a.npy, two_b.npy [3,4], two_grad_a.npy, two_grad_b.npy
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
-                                    at 3x64x64; resnet18_64.pt the same model traced
+                                    at 3x64x64 with Identity nodes fed by initializers (which
+                                    OpenCV 4.6 rejects); resnet18_64.pt the same model traced
 """
 import json
 import os
@@ -259,6 +260,7 @@ def main():
     meta(out, "logreg.json", input_shape=[6], output="probabilities")
     softreg = nn.Sequential(nn.Linear(6, 3), nn.Softmax(dim=1)).eval()
     trace(softreg, torch.randn(1, 6), os.path.join(out, "softmax_reg.pt"))
+    save(out, "softmax_w.npy", softreg[0].weight.detach().numpy())
     mlp = nn.Sequential()
     mlp.add_module("fc1", nn.Linear(6, 8))
     mlp.add_module("relu", nn.ReLU())
@@ -309,9 +311,13 @@ def main():
     resnet = export_resnet18.build()
     x = torch.randn(1, 3, 64, 64)
     trace(resnet, x, os.path.join(out, "resnet18_64.pt"))
+    # training=PRESERVE makes the exporter emit Identity nodes fed by initializers, which OpenCV 4.6
+    # rejects: Salient mends them when it loads the file.
     torch.onnx.export(resnet, x, os.path.join(out, "resnet18.onnx"), opset_version=13,
-                      input_names=["input"], output_names=["logits"],
+                      input_names=["input"], output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE,
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    with open(os.path.join(out, "resnet18.onnx"), "rb") as f:
+        assert f.read().count(b"Identity") > 0, "the export has no Identity node to mend"
 
 
 if __name__ == "__main__":
