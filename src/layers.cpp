@@ -118,8 +118,14 @@ std::vector<jit::Node*> find_module_calls(jit::Graph& graph, const std::string& 
     if (calls.empty()) {
       std::string here = parts[0];
       for (size_t i = 1; i <= level; ++i) here += "." + parts[i];
-      if (called_in_nested_block(graph.block(), child, false))
-        throw Error("layer '" + here + "' is only called inside control flow (if/loop), which capture does not support");
+      // Called (directly, or from a helper method of its parent) only inside an if or a loop whose
+      // branch is chosen at run time: there is no one value to capture.
+      if (called_in_nested_block(graph.block(), child, false) || called_in_nested_block(graph.block(), selves, false)) {
+        std::string parent = level == 0 ? std::string("the model's forward") : "'" + here.substr(0, here.rfind('.')) + "'";
+        throw Error("layer '" + here + "' is only called inside control flow of " + parent +
+                    " (an if or loop decided at run time, e.g. TransformerEncoderLayer's choice between its fused fast "
+                    "path and its sub-modules), so it has no one output to capture; capture " + parent + " instead");
+      }
       throw Error("layer '" + here + "' is never called by the model's forward");
     }
     if (level + 1 < parts.size()) {

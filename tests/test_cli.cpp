@@ -155,3 +155,112 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("evaluate" + model + " --data " + q(dir / "nothing-here") + tail, out, "does not exist");
   expect_bad_input("evaluate" + model + data + " --methods saliency,nope" + tail, out, "nope");
 }
+
+// The edges where Salient used to be silently wrong or unclear (issue: no silently wrong map).
+TEST(Cli, EdgesAreErrorsNamingTheProblem) {
+  test::TempDir dir;
+  const fs::path out = dir.path / "out";
+  const std::string model = " --model " + q(test::demo_model());
+  const std::string input = " --input " + q(test::first_sample());
+  const std::string tail = " --out " + q(out.string());
+  torch::Tensor nan = torch::zeros({2, 1, 28, 28});
+  nan[1][0][3][4] = std::numeric_limits<float>::quiet_NaN();
+  write_npy(dir / "nan.npy", nan);
+  expect_bad_input("explain" + model + " -i " + q(dir / "nan.npy") + tail, out, "'" + (dir / "nan.npy") + "' row 1 has 1 non-finite");
+  expect_bad_input("explain" + model + input + " --method integrated-gradients --option stpes=10" + tail, out, "did you mean 'steps'");
+  expect_bad_input("explain" + model + input + " --method grad-cam --window 4x4" + tail, out, "occlusion takes it");
+  expect_bad_input("explain" + model + input + " --method saliency --option frobnicate=1" + tail, out, "frobnicate");
+  nlohmann::json meta = nlohmann::json::parse(read_file(test::source_dir() + "/models/fashion_cnn.json"));
+  meta["labels"].push_back("Umbrella");
+  write_file_atomic(dir / "eleven.json", meta.dump());
+  expect_bad_input("explain" + model + input + " --metadata " + q(dir / "eleven.json") + tail, out, "11 labels");
+  expect_bad_input("explain" + model + input + " --method integrated-gradients --baseline zero" + tail, out, "ambiguous");
+  expect_bad_input("evaluate" + model + " --data " + q(test::first_sample()) + " --canvas zero" + tail, out, "ambiguous");
+  write_file_atomic(dir / "bare.json", "{}");
+  write_npy(dir / "flat.npy", torch::zeros({2, 5}));
+  expect_bad_input("explain" + model + " --metadata " + q(dir / "bare.json") + " -i " + q(dir / "flat.npy") + tail, out,
+                   "input of shape [2,5]");
+  // A method that cannot run on the model is found before any other computes: nothing is written.
+  expect_bad_input("explain" + model + input + " --method saliency,deeplift --option baseline=" + q(dir / "flat.npy") + tail,
+                   out, "[2,5]");
+  expect_bad_input("explain" + model + input + " --resize sideways" + tail, out, "sideways");
+}
+
+TEST(Cli, EdgesThatNowWork) {
+  test::TempDir dir;
+  const std::string model = " --model " + q(test::demo_model());
+  const std::string input = " --input " + q(test::first_sample());
+  // A number as a baseline (as Captum users write it) is constant:V.
+  test::RunResult r = test::run_cli("explain" + model + input + " --method integrated-gradients --baseline 0 --out " + q(dir / "num"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(read_file(dir / "num/7-sneaker/explanation.json"));
+  EXPECT_EQ(j["explained"][0]["methods"]["integrated-gradients"]["params"]["baseline"], "constant:0");
+  // Integer label files group features.
+  torch::Tensor labels = (torch::arange(28 * 28, torch::kLong) / 98).view({28, 28});
+  {
+    std::string bytes = encode_npy(torch::zeros({28, 28}));
+    bytes.replace(bytes.find("<f4"), 3, "<i8");
+    bytes.resize(bytes.size() - 28 * 28 * 4);
+    bytes.append(static_cast<const char*>(labels.data_ptr()), 28 * 28 * 8);
+    write_file_atomic(dir / "labels.npy", bytes);
+  }
+  r = test::run_cli("explain" + model + input + " --method feature-ablation --features " + q(dir / "labels.npy") + " --out " +
+                    q(dir / "groups"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  torch::Tensor map = read_npy(dir / "groups/7-sneaker/feature-ablation.npy")[0];
+  for (int64_t g = 0; g < 8; ++g) {  // one value per group
+    torch::Tensor in = map.flatten().index({labels.flatten() == g});
+    EXPECT_EQ((in - in[0]).abs().max().item<double>(), 0.0) << g;
+  }
+  // Re-running into the same folder leaves only what the new explanation.json lists.
+  r = test::run_cli("explain" + model + input + " --method saliency,smoothgrad --samples 4 --out " + q(dir / "again"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("explain" + model + input + " --method saliency --out " + q(dir / "again"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir.path / "again/7-sneaker/saliency.npy"));
+  EXPECT_FALSE(fs::exists(dir.path / "again/7-sneaker/smoothgrad.npy"));
+  EXPECT_FALSE(fs::exists(dir.path / "again/7-sneaker/smoothgrad.png"));
+  // A folder is an input, as evaluate takes it.
+  r = test::run_cli("explain" + model + " -i " + q(test::source_dir() + "/models/samples") + " --method saliency --out " +
+                    q(dir / "folder"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir.path / "folder/0-t-shirt-top/saliency.npy"));
+  EXPECT_TRUE(fs::exists(dir.path / "folder/9-ankle-boot/saliency.npy"));
+  // Larger images: --resize crop in explain, --resize in evaluate.
+  cv::Mat big(40, 56, CV_8UC1, cv::Scalar(0));
+  big(cv::Rect(20, 12, 16, 16)).setTo(255);
+  fs::create_directories(dir.path / "big");
+  cv::imwrite(dir / "big/a.png", big);
+  r = test::run_cli("explain" + model + " -i " + q(dir / "big/a.png") + " --resize crop --method saliency --out " + q(dir / "crop"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("evaluate" + model + " --data " + q(dir / "big") + " --resize --metrics sparseness --methods saliency --out " +
+                    q(dir / "eval"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  // info without metadata still says what it can.
+  fs::copy_file(test::demo_model(), dir.path / "bare.pt");
+  r = test::run_cli("info --json --model " + q(dir / "bare.pt"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["parameters"].get<int64_t>(), 1000);
+  EXPECT_TRUE(j["output_shape"].is_null());
+}
+
+// One method failing at run time does not discard the others' work; the run still fails.
+TEST(Cli, AFailingMethodKeepsTheOthersFilesAndExitsNonZero) {
+  test::TempDir dir;
+  torch::jit::Module m("SqrtModel");  // d sqrt|x| / dx is infinite at 0: the gradient map is not finite
+  m.define(R"(
+    def forward(self, x):
+        return torch.sqrt(torch.abs(x)).sum(1, keepdim=True)
+  )");
+  m.save(dir / "sqrt.pt");
+  write_npy(dir / "rows.npy", torch::tensor({{1.0f, 0.0f, 4.0f}}));
+  test::RunResult r = test::run_cli("explain -m " + q(dir / "sqrt.pt") + " -i " + q(dir / "rows.npy") +
+                                    " --method occlusion,saliency --out " + q(dir / "out"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("saliency: the map has"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir.path / "out/rows_0/occlusion.npy"));
+  EXPECT_FALSE(fs::exists(dir.path / "out/rows_0/saliency.npy"));
+  auto j = nlohmann::json::parse(read_file(dir / "out/rows_0/explanation.json"));
+  EXPECT_TRUE(j["failed"].contains("saliency")) << j.dump();
+}

@@ -4,6 +4,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "helpers.hpp"
+#include "salient/baseline.hpp"
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/image.hpp"
@@ -107,4 +108,42 @@ TEST(Render, NormalisesByPercentileAndKeepsSign) {
   EXPECT_EQ(heat.rows, 224);  // 8 px upscaled by 28
   o.colormap = "rainbow-unicorn";
   EXPECT_THROW(render_heatmap(one_hot, cv::Mat(), o), Error);
+}
+
+TEST(Image, CropResizesTheShortSideAndKeepsTheCentre) {
+  test::TempDir dir;
+  // 64x32 (WxH): a white 8x8 square in the centre, black elsewhere, and white bars at the far left
+  // and right that a centre crop drops (a stretch would keep them).
+  cv::Mat img(32, 64, CV_8UC1, cv::Scalar(0));
+  img(cv::Rect(28, 12, 8, 8)).setTo(255);
+  img(cv::Rect(0, 0, 4, 32)).setTo(255);
+  img(cv::Rect(60, 0, 4, 32)).setTo(255);
+  cv::imwrite(dir / "wide.png", img);
+  ModelMetadata meta;
+  meta.present = true;
+  meta.input_shape = {1, 28, 28};
+  meta.channel_order = "L";
+  // Short side 32 -> round(28 / 0.875) = 32: no scaling; the centre 28x28 is cropped.
+  torch::Tensor t = load_image(dir / "wide.png", meta, Resize::Crop).tensor[0];
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{28, 28}));
+  EXPECT_NEAR(t.sum().item<double>(), 64.0, 1e-4);  // exactly the 8x8 square, at 1.0
+  EXPECT_NEAR(t[14][14].item<double>(), 1.0, 1e-6);
+  EXPECT_NEAR(t[14][0].item<double>(), 0.0, 1e-6);
+  torch::Tensor s = load_image(dir / "wide.png", meta, Resize::Stretch).tensor[0];
+  EXPECT_GT(s[14][0].item<double>(), 0.5);  // the stretched bar survives
+  EXPECT_THROW(parse_resize("sideways"), Error);
+}
+
+TEST(Baseline, BlackIsPixelZeroBeforeNormalisationAndZerosIsZeroAfter) {
+  ModelMetadata meta;
+  meta.present = true;
+  meta.mean = {0.286};
+  meta.std = {0.353};
+  meta.range_stated = true;
+  const torch::Tensor x = torch::randn({1, 4, 4});
+  EXPECT_NEAR(Baseline::parse("black", meta).make(x, 0).max().item<double>(), (0.0 - 0.286) / 0.353, 1e-6);
+  EXPECT_NEAR(Baseline::parse("black", meta).make(x, 0).min().item<double>(), (0.0 - 0.286) / 0.353, 1e-6);
+  EXPECT_EQ(Baseline::parse("zeros", meta).make(x, 0).abs().max().item<double>(), 0.0);
+  EXPECT_NEAR(Baseline::parse("0.5", meta).make(x, 0).mean().item<double>(), 0.5, 1e-7);
+  EXPECT_THROW(Baseline::parse("zero", meta), Error);
 }
