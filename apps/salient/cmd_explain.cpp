@@ -53,7 +53,7 @@ void add_explain(CLI::App& app) {
   auto* o_steps = cmd->add_option("--steps", f->steps, "integrated-gradients: quadrature nodes, or auto (50)");
   auto* o_quad = cmd->add_option("--quadrature", f->quadrature,
                                  "riemann-left, riemann-right, riemann-middle, trapezoid, gauss-legendre");
-  auto* o_base = cmd->add_option("--baseline", f->baseline, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file");
+  auto* o_base = cmd->add_option("--baseline", f->baseline, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file");
   auto* o_tol = cmd->add_option("--tolerance", f->tolerance, "integrated-gradients: relative completeness gap (0.01)");
   auto* o_bases = cmd->add_option("--baselines", f->baselines, "gradient-shap: folder of images, .npy stack or IDX file");
   auto* o_layer = cmd->add_option("--layer", f->layers, "layer methods: module path(s) (see `salient layers`)")->delimiter(',');

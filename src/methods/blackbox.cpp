@@ -92,7 +92,7 @@ void add_blackbox(Registry& reg, MethodInfo info, BlackBoxOptions defaults, Blac
   info.access = Access::BlackBox;
   info.needs_gradients = false;
   info.family = Family::Perturbation;
-  info.options.push_back({"baseline", "string", defaults.baseline.spec, "what removed features become: zeros, constant:V, blur[:SIGMA], uniform, or a file", {}});
+  info.options.push_back({"baseline", "string", defaults.baseline.spec, "what removed features become: zeros (0 after normalisation), black (pixel 0 before it), a number V, blur[:SIGMA], uniform, or a file", {}});
   info.options.push_back({"batch-size", "int", defaults.batch, "perturbed inputs per forward pass", {}});
   info.options.push_back({"seed", "int", defaults.seed, "random seed", {}});
   reg.add(info, [info, defaults, rule](const nlohmann::json& o, const ModelMetadata& meta) {

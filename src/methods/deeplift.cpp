@@ -22,7 +22,7 @@ const MethodInfo& DeepLift::info() const {
     m.specificity = Specificity::ModelSpecific;
     m.paper = "Shrikumar, Greenside & Kundaje 2017, Learning Important Features Through Propagating Activation Differences";
     m.summary = "differences from a baseline propagated with multipliers (f(x)-f(x0))/(x-x0); sums to f(x) - f(x0)";
-    m.options = {{"baseline", "string", d.baseline.spec, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
+    m.options = {{"baseline", "string", d.baseline.spec, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
                  {"batch-size", "int", d.batch, "inputs per pass (with their baselines: twice as many rows)", {}},
                  {"seed", "int", d.seed, "seed of the uniform baseline", {}}};
     return m;

@@ -19,7 +19,7 @@ const MethodInfo& IntegratedGradients::info() const {
     m.options = {
         {"steps", "int|auto", d.steps, "quadrature nodes, or auto: doubled from 8 until the gap is within tolerance", {}},
         {"quadrature", "choice", to_string(d.quadrature), "quadrature rule on [0,1]", quadrature_names()},
-        {"baseline", "string", d.baseline.spec, "zeros, constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
+        {"baseline", "string", d.baseline.spec, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
         {"tolerance", "double", d.tolerance, "relative completeness gap: auto steps' goal, warned about above it", {}},
         {"max-steps", "int", d.max_steps, "ceiling of auto steps", {}},
         {"batch-size", "int", d.batch, "path points per forward/backward pass", {}},
