@@ -39,7 +39,9 @@ double parse_number(const std::string& text, const std::string& spec) {
 torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
   if (x.dim() != 3) throw Error("a blurred baseline needs image inputs [C,H,W]; got shape " + shape_text(x.sizes()));
   if (!(sigma > 0)) return x.clone();
-  const int64_t radius = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(3 * sigma)));
+  // The kernel never needs to reach further than the image: beyond, it is cut off anyway.
+  const int64_t radius = std::min<int64_t>(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(3 * sigma))),
+                                           std::max(x.size(1), x.size(2)));
   torch::Tensor k = torch::arange(-radius, radius + 1, x.options()).div(sigma).square().mul(-0.5).exp();
   k = k / k.sum();
   const int64_t c = x.size(0);
@@ -100,7 +102,8 @@ Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
   if (spec == "blur" || spec.rfind("blur:", 0) == 0) {
     b.kind = Kind::Blur;
     b.value = spec == "blur" ? 5.0 : parse_number(spec.substr(5), spec);
-    if (!(b.value > 0)) throw Error("baseline '" + spec + "': the blur sigma must be > 0");
+    if (!(b.value > 0) || b.value > 1000)
+      throw Error("baseline '" + spec + "': the blur sigma must be > 0 and <= 1000 pixels");
     return b;
   }
   if (spec == "uniform") {

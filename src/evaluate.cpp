@@ -86,6 +86,22 @@ nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index,
   return line;
 }
 
+// Every NaN or infinite number in `j` (dumped as null), by its path ("saliency.infidelity").
+void list_non_finite(const nlohmann::json& j, const std::string& path, nlohmann::json& out) {
+  if (j.is_number_float() && !std::isfinite(j.get<double>())) out.push_back(path);
+  if (j.is_object())
+    for (const auto& [k, v] : j.items()) list_non_finite(v, path.empty() ? k : path + "." + k, out);
+  if (j.is_array())
+    for (size_t i = 0; i < j.size(); ++i) list_non_finite(j[i], path + "[" + std::to_string(i) + "]", out);
+}
+
+bool all_numbers(const nlohmann::json& j) {
+  if (!j.is_array()) return false;
+  for (const auto& v : j)
+    if (!v.is_number()) return false;
+  return true;
+}
+
 struct Stat {
   double mean = 0, se = 0;
   int64_t n = 0;
@@ -121,7 +137,7 @@ void validate(const EvaluateRequest& r, Model& model) {
       throw Error("unknown metric '" + m + "' (expected " + list + ")");
     }
   if (r.limit < 1) throw Error("--limit must be >= 1, got " + std::to_string(r.limit));
-  if (r.steps < 2) throw Error("--steps must be >= 2, got " + std::to_string(r.steps));
+  if (r.steps < 2 || r.steps > 1000) throw Error("--steps must be between 2 and 1000, got " + std::to_string(r.steps));
   if (r.canvas == "zero")
     throw Error("--canvas zero is ambiguous: say black (a pixel value of 0 before normalisation) or zeros (0 in the "
                 "model's input space, after normalisation)");
@@ -130,7 +146,7 @@ void validate(const EvaluateRequest& r, Model& model) {
   if (r.data.empty()) throw Error("no data given (--data)");
   if (!fs::exists(r.data)) throw Error("data '" + r.data + "' does not exist");
   if (r.out_dir.empty()) throw Error("no output folder given (--out)");
-  ensure_writable_dir(r.out_dir);
+  check_writable_dir(r.out_dir);  // created when the run starts, not by a check that fails later
 }
 
 nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
@@ -141,29 +157,53 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
   std::vector<std::unique_ptr<Method>> methods;
   for (const auto& m : req.methods) methods.push_back(Registry::builtin().create(m, req.method_options, model.metadata()));
 
-  // Resume: inputs already in the log (for the same methods and metrics) are not recomputed.
+  // Resume: inputs already in the log (for the same model file, data, methods, metrics and options)
+  // are not recomputed.
+  OutputLock lock(req.out_dir);  // two runs on one --out would both do all the work
+  remove_stale_temporaries(req.out_dir);
   const std::string log = (fs::path(req.out_dir) / "results.jsonl").string();
   const nlohmann::json signature{{"methods", req.methods}, {"metrics", chosen_metrics(req)},
-                                 {"options", req.method_options}, {"canvas", req.canvas}, {"steps", req.steps}};
+                                 {"options", req.method_options}, {"canvas", req.canvas}, {"steps", req.steps},
+                                 {"model", fingerprint(model.path())}, {"data", fingerprint(req.data)}};
   std::map<int64_t, nlohmann::json> done;
+  nlohmann::json log_warnings = nlohmann::json::array();
   {
-    std::ifstream in(log);
-    std::string text;
-    while (std::getline(in, text)) {
-      auto j = nlohmann::json::parse(text, nullptr, false);
-      if (!j.is_discarded() && j.value("signature", nlohmann::json()) == signature) done[j["index"].get<int64_t>()] = j;
+    std::error_code ec;
+    std::string text = fs::is_regular_file(log, ec) ? read_file(log) : std::string();
+    // A kill between a line's bytes leaves an unterminated last line: it is dropped (and cut from
+    // the file, so that the next line does not fuse with it).
+    if (!text.empty() && text.back() != '\n') {
+      const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+      text.resize(keep);
+      fs::resize_file(log, keep, ec);
+      if (ec) throw Error("cannot repair '" + log + "': " + ec.message(), ErrorKind::Io);
+      log_warnings.push_back("dropped an unterminated last line of results.jsonl (an interrupted write)");
+    }
+    std::istringstream in(text);
+    std::string line;
+    for (int64_t number = 1; std::getline(in, line); ++number) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("index") || !j["index"].is_number_integer() ||
+          !j.contains("methods") || !j["methods"].is_object()) {
+        log_warnings.push_back("skipped line " + std::to_string(number) + " of results.jsonl: not a result record");
+        continue;
+      }
+      if (j.value("signature", nlohmann::json()) == signature) done[j["index"].get<int64_t>()] = j;
     }
   }
   {
-    std::ofstream out(log, std::ios::app);
+    AppendLog out(log);
     for (int64_t i = 0; i < n; ++i) {
       if (progress) progress(i, n, done.count(i) ? "resumed" : "evaluating");
       if (done.count(i)) continue;
       nlohmann::json line = evaluate_one(model, data[i], i, req, methods);
+      // NaN and infinities become null in JSON: say where, so the report can count them.
+      nlohmann::json bad = nlohmann::json::array();
+      list_non_finite(line, "", bad);
+      if (!bad.empty()) line["non_finite"] = bad;
       line["signature"] = signature;
-      out << line.dump() << "\n";
-      out.flush();  // each finished input survives an interruption
-      done[i] = line;
+      out.append(line.dump() + "\n");  // one write per line; each finished input survives a kill
+      done[i] = nlohmann::json::parse(line.dump());
     }
     if (progress) progress(n, n, "done");
   }
@@ -176,28 +216,41 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
   std::vector<std::string> scalar_keys{"aopc_morf", "aopc_lerf", "infidelity", "max_sensitivity", "avg_sensitivity",
                                        "sparseness", "complexity"};
   std::vector<PlotSeries> del_plot, ins_plot, rand_plot;
+  nlohmann::json non_finite = nlohmann::json::object();
   for (const auto& row : rows) {
     nlohmann::json agg;
     std::map<std::string, std::vector<double>> scalars;
     std::map<std::string, std::vector<std::vector<double>>> curves;
     std::vector<std::vector<double>> rand_curves;
     std::vector<std::string> rand_layers;
+    // Non-finite values (null in the log) are skipped and counted, never averaged.
+    auto skipped = [&](const std::string& k) { non_finite[row + "." + k] = non_finite.value(row + "." + k, 0) + 1; };
     for (int64_t i = 0; i < n; ++i) {
-      const auto& j = done[i]["methods"][row];
+      const auto& j = done[i]["methods"].contains(row) ? done[i]["methods"][row] : nlohmann::json::object();
       for (const auto& k : scalar_keys)
-        if (j.contains(k)) scalars[k].push_back(j[k].get<double>());
+        if (j.contains(k)) j[k].is_number() ? scalars[k].push_back(j[k].get<double>()) : skipped(k);
       for (const std::string c : {"deletion", "insertion"})
         if (j.contains(c)) {
-          scalars[c + "_auc"].push_back(j[c]["auc"].get<double>());
-          curves[c].push_back(j[c]["curve"].get<std::vector<double>>());
+          if (j[c].is_object() && j[c].value("auc", nlohmann::json()).is_number() && all_numbers(j[c].value("curve", nlohmann::json()))) {
+            scalars[c + "_auc"].push_back(j[c]["auc"].get<double>());
+            curves[c].push_back(j[c]["curve"].get<std::vector<double>>());
+          } else {
+            skipped(c);
+          }
         }
-      if (j.contains("randomisation")) {
+      if (j.contains("randomisation") && j["randomisation"].is_array()) {
         std::vector<double> s;
-        rand_layers.clear();
+        std::vector<std::string> layers;
         for (const auto& st : j["randomisation"]) {
+          if (!st.is_object() || !st.value("spearman", nlohmann::json()).is_number()) break;
           s.push_back(st["spearman"].get<double>());
-          rand_layers.push_back(st["layer"].get<std::string>());
+          layers.push_back(st.value("layer", std::string()));
         }
+        if (s.size() != j["randomisation"].size()) {
+          skipped("randomisation");
+          continue;
+        }
+        rand_layers = layers;
         rand_curves.push_back(s);
       }
     }
@@ -224,6 +277,8 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
     }
     report["methods"][row] = agg;
   }
+  if (!non_finite.empty()) report["non_finite"] = non_finite;  // metric -> inputs where it was NaN/Inf
+  if (!log_warnings.empty()) report["log_warnings"] = log_warnings;
 
   // Markdown: mean +- standard error.
   std::vector<std::string> cols;

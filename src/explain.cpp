@@ -66,7 +66,7 @@ MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
   for (const auto& name : request.methods) methods.push_back(Registry::builtin().create(name, request.method_options, meta));
   render_heatmap(torch::zeros({2, 2}), cv::Mat(), request.render);  // checks the colormap
   if (request.out_dir.empty()) throw Error("no output folder given (--out)");
-  ensure_writable_dir(request.out_dir);
+  check_writable_dir(request.out_dir);  // created only when the run starts writing
   return methods;
 }
 
@@ -94,11 +94,14 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
   torch::Tensor probs = meta.output == "probabilities" ? logits : binary ? logits.sigmoid() : logits.softmax(1);
   auto targets = request.target.resolve(logits);
   // Every method is checked against the model (graph rules, layers and their shapes) before any
-  // of them computes: a method that cannot run fails here, before one file is written.
+  // of them computes: a method that cannot run fails here, before one file is written. So is every
+  // input's output folder.
   {
     const torch::Tensor example = batch.slice(0, 0, 1).to(model.device());
     for (auto& m : methods) m->check(model, example);
+    for (const auto& item : inputs) check_writable_dir((fs::path(request.out_dir) / item.stem).string());
   }
+  OutputLock lock(request.out_dir);  // creates --out; a concurrent run on it is an error, not a mix
   const int ranks = request.target.count();
   const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
   auto top_idx = std::get<1>(probs.topk(top, 1));
@@ -164,6 +167,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     ex.stem = item.stem;
     ex.dir = (fs::path(request.out_dir) / item.stem).string();
     ensure_writable_dir(ex.dir);
+    remove_stale_temporaries(ex.dir);
     nlohmann::json j;
     j["model"] = model.path();
     j["forward"] = {{"mode", model.forward_mode().mode}, {"check", model.forward_mode().check}};

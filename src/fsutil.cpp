@@ -1,6 +1,12 @@
 #include "salient/fsutil.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <cerrno>
 #include <cstdio>
@@ -35,15 +41,115 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     out.flush();
     if (!out) {
       std::remove(tmp.c_str());
-      throw Error("cannot write '" + path + "' (disk full?)");
+      throw Error("cannot write '" + path + "' (disk full?)", ErrorKind::Io);
     }
   }
   std::error_code ec;
   fs::rename(tmp, target, ec);
   if (ec) {
     std::remove(tmp.c_str());
-    throw Error("cannot write '" + path + "': " + ec.message());
+    throw Error("cannot write '" + path + "': " + ec.message(), ErrorKind::Io);
   }
+}
+
+void check_writable_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::path p = fs::absolute(dir, ec);
+  if (ec) throw Error("output folder '" + dir + "': " + ec.message());
+  for (const auto& part : p)
+    if (part.string().size() > 255) throw Error("output folder '" + dir + "': a path component is longer than 255 characters");
+  for (fs::path q = p;; q = q.parent_path()) {
+    if (fs::exists(q, ec)) {
+      if (!fs::is_directory(q, ec))
+        throw Error(q == p ? "output path '" + dir + "' exists and is not a folder"
+                           : "cannot create output folder '" + dir + "': '" + q.string() + "' is a file");
+      if (::access(q.c_str(), W_OK | X_OK) != 0) throw Error("output folder '" + dir + "' is not writable");
+      return;
+    }
+    if (q == q.parent_path()) return;
+  }
+}
+
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t t = name.rfind(".tmp");
+    if (name.empty() || name[0] != '.' || t == std::string::npos) continue;
+    const size_t dash = name.find('-', t);
+    if (dash == std::string::npos) continue;
+    const std::string pid = name.substr(t + 4, dash - t - 4);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    const pid_t owner = static_cast<pid_t>(std::stol(pid));
+    if (owner == ::getpid() || (::kill(owner, 0) == 0 || errno == EPERM)) continue;  // still running
+    fs::remove(e.path(), ec);
+  }
+}
+
+OutputLock::OutputLock(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("cannot create output folder '" + dir + "': " + ec.message());
+  const std::string path = (fs::path(dir) / ".salient.lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot lock output folder '" + dir + "': " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {0};
+    const ssize_t got = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    throw Error("another salient run is writing to '" + dir + "'" +
+                (got > 0 ? " (pid " + std::string(buf, static_cast<size_t>(got)) + ")" : std::string()) +
+                ": wait for it, or choose another --out");
+  }
+  const std::string me = std::to_string(::getpid());
+  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);
+}
+
+OutputLock::~OutputLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+AppendLog::AppendLog(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot open '" + path + "' for appending: " + std::strerror(errno), ErrorKind::Io);
+}
+
+AppendLog::~AppendLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendLog::append(const std::string& line) {
+  const ssize_t n = ::write(fd_, line.data(), line.size());
+  if (n != static_cast<ssize_t>(line.size())) {
+    const std::string why = n < 0 ? std::strerror(errno) : "a short write (disk full?)";
+    if (n > 0) (void)!::ftruncate(fd_, ::lseek(fd_, 0, SEEK_END) - n);  // no half line behind
+    throw Error("cannot append to '" + path_ + "': " + why, ErrorKind::Io);
+  }
+}
+
+std::string fingerprint(const std::string& path) {
+  // FNV-1a over the bytes (files) or the sorted names and sizes (folders).
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](const char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<uint8_t>(p[i])) * 1099511628211ULL;
+  };
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    std::vector<std::string> entries;
+    for (const auto& e : fs::recursive_directory_iterator(path, ec))
+      if (e.is_regular_file(ec)) entries.push_back(fs::relative(e.path(), path, ec).string() + ":" + std::to_string(e.file_size(ec)));
+    std::sort(entries.begin(), entries.end());
+    for (const auto& e : entries) mix(e.data(), e.size() + 1);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    char buf[1 << 16];
+    while (in.read(buf, sizeof(buf)) || in.gcount() > 0) mix(buf, static_cast<size_t>(in.gcount()));
+  }
+  char out[17];
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));
+  return out;
 }
 
 void ensure_writable_dir(const std::string& dir) {
@@ -60,14 +166,28 @@ void ensure_writable_dir(const std::string& dir) {
   std::remove(probe.c_str());
 }
 
-std::string read_file(const std::string& path) {
-  if (!fs::exists(path)) throw Error("file '" + path + "' does not exist");
-  if (fs::is_directory(path)) throw Error("'" + path + "' is a folder, not a file");
+void check_regular_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) throw Error(what + " '" + path + "' does not exist");
+  if (fs::is_directory(st)) throw Error("'" + path + "' is a folder, not a file");
+  // A FIFO, a device (/dev/zero) or a socket would hang or never end: only regular files are read.
+  if (!fs::is_regular_file(st)) throw Error(what + " '" + path + "' is not a regular file (a pipe or a device?)");
+}
+
+std::string read_file(const std::string& path, uintmax_t max_bytes) {
+  check_regular_file(path, "file");
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  if (ec) throw Error("cannot read '" + path + "': " + ec.message());
+  if (size > max_bytes)
+    throw Error("'" + path + "' is " + std::to_string(size) + " bytes, more than the cap of " + std::to_string(max_bytes));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  return bytes;
 }
 
 }  // namespace salient

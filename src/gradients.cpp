@@ -2,12 +2,17 @@
 
 #include <torch/csrc/autograd/autograd.h>
 
+#include "salient/error.hpp"
+
 namespace salient {
 
 torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                               torch::Tensor* scores) {
   torch::Tensor x = inputs.detach().to(model.device(), model.dtype()).requires_grad_(true);
   torch::Tensor out = model.forward(x);
+  if (!out.requires_grad())
+    throw Error("the model's output does not depend on its input through autograd (an integer or detached output): "
+                "gradient methods cannot explain it; use a black-box method (occlusion, rise, ...)");
   torch::Tensor picked = out.gather(1, targets.to(out.device(), torch::kLong).view({-1, 1})).squeeze(1);
   // Each row's score depends only on its own input (eval mode), so the gradient of the sum is the
   // per-input gradient, all in one backward pass.

@@ -27,6 +27,10 @@ std::string gunzip(const std::string& in, const std::string& path) {
       throw Error("'" + path + "' is a corrupt gzip file");
     }
     out.append(buf, sizeof(buf) - zs.avail_out);
+    if (out.size() > kMaxFileBytes) {  // a gzip bomb: refused before it fills memory
+      inflateEnd(&zs);
+      throw Error("'" + path + "' decompresses to more than " + std::to_string(kMaxFileBytes) + " bytes");
+    }
   } while (ret != Z_STREAM_END);
   inflateEnd(&zs);
   return out;

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <algorithm>
 #include <map>
+#include <cctype>
+#include <cstdlib>
 #include <set>
 
 #include <opencv2/imgcodecs.hpp>
@@ -57,7 +59,92 @@ class StderrSilencer {
   int saved_ = -1;
 };
 
+uint32_t be32(const std::string& b, size_t i) {
+  return (uint32_t(uint8_t(b[i])) << 24) | (uint32_t(uint8_t(b[i + 1])) << 16) | (uint32_t(uint8_t(b[i + 2])) << 8) | uint8_t(b[i + 3]);
+}
+uint32_t le32(const std::string& b, size_t i) {
+  return uint32_t(uint8_t(b[i])) | (uint32_t(uint8_t(b[i + 1])) << 8) | (uint32_t(uint8_t(b[i + 2])) << 16) | (uint32_t(uint8_t(b[i + 3])) << 24);
+}
+uint32_t be16(const std::string& b, size_t i) { return (uint32_t(uint8_t(b[i])) << 8) | uint8_t(b[i + 1]); }
+uint32_t le16(const std::string& b, size_t i) { return uint32_t(uint8_t(b[i])) | (uint32_t(uint8_t(b[i + 1])) << 8); }
+bool starts(const std::string& b, const char* magic, size_t n) { return b.size() >= n && b.compare(0, n, magic, n) == 0; }
+
+struct Dimensions {
+  std::string format;
+  int64_t width = -1, height = -1;  // -1: the header is cut short or malformed
+};
+
+// An image's format and size from its header alone, before a pixel is decoded (a decompression
+// bomb declares its size there). Empty format: not one Salient reads.
+Dimensions read_dimensions(const std::string& b) {
+  Dimensions d;
+  if (starts(b, "\x89PNG\r\n\x1a\n", 8)) {
+    d.format = "PNG";
+    if (b.size() >= 24) d.width = be32(b, 16), d.height = be32(b, 20);
+  } else if (starts(b, "\xFF\xD8", 2)) {
+    d.format = "JPEG";
+    for (size_t i = 2; i + 9 < b.size();) {
+      if (uint8_t(b[i]) != 0xFF) break;
+      const uint8_t marker = uint8_t(b[i + 1]);
+      if (marker == 0xFF) { ++i; continue; }
+      if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD9)) { i += 2; continue; }
+      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+        d.height = be16(b, i + 5), d.width = be16(b, i + 7);
+        break;
+      }
+      i += 2 + be16(b, i + 2);
+    }
+  } else if (starts(b, "BM", 2)) {
+    d.format = "BMP";
+    if (b.size() >= 26) d.width = static_cast<int32_t>(le32(b, 18)), d.height = std::abs(static_cast<int64_t>(static_cast<int32_t>(le32(b, 22))));
+  } else if (starts(b, "RIFF", 4) && b.size() >= 30 && b.compare(8, 4, "WEBP") == 0) {
+    d.format = "WebP";
+    if (b.compare(12, 4, "VP8 ") == 0) d.width = le16(b, 26) & 0x3fff, d.height = le16(b, 28) & 0x3fff;
+    else if (b.compare(12, 4, "VP8L") == 0) d.width = 1 + (le32(b, 21) & 0x3fff), d.height = 1 + ((le32(b, 21) >> 14) & 0x3fff);
+    else if (b.compare(12, 4, "VP8X") == 0) d.width = 1 + (le32(b, 24) & 0xffffff), d.height = 1 + (le32(b, 27) & 0xffffff);
+  } else if (starts(b, "II*\0", 4) || starts(b, "MM\0*", 4)) {
+    d.format = "TIFF";
+    const bool le = b[0] == 'I';
+    auto u16 = [&](size_t i) { return le ? le16(b, i) : be16(b, i); };
+    auto u32 = [&](size_t i) { return le ? le32(b, i) : be32(b, i); };
+    const size_t ifd = b.size() >= 8 ? u32(4) : 0;
+    if (ifd > 0 && ifd + 2 <= b.size()) {
+      const size_t n = u16(ifd);
+      for (size_t k = 0; k < n && ifd + 2 + 12 * (k + 1) <= b.size(); ++k) {
+        const size_t e = ifd + 2 + 12 * k;
+        const uint32_t tag = u16(e), type = u16(e + 2), value = type == 3 ? u16(e + 8) : u32(e + 8);
+        if (tag == 256) d.width = value;
+        if (tag == 257) d.height = value;
+      }
+    }
+  } else if (b.size() >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') {
+    d.format = "PNM";
+    std::vector<int64_t> v;  // width, height after the magic, skipping whitespace and # comments
+    for (size_t i = 2; i < b.size() && i < 4096 && v.size() < 2;) {
+      if (b[i] == '#') {
+        while (i < b.size() && b[i] != '\n') ++i;
+      } else if (std::isdigit(uint8_t(b[i]))) {
+        int64_t x = 0;
+        for (; i < b.size() && std::isdigit(uint8_t(b[i])) && x < (int64_t{1} << 40); ++i) x = x * 10 + (b[i] - '0');
+        v.push_back(x);
+      } else {
+        ++i;
+      }
+    }
+    if (v.size() == 2) d.width = v[0], d.height = v[1];
+  }
+  return d;
+}
+
+int64_t g_max_pixels = kDefaultMaxPixels;
+
 }  // namespace
+
+void set_max_image_pixels(int64_t pixels) {
+  if (pixels < 1) throw Error("--max-pixels must be >= 1");
+  g_max_pixels = pixels;
+}
+int64_t max_image_pixels() { return g_max_pixels; }
 
 Resize parse_resize(const std::string& text) {
   if (text.empty() || text == "stretch") return Resize::Stretch;
@@ -89,6 +176,22 @@ std::vector<std::string> image_files_in(const std::string& folder) {
 
 InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize resize) {
   const std::string bytes = read_file(path);
+  const Dimensions dims = read_dimensions(bytes);
+  if (dims.format.empty())
+    throw Error("'" + path + "' is not an image Salient reads (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM)");
+  if (dims.width <= 0 || dims.height <= 0)
+    throw Error("cannot decode image '" + path + "' (its " + dims.format + " header is corrupt or truncated)");
+  if (dims.width * dims.height > g_max_pixels)
+    throw Error("image '" + path + "' declares " + std::to_string(dims.width) + "x" + std::to_string(dims.height) +
+                " pixels, more than the cap of " + std::to_string(g_max_pixels) + " (--max-pixels)");
+  if (dims.format == "JPEG") {
+    // libjpeg decodes a truncated file with a grey tail and only a warning: a JPEG must end with
+    // its end-of-image marker (trailing zero padding aside).
+    size_t end = bytes.size();
+    while (end > 2 && bytes[end - 1] == '\0') --end;
+    if (end < 4 || uint8_t(bytes[end - 2]) != 0xFF || uint8_t(bytes[end - 1]) != 0xD9)
+      throw Error("cannot decode image '" + path + "' (a truncated JPEG: no end-of-image marker)");
+  }
   cv::Mat raw;
   StderrSilencer quiet;  // libpng/libjpeg print their own complaints; ours is the one line
   try {
@@ -199,7 +302,36 @@ std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths,
     item.tensor = packed[i].clone();
     items.push_back(std::move(item));
   }
+  assign_unique_stems(items);
   return items;
+}
+
+void assign_unique_stems(std::vector<InputItem>& items) {
+  // A stem names a folder under --out: no separators, no control characters, never "." or "..",
+  // at most 200 bytes.
+  auto clean = [](std::string s) {
+    for (auto& c : s)
+      if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '_';
+    if (s.size() > 200) s.resize(200);
+    if (s.empty() || s.find_first_not_of('.') == std::string::npos) s = "_" + s;
+    return s;
+  };
+  std::set<std::string> taken;
+  for (auto& item : items) taken.insert(item.stem = clean(item.stem));
+  // Repeated stems get "-2", "-3"...: the first number whose name no input has and none was given
+  // (so a.png twice beside a-2.png gives a, a-2 (the file) and a-3). Deterministic in input order.
+  std::set<std::string> assigned;
+  for (auto& item : items) {
+    if (assigned.insert(item.stem).second) continue;
+    for (int k = 2;; ++k) {
+      const std::string name = item.stem + "-" + std::to_string(k);
+      if (!taken.count(name) && !assigned.count(name)) {
+        item.stem = name;
+        assigned.insert(name);
+        break;
+      }
+    }
+  }
 }
 
 std::vector<InputItem> load_inputs(const std::vector<std::string>& given, const ModelMetadata& meta, Resize resize) {
@@ -238,12 +370,7 @@ std::vector<InputItem> load_inputs(const std::vector<std::string>& given, const 
       items.push_back(load_image(p, meta, resize));
     }
   }
-  // Two inputs with the same stem would overwrite each other's folder.
-  std::map<std::string, int> seen;
-  for (auto& item : items) {
-    int k = seen[item.stem]++;
-    if (k > 0) item.stem += "-" + std::to_string(k + 1);
-  }
+  assign_unique_stems(items);
   return items;
 }
 

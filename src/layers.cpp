@@ -253,6 +253,8 @@ LayerGradients layer_gradients(LayerCapture& capture, const torch::Tensor& input
   torch::Tensor picked = r.output.gather(1, targets.to(r.output.device()).view({-1, 1})).squeeze(1);
   out.scores = picked.detach();
   if (with_gradients) {
+    if (!picked.requires_grad())
+      throw Error("the model's output does not depend on the layer through autograd (an integer or detached output)");
     auto grads = torch::autograd::grad({picked.sum()}, r.activations, {}, false, false, /*allow_unused=*/true);
     for (size_t i = 0; i < grads.size(); ++i)
       out.gradients.push_back(grads[i].defined() ? grads[i] : torch::zeros_like(r.activations[i]));

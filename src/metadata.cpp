@@ -1,23 +1,24 @@
 #include "salient/metadata.hpp"
 
 #include <filesystem>
+#include <cmath>
 #include <fstream>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "salient/error.hpp"
+#include "salient/fsutil.hpp"
 
 namespace salient {
 
 namespace fs = std::filesystem;
 
 ModelMetadata ModelMetadata::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot read model metadata '" + path + "'");
+  const std::string text = read_file(path, 64 << 20);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error("model metadata '" + path + "' is not valid JSON");
   }
@@ -48,7 +49,15 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
   if (m.output != "logits" && m.output != "probabilities")
     throw Error("model metadata '" + path + "': output must be logits or probabilities");
   for (double s : m.std)
-    if (!(s > 0)) throw Error("model metadata '" + path + "': std values must be > 0");
+    if (!(s > 0) || !std::isfinite(s)) throw Error("model metadata '" + path + "': std values must be finite and > 0");
+  for (double v : m.mean)
+    if (!std::isfinite(v)) throw Error("model metadata '" + path + "': mean values must be finite");
+  int64_t numel = 1;
+  for (int64_t d : m.input_shape) {
+    if (d <= 0 || d > (1 << 20)) throw Error("model metadata '" + path + "': input_shape values must be between 1 and 1048576");
+    numel *= d;
+    if (numel > (int64_t{1} << 31)) throw Error("model metadata '" + path + "': input_shape is too large");
+  }
   return m;
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 
 #include "salient/error.hpp"
 #include "salient/gradients.hpp"
@@ -125,6 +126,15 @@ std::string type_error(const std::string& method, const std::string& name, const
 }
 }  // namespace
 
+const std::map<std::string, int64_t>& option_caps() {
+  // Every count that sizes an allocation or a loop has a ceiling: a request beyond it is an error,
+  // never a 31 GB allocation or an hour's run (README, "Limits").
+  static const std::map<std::string, int64_t> caps = {
+      {"samples", 100000}, {"steps", 4096}, {"max-steps", 4096}, {"batch-size", 4096},
+      {"baseline-count", 10000}, {"grid", 1024}};
+  return caps;
+}
+
 int64_t OptionReader::get_int(const std::string& name, int64_t fallback, int64_t min_value) const {
   if (!options_.is_object() || !options_.contains(name)) return fallback;
   const auto& v = options_.at(name);
@@ -134,6 +144,9 @@ int64_t OptionReader::get_int(const std::string& name, int64_t fallback, int64_t
     x = static_cast<int64_t>(v.get<double>());
   else throw Error(type_error(method_, name, "a whole number"));
   if (x < min_value) throw Error(method_ + ": option '" + name + "' must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
+  if (auto cap = option_caps().find(name); cap != option_caps().end() && x > cap->second)
+    throw Error(method_ + ": option '" + name + "' must be <= " + std::to_string(cap->second) + " (Salient's cap), got " +
+                std::to_string(x));
   return x;
 }
 

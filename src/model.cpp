@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 
 #include "salient/error.hpp"
+#include "salient/fsutil.hpp"
 #include "salient/onnx.hpp"
 
 namespace salient {
@@ -40,8 +41,7 @@ namespace fs = std::filesystem;
 constexpr double kForwardCopyTolerance = 1e-4;
 
 Model::Model(const std::string& path, ModelOptions options) : path_(path), options_(std::move(options)) {
-  if (!fs::exists(path)) throw Error("model file '" + path + "' does not exist");
-  if (fs::is_directory(path)) throw Error("model path '" + path + "' is a folder, not a TorchScript file");
+  check_regular_file(path, "model file");
   {
     std::ifstream probe(path, std::ios::binary);
     if (!probe) throw Error("cannot read model file '" + path + "'");
@@ -78,8 +78,27 @@ Model::Model(torch::jit::Module module, ModelOptions options, ModelMetadata meta
   prepare();
 }
 
+namespace {
+
+// A tensor must lie inside its storage: a model file whose storage records were cut short loads
+// "fine" and then reads past the end of its buffers (garbage outputs, or a crash).
+void check_storage(const std::string& path, const std::string& name, const torch::Tensor& t) {
+  if (!t.defined() || t.numel() == 0 || !t.has_storage()) return;
+  int64_t last = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * std::abs(t.stride(d));
+  const uint64_t need = static_cast<uint64_t>(last + 1) * t.element_size();
+  const uint64_t have = t.storage().nbytes();
+  if (have < need)
+    throw Error("model file '" + path + "' is corrupt: tensor '" + name + "' needs " + std::to_string(need) +
+                " bytes, its storage holds " + std::to_string(have));
+}
+
+}  // namespace
+
 void Model::prepare() {
   module_.eval();
+  for (const auto& p : module_.named_parameters(/*recurse=*/true)) check_storage(path_, p.name, p.value);
+  for (const auto& b : module_.named_buffers(/*recurse=*/true)) check_storage(path_, b.name, b.value);
   // Attributions need gradients with respect to the input only: parameters that do not require
   // gradients make the backward pass ~10% faster and leave input gradients bit-identical.
   for (auto p : module_.parameters()) p.set_requires_grad(false);

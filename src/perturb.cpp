@@ -90,6 +90,15 @@ torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& base
   return baseline.unsqueeze(0) + (x - baseline).unsqueeze(0) * keep.view(shape);
 }
 
+void check_coalitions(const std::string& method, int64_t rows, int64_t groups, bool surrogate) {
+  const bool too_many = rows > kMaxCoalitionValues / std::max<int64_t>(1, groups);
+  if (too_many || (surrogate && groups > kMaxSurrogateGroups))
+    throw Error(method + ": " + std::to_string(rows) + " coalitions of " + std::to_string(groups) +
+                " feature groups exceed Salient's cap (" + std::to_string(kMaxCoalitionValues) + " values" +
+                (surrogate ? ", " + std::to_string(kMaxSurrogateGroups) + " groups" : std::string()) +
+                "); use fewer groups (--features slic or grid:K) or fewer samples");
+}
+
 torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t target, int64_t batch) {
   std::vector<torch::Tensor> parts;
   for_chunks(inputs.size(0), batch, [&](int64_t b, int64_t e) {

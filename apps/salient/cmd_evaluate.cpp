@@ -53,6 +53,11 @@ void add_evaluate(CLI::App& app) {
       std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
                 << " " << what << "   " << (done == total ? "\n" : "") << std::flush;
     });
+    if (report.contains("log_warnings"))
+      for (const auto& w : report["log_warnings"]) std::cerr << "warning: " << w.get<std::string>() << "\n";
+    if (report.contains("non_finite"))
+      for (const auto& [k, v] : report["non_finite"].items())
+        std::cerr << "warning: " << k << " was NaN or infinite for " << v << " input(s): skipped in the means\n";
     std::cout << "evaluated " << report["inputs"] << " inputs -> " << req->out_dir
               << "/ (report.md, report.json, deletion.png, insertion.png, randomisation.png)\n";
     for (auto it = report["methods"].begin(); it != report["methods"].end(); ++it) {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "salient/image.hpp"
 #include "salient/model.hpp"
 
 namespace salient::cli {
@@ -15,6 +16,7 @@ struct ModelFlags {
   std::string metadata;
   int threads = 0;
   bool freeze = true;
+  int64_t max_pixels = kDefaultMaxPixels;
   void add_to(CLI::App* cmd);
   Model load() const;  // also sets the thread count
 };

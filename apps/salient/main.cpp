@@ -1,5 +1,7 @@
 // salient: explain what a TorchScript model looked at.
+#include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include <c10/util/Exception.h>
 
@@ -15,11 +17,19 @@ void ModelFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--metadata", metadata, "sidecar metadata JSON (default: <model>.json when present)");
   cmd->add_option("--threads", threads, "LibTorch threads (default: all cores)");
   cmd->add_flag("--freeze,!--no-freeze", freeze, "forward-only passes run a frozen, inference-optimised copy (default on)");
+  cmd->add_option("--max-pixels", max_pixels, "refuse images whose header declares more pixels than this")->capture_default_str();
 }
 
 Model ModelFlags::load() const {
   if (threads < 0) throw Error("--threads must be >= 0, got " + std::to_string(threads));
-  set_threads(threads);
+  set_max_image_pixels(max_pixels);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads > cores) {  // more threads than cores only slows LibTorch down (1000 threads: 27x slower)
+    std::cerr << "warning: --threads " << threads << " is more than the " << cores << " cores; using " << cores << "\n";
+    set_threads(cores);
+  } else {
+    set_threads(threads);
+  }
   ModelOptions o;
   o.device = device;
   o.output = output;
@@ -98,7 +108,16 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const salient::Error& e) {
     std::cerr << "error: " << salient::one_line(e) << "\n";
-    return e.kind() == salient::ErrorKind::BadInput ? 2 : 1;
+    switch (e.kind()) {
+      case salient::ErrorKind::BadInput: return 2;
+      case salient::ErrorKind::Io: return 3;
+      case salient::ErrorKind::Internal: return 1;
+    }
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that the file system refuses (a name too long, a permission).
+    std::cerr << "error: " << salient::one_line(e) << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "error: internal: " << salient::one_line(e) << "\n";
     return 1;

@@ -7,7 +7,8 @@ namespace salient {
 
 enum class ErrorKind {
   BadInput,  // bad usage, a bad file, a bad option: the CLI exits 2
-  Internal   // something Salient or LibTorch did not expect: the CLI exits 1
+  Internal,  // something Salient or LibTorch did not expect: the CLI exits 1
+  Io         // the machine failed a write (disk full, I/O error): the CLI exits 3
 };
 
 class Error : public std::runtime_error {

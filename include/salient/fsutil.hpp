@@ -1,5 +1,6 @@
 #pragma once
 // Atomic file output: write to a temporary file in the same folder, then rename over the target.
+#include <cstdint>
 #include <string>
 
 namespace salient {
@@ -10,6 +11,49 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // Creates `dir` (and parents) and checks that a file can be created in it; throws a one-line
 // salient::Error otherwise. Leaves nothing behind but the folders.
 void ensure_writable_dir(const std::string& dir);
-std::string read_file(const std::string& path);  // throws salient::Error when unreadable
+// Checks, creating nothing, that `dir` is a folder or can be made one: its nearest existing ancestor
+// is a writable folder and nothing on the way is a file. Throws salient::Error otherwise.
+void check_writable_dir(const std::string& dir);
+// Removes temporary files (`.NAME.tmpPID-N`) that write_file_atomic left in `dir` when a process
+// was killed mid-write; only those of processes that are no longer running.
+void remove_stale_temporaries(const std::string& dir);
+
+// An exclusive lock on an output folder (flock on DIR/.salient.lock, created with the folder), held
+// for the object's life. Throws salient::Error naming the holder's pid when another run holds it.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& dir);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// An append-only log: each append() is one write(2) of a whole line (O_APPEND), so a kill never
+// leaves half a line behind a complete one; a failed or short write is an ErrorKind::Io error at once.
+class AppendLog {
+ public:
+  explicit AppendLog(const std::string& path);
+  ~AppendLog();
+  AppendLog(const AppendLog&) = delete;
+  AppendLog& operator=(const AppendLog&) = delete;
+  void append(const std::string& line);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// A fingerprint of a file's bytes (or of a folder's file names and sizes), for resume signatures.
+std::string fingerprint(const std::string& path);
+// Reads a regular file of at most `max_bytes` (default kMaxFileBytes, 1 GiB); throws salient::Error
+// when it is missing, not a regular file (a FIFO or /dev/zero would hang or never end), too large or
+// unreadable.
+constexpr uintmax_t kMaxFileBytes = uintmax_t{1} << 30;
+std::string read_file(const std::string& path, uintmax_t max_bytes = kMaxFileBytes);
+// Throws salient::Error unless `path` is an existing regular file (`what` names it: "model file").
+void check_regular_file(const std::string& path, const std::string& what);
 
 }  // namespace salient

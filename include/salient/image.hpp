@@ -27,6 +27,12 @@ enum class Resize {
 };
 Resize parse_resize(const std::string& text);  // "" or "stretch", "crop", "none"
 
+// Images are refused before decoding when their header declares more pixels than this (a
+// decompression bomb: an 830-byte JPEG can declare 30000x30000). Default 50 megapixels.
+constexpr int64_t kDefaultMaxPixels = 50'000'000;
+void set_max_image_pixels(int64_t pixels);
+int64_t max_image_pixels();
+
 // Decodes an image file and preprocesses it per `meta` (channel order, value range, mean/std,
 // input shape). A size or channel mismatch is an error naming expected vs got, unless `resize`.
 InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize resize = Resize::None);
@@ -39,6 +45,10 @@ std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const 
 // Model::set_input_shapes). `shapes` receives each input's shape without the batch dimension.
 std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths, size_t count,
                                           std::vector<std::vector<int64_t>>& shapes);
+// Makes every item's stem a safe, unique folder name under --out: separators and control
+// characters become '_', "." and ".." get a '_' prefix, repeats get the first free "-K" suffix that
+// no other input's stem has (deterministic in input order).
+void assign_unique_stems(std::vector<InputItem>& items);
 // The image files of a folder, sorted by name (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM).
 std::vector<std::string> image_files_in(const std::string& folder);
 // Throws salient::Error naming `what` when `t` holds a NaN or an infinity.

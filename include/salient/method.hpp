@@ -107,6 +107,10 @@ void add_warning(nlohmann::json& diagnostics, int64_t n, int64_t i, const std::s
 // Splits "a, b,c" (or "4x4" with separators ",x") into its non-empty, space-trimmed items.
 std::vector<std::string> split_list(const std::string& text, const std::string& separators = ",");
 
+// The ceiling of each integer option that sizes memory or time (samples 100000, steps 4096,
+// max-steps 4096, batch-size 4096, baseline-count 10000, grid 1024): OptionReader enforces them.
+const std::map<std::string, int64_t>& option_caps();
+
 // Reads a method's options from JSON (keys = option names; unknown keys are left for other
 // methods), checking types and ranges with one-line salient::Error messages.
 class OptionReader {

@@ -21,5 +21,10 @@ std::string to_string(NoiseKind);
 torch::Tensor make_noise(NoiseKind kind, int64_t samples, c10::IntArrayRef shape, double sigma,
                          uint64_t seed, const torch::Device& device,
                          torch::Dtype dtype = torch::kFloat);
+// Rows [begin, end) of the same sequence, and only those in memory (quasi noise, stratified over
+// all samples, is made whole and sliced: at most kMaxQuasiValues values).
+constexpr int64_t kMaxQuasiValues = int64_t{1} << 24;  // 64 MB of float32 (~0.4 GB while stratifying)
+torch::Tensor make_noise(NoiseKind kind, int64_t samples, int64_t begin, int64_t end, c10::IntArrayRef shape,
+                         double sigma, uint64_t seed, const torch::Device& device, torch::Dtype dtype = torch::kFloat);
 
 }  // namespace salient

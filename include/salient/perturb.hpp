@@ -40,6 +40,13 @@ torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups);
 
 // f(inputs)[target] for a stack of inputs [B, ...], `batch` at a time (forward only): [B] double CPU.
+// Coalition matrices [rows, groups] (and LIME's groups x groups system) are held whole: above
+// kMaxCoalitionValues values, or kMaxSurrogateGroups groups for a surrogate, this is an error naming
+// the method and what to lower, never a many-GB allocation.
+constexpr int64_t kMaxCoalitionValues = int64_t{1} << 27;
+constexpr int64_t kMaxSurrogateGroups = 8192;
+void check_coalitions(const std::string& method, int64_t rows, int64_t groups, bool surrogate = false);
+
 torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t target, int64_t batch);
 
 }  // namespace salient

@@ -10,6 +10,7 @@ namespace {
 torch::Tensor feature_ablation(const BlackBoxCall& c) {
   FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
   // Row 0 keeps everything; row k+1 removes group k.
+  check_coalitions("feature-ablation", g.count + 1, g.count);
   torch::Tensor z = torch::ones({g.count + 1, g.count});
   z.slice(0, 1).fill_diagonal_(0.0);
   torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch, c.progress);

@@ -18,6 +18,7 @@ double log_choose(int64_t n, int64_t k) { return std::lgamma(n + 1.0) - std::lga
 torch::Tensor kernel_shap(const BlackBoxCall& c) {
   FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
   const int64_t m = g.count;
+  check_coalitions("kernel-shap", c.options.samples, m, /*surrogate=*/true);
   auto f64 = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor ends = coalition_scores(c.model, c.x, c.baseline, g, torch::stack({torch::ones({m}, f64), torch::zeros({m}, f64)}),
                                         c.target, c.options.batch);

@@ -11,6 +11,7 @@ namespace {
 
 torch::Tensor lime(const BlackBoxCall& c) {
   FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
+  check_coalitions("lime", c.options.samples, g.count, /*surrogate=*/true);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(c.options.seed);
   torch::Tensor z = (at::rand({c.options.samples, g.count}, gen, torch::TensorOptions().dtype(torch::kDouble)) < 0.5)
                         .to(torch::kDouble);

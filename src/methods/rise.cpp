@@ -16,6 +16,9 @@ torch::Tensor rise(const BlackBoxCall& c) {
   if (c.x.dim() != 3) throw Error("rise needs image inputs [C, H, W]");
   const int64_t n = c.options.samples, s = c.options.grid, h = c.x.size(1), w = c.x.size(2);
   const int64_t ch = (h + s - 1) / s, cw = (w + s - 1) / s;
+  if (n > kMaxCoalitionValues / (s * s))
+    throw Error("rise: " + std::to_string(n) + " masks of a " + std::to_string(s) + "x" + std::to_string(s) +
+                " grid exceed Salient's cap of " + std::to_string(kMaxCoalitionValues) + " cells; lower samples or grid");
   // All random draws up front (grids and shifts are small), so chunking cannot change them.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(c.options.seed);
   auto f32 = torch::TensorOptions().dtype(torch::kFloat);

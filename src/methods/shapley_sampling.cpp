@@ -13,6 +13,7 @@ namespace {
 torch::Tensor shapley_sampling(const BlackBoxCall& c) {
   FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
   const int64_t m = g.count, n = c.options.samples;
+  check_coalitions("shapley-sampling", m + 1, m);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(c.options.seed);
   auto f64 = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor phi = torch::zeros({m}, f64);

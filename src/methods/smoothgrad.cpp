@@ -63,12 +63,18 @@ torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, con
     stdevs.push_back(sd);
     // Every input draws the same noise sequence from the seed: its map does not depend on its
     // position in the batch, nor on the chunking.
-    torch::Tensor noise = make_noise(options_.noise, s, shape, sd, options_.seed, model.device(), model.dtype());
     torch::Tensor sum = torch::zeros(shape, x.options().dtype(torch::kDouble));
     torch::Tensor sum_sq = options_.variant == SmoothGradVariant::Mean ? torch::Tensor() : torch::zeros_like(sum);
     torch::Tensor t = targets[i];
+    // Quasi noise is stratified over all samples: made once per input (capped). The other kinds are
+    // made a chunk at a time, so --batch-size bounds their memory.
+    const bool whole = options_.noise == NoiseKind::Quasi;
+    const torch::Tensor all = whole ? make_noise(options_.noise, s, shape, sd, options_.seed, model.device(), model.dtype())
+                                    : torch::Tensor();
     for_chunks(s, options_.batch, [&](int64_t b, int64_t e) {
-      torch::Tensor g = target_gradient(model, x.unsqueeze(0) + noise.slice(0, b, e), t.expand({e - b}));
+      torch::Tensor noise = whole ? all.slice(0, b, e)
+                                  : make_noise(options_.noise, s, b, e, shape, sd, options_.seed, model.device(), model.dtype());
+      torch::Tensor g = target_gradient(model, x.unsqueeze(0) + noise, t.expand({e - b}));
       torch::Tensor gd = g.to(torch::kDouble);
       sum += gd.sum(0);
       if (sum_sq.defined()) sum_sq += gd.square().sum(0);
