@@ -87,8 +87,9 @@ void remove_stale_temporaries(const std::string& dir) {
   }
 }
 
-OutputLock::OutputLock(const std::string& dir) {
+OutputLock::OutputLock(const std::string& dir) : dir_(dir) {
   std::error_code ec;
+  created_ = !fs::exists(dir, ec);
   fs::create_directories(dir, ec);
   if (ec) throw Error("cannot create output folder '" + dir + "': " + ec.message());
   const std::string path = (fs::path(dir) / ".salient.lock").string();
@@ -108,7 +109,19 @@ OutputLock::OutputLock(const std::string& dir) {
 }
 
 OutputLock::~OutputLock() {
-  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+  if (fd_ < 0) return;
+  // A folder this run created and left empty (it failed before writing) goes again.
+  std::error_code ec;
+  const fs::path lock = fs::path(dir_) / ".salient.lock";
+  bool empty = created_;
+  if (empty)
+    for (const auto& e : fs::directory_iterator(dir_, ec))
+      if (e.path() != lock) empty = false;
+  if (empty) {
+    fs::remove(lock, ec);
+    fs::remove(dir_, ec);
+  }
+  ::close(fd_);  // closing releases the flock
 }
 
 AppendLog::AppendLog(const std::string& path) : path_(path) {

@@ -114,7 +114,7 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndNoFiles) {
   expect_bad_input("explain --model " + q(dir / "missing.pt") + input + tail, out, "does not exist");
   expect_bad_input("explain --model " + q(dir / "notes.pt") + input + tail, out, "not a TorchScript");
   expect_bad_input("explain" + model + " --input " + q(dir / "truncated.png") + tail, out, "truncated.png");
-  expect_bad_input("explain" + model + " --input " + q(dir / "corrupt.png") + tail, out, "cannot decode");
+  expect_bad_input("explain" + model + " --input " + q(dir / "corrupt.png") + tail, out, "not an image");
   expect_bad_input("explain" + model + " --input " + q(dir / "big.png") + tail, out, "expects 28x28");
   expect_bad_input("explain" + model + " --input " + q(dir / "rgb.png") + tail, out, "expects 1 channel");
   expect_bad_input("explain" + model + input + " " + q(dir / "truncated.png") + tail, out, "truncated.png");

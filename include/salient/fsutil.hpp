@@ -28,6 +28,8 @@ class OutputLock {
   OutputLock& operator=(const OutputLock&) = delete;
 
  private:
+  std::string dir_;
+  bool created_ = false;  // this run made the folder: removed again if it stays empty
   int fd_ = -1;
 };
 
