@@ -68,4 +68,15 @@ inline RunResult run_cli(const std::string& args) {
   return r;
 }
 
+inline std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+// Regular files under `dir` (0 when it does not exist).
+inline int count_files(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return 0;
+  int n = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
 }  // namespace salient::test

@@ -14,14 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const std::string& s) { return "'" + s + "'"; }
+const auto q = test::quoted;
 
-int count_files(const fs::path& dir) {
-  if (!fs::exists(dir)) return 0;
-  int n = 0;
-  for (auto& e : fs::recursive_directory_iterator(dir)) n += e.is_regular_file();
-  return n;
-}
+using test::count_files;
 
 void expect_bad_input(const std::string& args, const fs::path& out, const std::string& must_mention) {
   test::RunResult r = test::run_cli(args);

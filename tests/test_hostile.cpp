@@ -20,15 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const std::string& s) { return "'" + s + "'"; }
+const auto q = test::quoted;
 const std::string kModel = " -m '" + test::demo_model() + "'";
 
-int count_files(const fs::path& dir) {
-  if (!fs::exists(dir)) return 0;
-  int n = 0;
-  for (auto& e : fs::recursive_directory_iterator(dir)) n += e.is_regular_file();
-  return n;
-}
+using test::count_files;
 
 // Exit 2, one line naming `mention`, nothing under `out`.
 void expect_refused(const std::string& args, const fs::path& out, const std::string& mention) {

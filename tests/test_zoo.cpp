@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string zoo(const std::string& name) { return std::string(SALIENT_TESTDATA) + "/zoo/" + name; }
-std::string q(const std::string& s) { return "'" + s + "'"; }
+const auto q = test::quoted;
 
 Attribution run(Model& model, const std::string& method, const torch::Tensor& x, const torch::Tensor& t,
                 const nlohmann::json& options = nlohmann::json::object()) {

@@ -185,7 +185,7 @@ def main():
     def one(k):
         inp, model = inputs[k]
         out = os.path.join(work, f"out{k}")
-        code, err = run([args.salient, "explain", "-m", model, "-i", inp, "--method", "saliency", "--out", out, "--no-freeze",
+        code, err = run([args.salient, "explain", "-m", model, "-i", inp, "--method", "saliency", "--out", out, "--no-freeze", "--threads", "1",
                          "--metadata", os.path.join(HERE, "..", "models", "fashion_cnn.json")], 10)
         problem = None
         if code == "timeout":

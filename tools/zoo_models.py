@@ -155,33 +155,20 @@ class Pool1d(nn.Module):
         return self.lin2(h.squeeze(1))
 
 
-class Pool3d(nn.Module):
-    def __init__(self):
+class ConvPool(nn.Module):
+    """conv -> ReLU -> a max pool (`pool`, any rank, plain or adaptive) -> linear; `dl` switches the
+    eager reference rules on."""
+    def __init__(self, conv, pool, features):
         super().__init__()
-        self.conv = nn.Conv3d(1, 2, 3, padding=1)
-        self.fc = nn.Linear(2 * 2 * 2 * 2, 3)
+        self.conv = conv
+        self.pool = pool
+        self.fc = nn.Linear(features, 3)
         self.dl = False
 
     def forward(self, x):
         h = self.conv(x)
         h = Rescale.apply(h, F.relu) if self.dl else F.relu(h)
-        pool = lambda t: F.max_pool3d(t, 2)
-        h = MaxPoolDelta.apply(h, pool) if self.dl else pool(h)
-        return self.fc(h.flatten(1))
-
-
-class AdaptiveMax(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
-        self.fc = nn.Linear(2 * 3 * 3, 3)
-        self.dl = False
-
-    def forward(self, x):
-        h = self.conv(x)
-        h = Rescale.apply(h, F.relu) if self.dl else F.relu(h)
-        pool = lambda t: F.adaptive_max_pool2d(t, 3)
-        h = MaxPoolDelta.apply(h, pool) if self.dl else pool(h)
+        h = MaxPoolDelta.apply(h, self.pool) if self.dl else self.pool(h)
         return self.fc(h.flatten(1))
 
 
@@ -283,8 +270,10 @@ def main():
     save(out, "se_deeplift.npy", deeplift(se, x, targets).numpy())
 
     torch.manual_seed(5)
-    for name, model, shape in (("pool1d", Pool1d(), (3, 4)), ("pool3d", Pool3d(), (2, 1, 4, 4, 4)),
-                               ("adaptivemax", AdaptiveMax(), (2, 1, 8, 8))):
+    pool3d = ConvPool(nn.Conv3d(1, 2, 3, padding=1), lambda t: F.max_pool3d(t, 2), 2 * 2 * 2 * 2)
+    adaptive = ConvPool(nn.Conv2d(1, 2, 3), lambda t: F.adaptive_max_pool2d(t, 3), 2 * 3 * 3)
+    for name, model, shape in (("pool1d", Pool1d(), (3, 4)), ("pool3d", pool3d, (2, 1, 4, 4, 4)),
+                               ("adaptivemax", adaptive, (2, 1, 8, 8))):
         model.eval()
         x = torch.randn(*shape)
         trace(model, x, os.path.join(out, name + ".pt"))
