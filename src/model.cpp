@@ -53,6 +53,7 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
   if (fs::path(path).extension() == ".onnx") {
     if (!device_.is_cpu()) throw Error("ONNX models run on the CPU through OpenCV DNN; --device must be cpu");
     backend_ = Backend::Onnx;
+    input_names_ = {"input"};
     onnx_ = load_onnx(path);
     return;
   }
@@ -104,6 +105,9 @@ void Model::prepare() {
   for (auto p : module_.parameters()) p.set_requires_grad(false);
   if (!module_.find_method("forward"))
     throw Error("TorchScript model '" + path_ + "' has no forward method");
+  input_names_.clear();  // read once: arguments() runs on every forward
+  const auto& args = module_.get_method("forward").function().getSchema().arguments();
+  for (size_t i = 1; i < args.size(); ++i) input_names_.push_back(args[i].name());  // less self
 }
 
 void Model::check_labels(int64_t columns) const {
@@ -169,15 +173,6 @@ torch::Tensor Model::select_output(const c10::IValue& out) const {
   return t;
 }
 
-std::vector<std::string> Model::input_names() const {
-  if (backend_ == Backend::Onnx) return {"input"};
-  std::vector<std::string> names;
-  const auto& args = const_cast<torch::jit::Module&>(module_).get_method("forward").function().getSchema().arguments();
-  for (size_t i = 1; i < args.size(); ++i) names.push_back(args[i].name());  // less self
-  return names;
-}
-
-size_t Model::input_count() const { return input_names().size(); }
 
 void Model::set_input_shapes(std::vector<std::vector<int64_t>> shapes) {
   if (shapes.size() > 1 && shapes.size() != input_count())

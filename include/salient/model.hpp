@@ -51,8 +51,8 @@ class Model {
   const ForwardMode& forward_mode() const { return mode_; }
   // Number of input tensors forward() takes (the module's forward arguments after self), and their
   // names ("a", "b").
-  size_t input_count() const;
-  std::vector<std::string> input_names() const;
+  size_t input_count() const { return input_names_.size(); }
+  const std::vector<std::string>& input_names() const { return input_names_; }
   // Models of several tensor inputs run on one packed tensor [N, F1 + F2 + ...]: every method sees
   // one input and its map, which splits back per input (pack()/unpack() below). `shapes` are the
   // inputs' shapes without the batch dimension, one per forward argument.
@@ -96,6 +96,7 @@ class Model {
   bool mode_settled_ = false;
   ForwardMode mode_;
   std::vector<std::vector<int64_t>> input_shapes_;
+  std::vector<std::string> input_names_;  // forward's arguments after self
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).
