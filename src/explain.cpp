@@ -57,6 +57,43 @@ nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
   return out;
 }
 
+// One method over every input, in chunks of `chunk` inputs: the map stack [N, ...] and its
+// per-input facts.
+struct MethodResult {
+  torch::Tensor map;
+  std::map<std::string, torch::Tensor> extra;
+  nlohmann::json params, diagnostics = nlohmann::json::object();
+  double seconds = 0;
+};
+
+MethodResult run_method(Method& method, Model& model, const torch::Tensor& batch, const torch::Tensor& targets,
+                        int64_t chunk, const std::string& name,
+                        const std::function<void(const std::string&, double)>& progress) {
+  const int64_t n = batch.size(0);
+  MethodResult res;
+  std::vector<torch::Tensor> parts;
+  std::map<std::string, std::vector<torch::Tensor>> extra_parts;
+  struct ResetProgress {  // the callback refers to this function's locals
+    Method& m;
+    ~ResetProgress() { m.set_progress({}); }
+  } reset{method};
+  for_chunks(n, chunk, [&](int64_t b, int64_t e) {
+    if (progress) method.set_progress([&, b, e](double f) { progress(name, (b + f * (e - b)) / static_cast<double>(n)); });
+    Attribution a = method.attribute(model, batch.slice(0, b, e), targets.slice(0, b, e));
+    parts.push_back(a.map);
+    for (const auto& [key, t] : a.extra) extra_parts[key].push_back(t);
+    res.params = a.params;
+    res.seconds += a.seconds;
+    for (int64_t i = 0; i < e - b; ++i) {
+      nlohmann::json di = diagnostics_of(a.diagnostics, i, e - b);
+      for (auto it = di.begin(); it != di.end(); ++it) res.diagnostics[it.key()].push_back(it.value());
+    }
+  });
+  res.map = torch::cat(parts);
+  for (const auto& [key, ts] : extra_parts) res.extra[key] = torch::cat(ts);
+  return res;
+}
+
 }  // namespace
 
 MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
@@ -111,13 +148,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     chunk = std::max<int64_t>(1, request.method_options["batch-size"].get<int64_t>());
 
   // attributions[rank][method] = the map stack [N, ...] and its per-input facts
-  struct Result {
-    torch::Tensor map;
-    std::map<std::string, torch::Tensor> extra;
-    nlohmann::json params, diagnostics;
-    double seconds = 0;
-  };
-  std::vector<std::vector<Result>> results(ranks, std::vector<Result>(request.methods.size()));
+  std::vector<std::vector<MethodResult>> results(ranks, std::vector<MethodResult>(request.methods.size()));
   std::map<std::string, Error> failed;  // a method that failed at run time: the others' work is kept
   for (int r = 0; r < ranks; ++r) {
     torch::Tensor t = torch::empty({n}, torch::kLong);
@@ -126,32 +157,11 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       Method* method = methods[m].get();
       const std::string& mname = request.methods[m];
       if (failed.count(mname)) continue;
-      Result& res = results[r][m];
       try {
-      std::vector<torch::Tensor> parts;
-      std::map<std::string, std::vector<torch::Tensor>> extra_parts;
-      res.diagnostics = nlohmann::json::object();
-      for_chunks(n, chunk, [&](int64_t b, int64_t e) {
-        if (request.progress)
-          method->set_progress([&, b, e](double f) { request.progress(mname, (b + f * (e - b)) / static_cast<double>(n)); });
-        Attribution a = method->attribute(model, batch.slice(0, b, e), t.slice(0, b, e));
-        parts.push_back(a.map);
-        for (const auto& [key, t] : a.extra) extra_parts[key].push_back(t);
-        res.params = a.params;
-        res.seconds += a.seconds;
-        for (int64_t i = 0; i < e - b; ++i) {
-          nlohmann::json di = diagnostics_of(a.diagnostics, i, e - b);
-          for (auto it = di.begin(); it != di.end(); ++it) res.diagnostics[it.key()].push_back(it.value());
-        }
-      });
-      method->set_progress({});  // the callback refers to this loop's locals
-      res.map = torch::cat(parts);
-      for (const auto& [key, ts] : extra_parts) res.extra[key] = torch::cat(ts);
+        results[r][m] = run_method(*method, model, batch, t, chunk, mname, request.progress);
       } catch (const Error& e) {
-        method->set_progress({});
         failed.emplace(mname, Error(mname + ": " + std::string(e.what()), e.kind()));
       } catch (const std::exception& e) {
-        method->set_progress({});
         failed.emplace(mname, Error(mname + " failed: " + one_line(e), ErrorKind::Internal));
       }
     }
@@ -195,7 +205,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
       nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[i][c].item<double>()},
                         {"methods", nlohmann::json::object()}};
       for (size_t m = 0; m < request.methods.size(); ++m) {
-        const Result& res = results[r][m];
+        const MethodResult& res = results[r][m];
         const std::string& name = request.methods[m];
         if (failed.count(name)) continue;
         const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
