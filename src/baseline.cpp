@@ -153,8 +153,7 @@ torch::Tensor load_input_set(const std::string& spec, const ModelMetadata& meta,
     std::vector<torch::Tensor> items;
     for (const auto& f : image_files_in(spec)) items.push_back(load_image(f, meta, resize).tensor);
     set = torch::stack(items);
-  } else if (std::string ext = p.extension().string(); ext == ".png" || ext == ".jpg" || ext == ".jpeg" ||
-                                                      ext == ".bmp" || ext == ".tif" || ext == ".tiff" || ext == ".webp") {
+  } else if (is_image_path(spec)) {
     set = load_image(spec, meta, resize).tensor.unsqueeze(0);  // one image: a set of one
   } else if (p.extension() == ".npy") {
     set = read_npy(spec);

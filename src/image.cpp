@@ -161,14 +161,17 @@ void check_finite(const torch::Tensor& t, const std::string& what) {
                 std::to_string(t.numel()));
 }
 
+bool is_image_path(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  static const std::set<std::string> known = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"};
+  return known.count(ext) > 0;
+}
+
 std::vector<std::string> image_files_in(const std::string& folder) {
   std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(folder)) {
-    std::string ext = e.path().extension().string();
-    for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    static const std::set<std::string> known = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"};
-    if (e.is_regular_file() && known.count(ext)) files.push_back(e.path().string());
-  }
+  for (const auto& e : fs::directory_iterator(folder))
+    if (e.is_regular_file() && is_image_path(e.path().string())) files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
   if (files.empty()) throw Error("folder '" + folder + "' holds no image (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM)");
   return files;

@@ -1,5 +1,6 @@
 #include "salient/method.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -104,6 +105,18 @@ void add_warning(nlohmann::json& diagnostics, int64_t n, int64_t i, const std::s
     w = per;
   }
   w[i] = w[i].is_string() ? nlohmann::json(w[i].get<std::string>() + "; " + warning) : nlohmann::json(warning);
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
 }
 
 std::vector<std::string> split_list(const std::string& text, const std::string& separators) {

@@ -55,24 +55,6 @@ std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann
   return entries_.at(name).factory(options.is_null() ? nlohmann::json::object() : options, meta);
 }
 
-namespace {
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-}  // namespace
 
 void Registry::check_option_keys(const nlohmann::json& options, const std::vector<std::string>& methods) const {
   if (!options.is_object()) return;

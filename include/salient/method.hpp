@@ -104,6 +104,9 @@ class Method {
 // joined with "; " to any warning already there.
 void add_warning(nlohmann::json& diagnostics, int64_t n, int64_t i, const std::string& warning);
 
+// Levenshtein distance: how "did you mean" suggestions (option keys, layer paths) pick the closest.
+size_t edit_distance(const std::string& a, const std::string& b);
+
 // Splits "a, b,c" (or "4x4" with separators ",x") into its non-empty, space-trimmed items.
 std::vector<std::string> split_list(const std::string& text, const std::string& separators = ",");
 
