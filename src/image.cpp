@@ -309,7 +309,7 @@ std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths,
   return items;
 }
 
-void assign_unique_stems(std::vector<InputItem>& items) {
+std::vector<std::string> unique_stems(std::vector<std::string> stems) {
   // A stem names a folder under --out: no separators, no control characters, never "." or "..",
   // at most 200 bytes.
   auto clean = [](std::string s) {
@@ -320,21 +320,29 @@ void assign_unique_stems(std::vector<InputItem>& items) {
     return s;
   };
   std::set<std::string> taken;
-  for (auto& item : items) taken.insert(item.stem = clean(item.stem));
+  for (auto& stem : stems) taken.insert(stem = clean(stem));
   // Repeated stems get "-2", "-3"...: the first number whose name no input has and none was given
   // (so a.png twice beside a-2.png gives a, a-2 (the file) and a-3). Deterministic in input order.
   std::set<std::string> assigned;
-  for (auto& item : items) {
-    if (assigned.insert(item.stem).second) continue;
+  for (auto& stem : stems) {
+    if (assigned.insert(stem).second) continue;
     for (int k = 2;; ++k) {
-      const std::string name = item.stem + "-" + std::to_string(k);
+      const std::string name = stem + "-" + std::to_string(k);
       if (!taken.count(name) && !assigned.count(name)) {
-        item.stem = name;
+        stem = name;
         assigned.insert(name);
         break;
       }
     }
   }
+  return stems;
+}
+
+void assign_unique_stems(std::vector<InputItem>& items) {
+  std::vector<std::string> stems;
+  for (const auto& item : items) stems.push_back(item.stem);
+  stems = unique_stems(std::move(stems));
+  for (size_t i = 0; i < items.size(); ++i) items[i].stem = std::move(stems[i]);
 }
 
 std::vector<InputItem> load_inputs(const std::vector<std::string>& given, const ModelMetadata& meta, Resize resize) {

@@ -37,8 +37,7 @@ std::string header_field(const std::string& header, const std::string& key) {
 
 }  // namespace
 
-torch::Tensor read_npy_any(const std::string& path) {
-  const std::string bytes = read_file(path);
+NpyHeader parse_npy_header(const std::string& bytes, const std::string& path) {
   const std::string bad = "'" + path + "' is not a valid .npy file";
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw Error(bad + " (no NUMPY magic)");
   const int major = static_cast<unsigned char>(bytes[6]);
@@ -63,7 +62,7 @@ torch::Tensor read_npy_any(const std::string& path) {
     throw Error("'" + path + "' is in Fortran order; save it in C order (numpy.ascontiguousarray)");
   const std::string dims = header_field(header, "shape");
   if (dims.empty() || dims[0] != '(') throw Error(bad + " (no shape)");
-  std::vector<int64_t> shape;
+  NpyHeader h;
   size_t count = 1;
   for (size_t i = 1; i < dims.size();) {
     if (!std::isdigit(static_cast<unsigned char>(dims[i]))) {
@@ -77,7 +76,7 @@ torch::Tensor read_npy_any(const std::string& path) {
     }
     if (d != 0 && count > (uint64_t{1} << 40) / d) throw Error(bad + " (the shape's size overflows)");
     count *= d;
-    shape.push_back(static_cast<int64_t>(d));
+    h.shape.push_back(static_cast<int64_t>(d));
   }
   // Little-endian (or byte-sized) floats, integers and booleans.
   static const std::map<std::string, std::pair<torch::Dtype, size_t>> types = {
@@ -89,12 +88,21 @@ torch::Tensor read_npy_any(const std::string& path) {
   if (type == types.end() || (descr[0] == '>' && type->second.second > 1))
     throw Error("'" + path + "' holds " + descr + " values; Salient reads little-endian float32/64, int8/16/32/64, "
                 "uint8 and bool arrays");
-  const auto [dtype, item] = type->second;
-  const size_t data_off = offset + header_len;
-  if (bytes.size() - data_off < count * item)
-    throw Error(bad + " (truncated data: expected " + std::to_string(count * item) + " bytes, got " + std::to_string(bytes.size() - data_off) + ")");
-  torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
-  std::memcpy(t.data_ptr(), bytes.data() + data_off, count * item);
+  h.dtype = type->second.first;
+  h.item = type->second.second;
+  h.count = count;
+  h.data_offset = offset + header_len;
+  return h;
+}
+
+torch::Tensor read_npy_any(const std::string& path) {
+  const std::string bytes = read_file(path);
+  const NpyHeader h = parse_npy_header(bytes, path);
+  if (bytes.size() - h.data_offset < h.count * h.item)
+    throw Error("'" + path + "' is not a valid .npy file (truncated data: expected " + std::to_string(h.count * h.item) +
+                " bytes, got " + std::to_string(bytes.size() - h.data_offset) + ")");
+  torch::Tensor t = torch::empty(h.shape, torch::TensorOptions().dtype(h.dtype));
+  std::memcpy(t.data_ptr(), bytes.data() + h.data_offset, h.count * h.item);
   return t;
 }
 

@@ -49,6 +49,7 @@ std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths,
 // characters become '_', "." and ".." get a '_' prefix, repeats get the first free "-K" suffix that
 // no other input's stem has (deterministic in input order).
 void assign_unique_stems(std::vector<InputItem>& items);
+std::vector<std::string> unique_stems(std::vector<std::string> stems);  // the same rule on names
 // Whether a file name has an image extension Salient reads (case-insensitive).
 bool is_image_path(const std::string& path);
 // The image files of a folder, sorted by name (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM).

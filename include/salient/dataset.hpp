@@ -1,0 +1,76 @@
+#pragma once
+// Data sets as streams of (id, input): opened without decoding, viewed (limit, shard) without
+// decoding, decoded one item at a time. `explain`, `evaluate` and `batch` read their inputs here.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "salient/image.hpp"
+#include "salient/metadata.hpp"
+
+namespace salient {
+
+// One decoded item: its stable id, the input (tensor, display picture, stem for file names) and its
+// true label when the data carries one (-1 otherwise).
+struct DataItem {
+  std::string id;
+  InputItem input;
+  int64_t label = -1;
+};
+
+// Where items come from: a fixed, ordered list of rows, each decodable on its own.
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  virtual int64_t count() const = 0;
+  virtual std::string id(int64_t row) const = 0;
+  virtual int64_t label(int64_t row) const { return -1; }
+  virtual bool has_labels() const { return false; }
+  virtual InputItem load(int64_t row) const = 0;  // throws salient::Error naming the item
+  // A safe, unique folder name per row (for --format files), the same whatever the view.
+  const std::string& stem(int64_t row) const;
+
+ protected:
+  std::vector<std::string> stems_;  // filled by the first stem() call
+};
+
+class Dataset {
+ public:
+  // Opens, without decoding any input:
+  //   a folder      every image below it, recursively, sorted; id = path relative to the folder; when
+  //                 every image sits in a subfolder named after a class (a label of the model's
+  //                 metadata, or a class number), that is its label (torchvision's ImageFolder layout);
+  //   a list file   (.txt, .lst, .list) one image path a line, relative to the list's folder; id = the line;
+  //   an .npy stack [N, ...] read a row at a time; id = row number;
+  //   an IDX file   images [N,H,W] (plain or .gz), read a row at a time; id = row number; labels from
+  //                 `labels` or, when absent, the sibling file named with "labels-idx1" for "images-idx3";
+  //   an image file a data set of one.
+  // Throws salient::Error naming the problem (missing, empty, unknown kind, shape mismatch).
+  static Dataset open(const std::string& spec, const ModelMetadata& meta, Resize resize = Resize::None,
+                      const std::string& labels = "");
+
+  int64_t size() const { return static_cast<int64_t>(rows_.size()); }
+  std::string id(int64_t i) const { return source_->id(rows_.at(i)); }
+  int64_t label(int64_t i) const { return source_->label(rows_.at(i)); }
+  bool has_labels() const { return source_->has_labels(); }
+  const std::string& stem(int64_t i) const { return source_->stem(rows_.at(i)); }
+  DataItem get(int64_t i) const;  // decodes item i of the view
+  const std::string& spec() const { return spec_; }
+
+  // Views: nothing is decoded. limit(n): the first n items. shard(k, n): items k, k+n, k+2n, ... of
+  // this view, so that shards 0..n-1 together hold every item exactly once (no padding).
+  Dataset limit(int64_t n) const;
+  Dataset shard(int64_t k, int64_t n) const;
+
+ private:
+  std::shared_ptr<const DataSource> source_;
+  std::vector<int64_t> rows_;
+  std::string spec_;
+};
+
+// How many items have been decoded in this process (tests check that views decode nothing).
+int64_t decoded_count();
+
+}  // namespace salient
