@@ -49,10 +49,21 @@ const MethodInfo& Registry::info(const std::string& name) const {
   return it->second.info;
 }
 
+nlohmann::json options_for(const std::string& method, const nlohmann::json& options) {
+  nlohmann::json out = nlohmann::json::object();
+  if (!options.is_object()) return out;
+  for (auto it = options.begin(); it != options.end(); ++it)
+    if (it.key().find('.') == std::string::npos) out[it.key()] = it.value();
+  const std::string prefix = method + ".";
+  for (auto it = options.begin(); it != options.end(); ++it)
+    if (it.key().rfind(prefix, 0) == 0) out[it.key().substr(prefix.size())] = it.value();
+  return out;
+}
+
 std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann::json& options,
                                          const ModelMetadata& meta) const {
   info(name);  // throws for unknown names
-  return entries_.at(name).factory(options.is_null() ? nlohmann::json::object() : options, meta);
+  return entries_.at(name).factory(options_for(name, options), meta);
 }
 
 
@@ -66,6 +77,13 @@ void Registry::check_option_keys(const nlohmann::json& options, const std::vecto
   for (auto it = options.begin(); it != options.end(); ++it) {
     const std::string& key = it.key();
     if (valid.count(key)) continue;
+    if (const size_t dot = key.find('.'); dot != std::string::npos) {  // "smoothgrad.samples": that method's only
+      const std::string method = key.substr(0, dot), option = key.substr(dot + 1);
+      if (std::find(methods.begin(), methods.end(), method) == methods.end())
+        throw Error("option '" + key + "' is for " + method + ", which this run does not use (methods: " + list + ")");
+      check_option_keys(nlohmann::json{{option, it.value()}}, {method});
+      continue;
+    }
     std::string msg = "option '" + key + "' is not an option of " + list;
     std::vector<std::string> takers;
     for (const auto& [name, e] : entries_)

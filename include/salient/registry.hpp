@@ -26,7 +26,8 @@ class Registry {
                                  const ModelMetadata& meta = {}) const;
   const MethodInfo& info(const std::string& name) const;
   std::vector<std::string> names() const;
-  // Every key of `options` must be an option of at least one of `methods`: else salient::Error
+  // Every key of `options` must be an option of at least one of `methods` ("METHOD.KEY": an option
+  // of METHOD, one of `methods`): else salient::Error
   // naming the key, the methods, the closest option of theirs and any other method that takes it.
   void check_option_keys(const nlohmann::json& options, const std::vector<std::string>& methods) const;
 
@@ -37,6 +38,9 @@ class Registry {
   };
   std::map<std::string, Entry> entries_;
 };
+
+// The options one method sees: every unqualified key, then its own "METHOD.KEY" keys (which win).
+nlohmann::json options_for(const std::string& method, const nlohmann::json& options);
 
 // Each method file defines one of these; registry.cpp calls them all (an explicit list, because
 // static self-registration is silently dropped when linking a static library).
