@@ -1,5 +1,7 @@
 #include "salient/methods/smoothgrad.hpp"
 
+#include <map>
+
 #include "salient/error.hpp"
 #include "salient/gradients.hpp"
 #include "salient/registry.hpp"
@@ -25,7 +27,7 @@ const MethodInfo& SmoothGrad::info() const {
         {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
         {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
         {"variant", "choice", variant_name(d.variant), "statistic of the gradients", kVariants},
-        {"batch-size", "int", d.batch, "noisy copies per forward/backward pass (bounds memory)", {}},
+        {"batch-size", "int", d.batch, "rows per forward/backward pass, noisy copies of one or several inputs (bounds memory)", {}},
         {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
     return m;
   }();
@@ -54,37 +56,58 @@ torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, con
                                   Attribution& out) {
   const int64_t n = inputs.size(0), s = options_.samples;
   auto shape = inputs.sizes().slice(1);
-  std::vector<torch::Tensor> maps;
   nlohmann::json stdevs = nlohmann::json::array();
+  std::vector<double> sd(static_cast<size_t>(n));
+  std::vector<torch::Tensor> sum(static_cast<size_t>(n)), sum_sq(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    torch::Tensor x = inputs[i];
-    const double range = (x.max() - x.min()).item<double>();
-    const double sd = options_.sigma * range;
-    stdevs.push_back(sd);
-    // Every input draws the same noise sequence from the seed: its map does not depend on its
-    // position in the batch, nor on the chunking.
-    torch::Tensor sum = torch::zeros(shape, x.options().dtype(torch::kDouble));
-    torch::Tensor sum_sq = options_.variant == SmoothGradVariant::Mean ? torch::Tensor() : torch::zeros_like(sum);
-    torch::Tensor t = targets[i];
-    // Quasi noise is stratified over all samples: made once per input (capped). The other kinds are
-    // made a chunk at a time, so --batch-size bounds their memory.
-    const bool whole = options_.noise == NoiseKind::Quasi;
-    const torch::Tensor all = whole ? make_noise(options_.noise, s, shape, sd, options_.seed, model.device(), model.dtype())
-                                    : torch::Tensor();
-    for_chunks(s, options_.batch, [&](int64_t b, int64_t e) {
-      torch::Tensor noise = whole ? all.slice(0, b, e)
-                                  : make_noise(options_.noise, s, b, e, shape, sd, options_.seed, model.device(), model.dtype());
-      torch::Tensor g = target_gradient(model, x.unsqueeze(0) + noise, t.expand({e - b}));
-      torch::Tensor gd = g.to(torch::kDouble);
-      sum += gd.sum(0);
-      if (sum_sq.defined()) sum_sq += gd.square().sum(0);
-    });
-    torch::Tensor mean = sum / static_cast<double>(s);
+    sd[i] = options_.sigma * (inputs[i].max() - inputs[i].min()).item<double>();
+    stdevs.push_back(sd[i]);
+    sum[i] = torch::zeros(shape, inputs.options().dtype(torch::kDouble));
+    if (options_.variant != SmoothGradVariant::Mean) sum_sq[i] = torch::zeros_like(sum[i]);
+  }
+  // The n x s noisy rows, input after input, go through passes of `batch` rows whichever input
+  // they belong to: ten inputs' copies share a pass when samples < batch. Every input draws the same
+  // noise sequence from the seed (row k of input i is noise k, whatever the pass): its map does not
+  // depend on its position in the batch, nor on the chunking. Quasi noise is stratified over all
+  // samples: made whole per input (capped) while that input's rows are in passes.
+  const bool whole = options_.noise == NoiseKind::Quasi;
+  std::map<int64_t, torch::Tensor> quasi;
+  const int64_t total = n * s;
+  for_chunks(total, options_.batch, [&](int64_t b, int64_t e) {
+    std::vector<torch::Tensor> xs, ts;
+    std::vector<std::pair<int64_t, int64_t>> segments;  // (input, rows)
+    for (int64_t i = b / s; i < n && i * s < e; ++i) {
+      const int64_t sb = std::max(b, i * s) - i * s, se = std::min(e, (i + 1) * s) - i * s;
+      torch::Tensor noise;
+      if (whole) {
+        if (!quasi.count(i)) quasi[i] = make_noise(options_.noise, s, shape, sd[i], options_.seed, model.device(), model.dtype());
+        noise = quasi[i].slice(0, sb, se);
+        if (se == s) quasi.erase(i);
+      } else {
+        noise = make_noise(options_.noise, s, sb, se, shape, sd[i], options_.seed, model.device(), model.dtype());
+      }
+      xs.push_back(inputs[i].unsqueeze(0) + noise);
+      ts.push_back(targets[i].expand({se - sb}));
+      segments.emplace_back(i, se - sb);
+    }
+    torch::Tensor g = target_gradient(model, torch::cat(xs), torch::cat(ts)).to(torch::kDouble);
+    int64_t off = 0;
+    for (const auto& [i, rows] : segments) {
+      torch::Tensor gd = g.slice(0, off, off + rows);
+      sum[i] += gd.sum(0);
+      if (sum_sq[i].defined()) sum_sq[i] += gd.square().sum(0);
+      off += rows;
+    }
+    report_progress(static_cast<double>(e) / static_cast<double>(total));
+  });
+  std::vector<torch::Tensor> maps;
+  for (int64_t i = 0; i < n; ++i) {
+    torch::Tensor mean = sum[i] / static_cast<double>(s);
     switch (options_.variant) {
       case SmoothGradVariant::Mean: maps.push_back(mean); break;
-      case SmoothGradVariant::Squared: maps.push_back(sum_sq / static_cast<double>(s)); break;
+      case SmoothGradVariant::Squared: maps.push_back(sum_sq[i] / static_cast<double>(s)); break;
       case SmoothGradVariant::Variance:
-        maps.push_back((sum_sq / static_cast<double>(s) - mean.square()).clamp_min(0.0));
+        maps.push_back((sum_sq[i] / static_cast<double>(s) - mean.square()).clamp_min(0.0));
         break;
     }
   }
