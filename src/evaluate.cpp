@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "salient/baseline.hpp"
+#include "salient/dataset.hpp"
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/image.hpp"
@@ -152,8 +153,9 @@ void validate(const EvaluateRequest& r, Model& model) {
 nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
                         const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
   validate(req, model);
-  torch::Tensor data = load_input_set(req.data, model.metadata(), 0, req.seed, req.resize);
-  const int64_t n = std::min<int64_t>(req.limit, data.size(0));
+  // The first --limit items, decoded one at a time as they are evaluated (never the whole data set).
+  const Dataset data = Dataset::open(req.data, model.metadata(), req.resize).limit(req.limit);
+  const int64_t n = data.size();
   std::vector<std::unique_ptr<Method>> methods;
   for (const auto& m : req.methods) methods.push_back(Registry::builtin().create(m, req.method_options, model.metadata()));
 
@@ -168,21 +170,11 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
   std::map<int64_t, nlohmann::json> done;
   nlohmann::json log_warnings = nlohmann::json::array();
   {
-    std::error_code ec;
-    std::string text = fs::is_regular_file(log, ec) ? read_file(log) : std::string();
-    // A kill between a line's bytes leaves an unterminated last line: it is dropped (and cut from
-    // the file, so that the next line does not fuse with it).
-    if (!text.empty() && text.back() != '\n') {
-      const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
-      text.resize(keep);
-      fs::resize_file(log, keep, ec);
-      if (ec) throw Error("cannot repair '" + log + "': " + ec.message(), ErrorKind::Io);
-      log_warnings.push_back("dropped an unterminated last line of results.jsonl (an interrupted write)");
-    }
-    std::istringstream in(text);
-    std::string line;
-    for (int64_t number = 1; std::getline(in, line); ++number) {
-      auto j = nlohmann::json::parse(line, nullptr, false);
+    std::vector<std::string> repairs;
+    const std::vector<std::string> lines = read_log_lines(log, repairs);
+    for (const auto& r : repairs) log_warnings.push_back(r);
+    for (size_t number = 1; number <= lines.size(); ++number) {
+      auto j = nlohmann::json::parse(lines[number - 1], nullptr, false);
       if (j.is_discarded() || !j.is_object() || !j.contains("index") || !j["index"].is_number_integer() ||
           !j.contains("methods") || !j["methods"].is_object()) {
         log_warnings.push_back("skipped line " + std::to_string(number) + " of results.jsonl: not a result record");
@@ -196,7 +188,7 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
     for (int64_t i = 0; i < n; ++i) {
       if (progress) progress(i, n, done.count(i) ? "resumed" : "evaluating");
       if (done.count(i)) continue;
-      nlohmann::json line = evaluate_one(model, data[i], i, req, methods);
+      nlohmann::json line = evaluate_one(model, data.get(i).input.tensor, i, req, methods);
       // NaN and infinities become null in JSON: say where, so the report can count them.
       nlohmann::json bad = nlohmann::json::array();
       list_non_finite(line, "", bad);

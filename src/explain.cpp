@@ -102,17 +102,32 @@ MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
   MethodList methods;
   for (const auto& name : request.methods) methods.push_back(Registry::builtin().create(name, request.method_options, meta));
   render_heatmap(torch::zeros({2, 2}), cv::Mat(), request.render);  // checks the colormap
-  if (request.out_dir.empty()) throw Error("no output folder given (--out)");
-  check_writable_dir(request.out_dir);  // created only when the run starts writing
+  if (!request.out_dir.empty()) check_writable_dir(request.out_dir);  // created only when the run starts writing
   return methods;
 }
 
-std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs, const ExplainRequest& request,
-                                    MethodList& methods, std::vector<Error>* failures) {
-  if (methods.size() != request.methods.size()) throw Error("explain: methods do not match the request", ErrorKind::Internal);
-  if (inputs.empty()) throw Error("no input given");
+Explainer::Explainer(Model& model, const ExplainRequest& request, MethodList methods)
+    : model_(model), request_(request), methods_(std::move(methods)) {
+  if (methods_.size() != request_.methods.size()) throw Error("explain: methods do not match the request", ErrorKind::Internal);
+  const auto& o = request_.method_options;
+  if (o.contains("batch-size") && o["batch-size"].is_number_integer()) chunk_ = std::max<int64_t>(1, o["batch-size"].get<int64_t>());
+}
+
+Method& Explainer::method(const std::string& name) {
+  for (size_t m = 0; m < methods_.size(); ++m)
+    if (request_.methods[m] == name) return *methods_[m];
+  throw Error("no method '" + name + "' in this run", ErrorKind::Internal);
+}
+
+void Explainer::check(const torch::Tensor& example) {
+  for (auto& m : methods_) m->check(model_, example.to(model_.device()));
+  checked_ = true;
+}
+
+std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
+  if (chunk.empty()) return {};
   std::vector<torch::Tensor> xs;
-  for (const auto& it : inputs) xs.push_back(it.tensor);
+  for (const auto& it : chunk) xs.push_back(it.tensor);
   torch::Tensor batch;
   try {
     batch = torch::stack(xs);
@@ -120,154 +135,213 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     throw Error("the inputs do not all have the same shape");
   }
   const int64_t n = batch.size(0);
-  const ModelMetadata& meta = model.metadata();
-
-  torch::Tensor logits = model.predict(batch).to(torch::kCPU, torch::kFloat);
-  for (int64_t i = 0; i < n; ++i)
-    if (!torch::isfinite(logits[i]).all().item<bool>())
-      throw Error("the model's output for input '" + inputs[i].stem + "' is not finite (NaN or Inf): nothing to explain");
-  // One output column is a binary model: sigmoid of a logit (or the probability itself).
-  const bool binary = logits.size(1) == 1;
-  torch::Tensor probs = meta.output == "probabilities" ? logits : binary ? logits.sigmoid() : logits.softmax(1);
-  auto targets = request.target.resolve(logits);
-  // Every method is checked against the model (graph rules, layers and their shapes) before any
-  // of them computes: a method that cannot run fails here, before one file is written. So is every
-  // input's output folder.
-  {
-    const torch::Tensor example = batch.slice(0, 0, 1).to(model.device());
-    for (auto& m : methods) m->check(model, example);
-    for (const auto& item : inputs) check_writable_dir((fs::path(request.out_dir) / item.stem).string());
+  const ModelMetadata& meta = model_.metadata();
+  std::vector<torch::Tensor> outs;
+  for_chunks(n, chunk_, [&](int64_t b, int64_t e) { outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
+  torch::Tensor logits = torch::cat(outs);
+  std::vector<Explanation> out(static_cast<size_t>(n));
+  std::vector<int64_t> good;
+  for (int64_t i = 0; i < n; ++i) {
+    out[i].input = chunk[i];
+    if (torch::isfinite(logits[i]).all().item<bool>()) good.push_back(i);
+    else out[i].error = "the model's output for input '" + chunk[i].stem + "' is not finite (NaN or Inf): nothing to explain";
   }
-  OutputLock lock(request.out_dir);  // creates --out; a concurrent run on it is an error, not a mix
-  const int ranks = request.target.count();
-  const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
-  auto top_idx = std::get<1>(probs.topk(top, 1));
+  if (good.empty()) return out;
+  const torch::Tensor rows = torch::tensor(good, torch::kLong);
+  const torch::Tensor x = batch.index_select(0, rows), lg = logits.index_select(0, rows);
+  const int64_t g = x.size(0);
+  if (!checked_) check(x.slice(0, 0, 1));
+  // One output column is a binary model: sigmoid of a logit (or the probability itself).
+  const bool binary = lg.size(1) == 1;
+  const torch::Tensor probs = meta.output == "probabilities" ? lg : binary ? lg.sigmoid() : lg.softmax(1);
+  const auto targets = request_.target.resolve(lg);
+  const int ranks = request_.target.count();
+  const int64_t top = std::min<int64_t>(request_.top_predictions, lg.size(1));
+  const torch::Tensor top_idx = std::get<1>(probs.topk(top, 1));
 
-  int64_t chunk = kDefaultBatch;
-  if (request.method_options.contains("batch-size") && request.method_options["batch-size"].is_number_integer())
-    chunk = std::max<int64_t>(1, request.method_options["batch-size"].get<int64_t>());
-
-  // attributions[rank][method] = the map stack [N, ...] and its per-input facts
-  std::vector<std::vector<MethodResult>> results(ranks, std::vector<MethodResult>(request.methods.size()));
-  std::map<std::string, Error> failed;  // a method that failed at run time: the others' work is kept
+  // results[rank][method]: the maps [g, ...] of this chunk and their facts
+  std::vector<std::vector<MethodResult>> results(ranks, std::vector<MethodResult>(methods_.size()));
+  std::map<std::string, std::string> failed;  // a method that failed on this chunk: the others' work is kept
   for (int r = 0; r < ranks; ++r) {
-    torch::Tensor t = torch::empty({n}, torch::kLong);
-    for (int64_t i = 0; i < n; ++i) t[i] = targets[i][r];
-    for (size_t m = 0; m < request.methods.size(); ++m) {
-      Method* method = methods[m].get();
-      const std::string& mname = request.methods[m];
-      if (failed.count(mname)) continue;
+    torch::Tensor t = torch::empty({g}, torch::kLong);
+    for (int64_t i = 0; i < g; ++i) t[i] = targets[i][r];
+    for (size_t m = 0; m < methods_.size(); ++m) {
+      const std::string& name = request_.methods[m];
+      if (failed.count(name)) continue;
       try {
-        results[r][m] = run_method(*method, model, batch, t, chunk, mname, request.progress);
+        results[r][m] = run_method(*methods_[m], model_, x, t, chunk_, name, request_.progress);
       } catch (const Error& e) {
-        failed.emplace(mname, Error(mname + ": " + std::string(e.what()), e.kind()));
+        failed.emplace(name, name + ": " + std::string(e.what()));
+        failures_.emplace(name, Error(name + ": " + std::string(e.what()), e.kind()));
       } catch (const std::exception& e) {
-        failed.emplace(mname, Error(mname + " failed: " + one_line(e), ErrorKind::Internal));
+        failed.emplace(name, name + " failed: " + one_line(e));
+        failures_.emplace(name, Error(name + " failed: " + one_line(e), ErrorKind::Internal));
       }
     }
   }
-  if (failed.size() == request.methods.size()) throw failed.begin()->second;  // nothing to write
 
-  std::vector<ExplainedInput> out;
-  out.reserve(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const InputItem& item = inputs[i];
-    ExplainedInput ex;
-    std::set<std::string> written;  // file names, for removing what an earlier run left
-    ex.stem = item.stem;
-    ex.dir = (fs::path(request.out_dir) / item.stem).string();
-    ensure_writable_dir(ex.dir);
-    remove_stale_temporaries(ex.dir);
+  for (int64_t k = 0; k < g; ++k) {
+    Explanation& ex = out[good[k]];
+    ex.probabilities = probs[k].clone();
     nlohmann::json j;
-    j["model"] = model.path();
-    j["forward"] = {{"mode", model.forward_mode().mode}, {"check", model.forward_mode().check}};
-    j["input"] = item.source;
-    j["stem"] = item.stem;
+    j["model"] = model_.path();
+    j["forward"] = {{"mode", model_.forward_mode().mode}, {"check", model_.forward_mode().check}};
+    j["input"] = ex.input.source;
+    j["stem"] = ex.input.stem;
     nlohmann::json preds = nlohmann::json::array();
-    for (int64_t k = 0; k < top; ++k) {
-      int64_t c = top_idx[i][k].item<int64_t>();
+    for (int64_t p = 0; p < top; ++p) {
+      const int64_t c = top_idx[k][p].item<int64_t>();
       ex.predicted.push_back(c);
-      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", probs[i][c].item<double>()},
-                       {"logit", logits[i][c].item<double>()}});
+      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", probs[k][c].item<double>()},
+                       {"logit", lg[k][c].item<double>()}});
     }
     j["predictions"] = preds;
     if (binary) j["binary"] = "one output column: its probability is the sigmoid of the logit (positive class)";
-    j["target"] = request.target.to_string();
+    j["target"] = request_.target.to_string();
     j["explained"] = nlohmann::json::array();
-    std::vector<cv::Mat> panels;
-    std::vector<std::string> captions;
-    if (!item.display.empty()) {
-      panels.push_back(upscale_for_display(item.display, request.render.min_size));
-      captions.push_back("input");
-    }
+    ex.maps.resize(ranks);
     for (int r = 0; r < ranks; ++r) {
-      const int64_t c = targets[i][r];
-      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[i][c].item<double>()},
+      const int64_t c = targets[k][r];
+      ex.targets.push_back(c);
+      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[k][c].item<double>()},
                         {"methods", nlohmann::json::object()}};
-      for (size_t m = 0; m < request.methods.size(); ++m) {
-        const MethodResult& res = results[r][m];
-        const std::string& name = request.methods[m];
+      for (size_t m = 0; m < methods_.size(); ++m) {
+        const std::string& name = request_.methods[m];
         if (failed.count(name)) continue;
-        const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
-        torch::Tensor map = res.map[i];
-        nlohmann::json npy = base + ".npy";
-        if (model.packed()) {  // a model of several inputs: one map per input, named by its argument
-          const auto parts = model.unpack(map.unsqueeze(0));
-          const auto names = model.input_names();
-          npy = nlohmann::json::object();
-          for (size_t k = 0; k < parts.size(); ++k) {
-            const std::string file = base + "." + names[k] + ".npy";
-            write_npy((fs::path(ex.dir) / file).string(), parts[k][0]);
-            written.insert(file);
-            npy[names[k]] = file;
-          }
-        } else {
-          write_npy((fs::path(ex.dir) / (base + ".npy")).string(), map);
-          written.insert(base + ".npy");
-        }
-        nlohmann::json extra_files = nlohmann::json::object();
-        for (const auto& [key, t] : res.extra) {
-          std::string file = base + "." + key + ".npy";
-          for (auto& ch : file)
-            if (ch == '/') ch = '_';
-          write_npy((fs::path(ex.dir) / file).string(), t[i]);
-          written.insert(file);
-          extra_files[key] = file;
-        }
-        nlohmann::json diag = diagnostics_of(res.diagnostics, i, n);
+        const MethodResult& res = results[r][m];
+        MethodMap mm{res.map[k], {}};
+        for (const auto& [key, t] : res.extra) mm.extra[key] = t[k];
+        nlohmann::json diag = diagnostics_of(res.diagnostics, static_cast<size_t>(k), static_cast<size_t>(g));
         if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
-        nlohmann::json mj{{"params", res.params}, {"seconds", res.seconds / n}, {"score", logits[i][c].item<double>()},
-                          {"npy", npy}, {"diagnostics", diag}};
-        if (!extra_files.empty()) mj["extra_npy"] = extra_files;
-        if (is_image_like(map)) {
-          cv::Mat heat = render_heatmap(map, item.display, request.render);
-          write_png((fs::path(ex.dir) / (base + ".png")).string(), heat);
-          written.insert(base + ".png");
-          mj["png"] = base + ".png";
-          panels.push_back(heat);
-          captions.push_back(ranks > 1 ? name + ": " + meta.label(c) : name);
-        }
-        tj["methods"][name] = mj;
+        tj["methods"][name] = {{"params", res.params}, {"seconds", res.seconds / static_cast<double>(g)},
+                               {"score", lg[k][c].item<double>()}, {"diagnostics", diag}};
+        ex.maps[r].emplace(name, std::move(mm));
       }
       j["explained"].push_back(tj);
     }
-    if (!panels.empty()) {
-      const int64_t p = ex.predicted.empty() ? 0 : ex.predicted[0];
-      std::string title = item.stem + ": predicted " + meta.label(p) + " (" + percent(probs[i][p].item<double>()) + ")";
-      if (ranks == 1 && targets[i][0] != p) title += ", explaining " + meta.label(targets[i][0]);
-      write_png((fs::path(ex.dir) / "grid.png").string(), make_grid(panels, captions, title));
-      j["grid"] = "grid.png";
-      written.insert("grid.png");
-    }
-    if (!failed.empty()) {
-      j["failed"] = nlohmann::json::object();
-      for (const auto& [name, e] : failed) j["failed"][name] = e.what();
-    }
-    remove_stale_files(ex.dir, written);
-    write_file_atomic((fs::path(ex.dir) / "explanation.json").string(), j.dump(2) + "\n");
-    ex.json = std::move(j);
-    out.push_back(std::move(ex));
+    if (!failed.empty()) j["failed"] = failed;
+    ex.record = std::move(j);
   }
+  return out;
+}
+
+nlohmann::json write_explanation_files(const Explanation& e, const std::string& dir, const Model& model,
+                                       const RenderOptions& render, bool pngs) {
+  const ModelMetadata& meta = model.metadata();
+  nlohmann::json j = e.record;
+  std::set<std::string> written;  // file names, for removing what an earlier run left
+  ensure_writable_dir(dir);
+  remove_stale_temporaries(dir);
+  const size_t ranks = e.maps.size();
+  std::vector<cv::Mat> panels;
+  std::vector<std::string> captions;
+  if (pngs && !e.input.display.empty()) {
+    panels.push_back(upscale_for_display(e.input.display, render.min_size));
+    captions.push_back("input");
+  }
+  for (size_t r = 0; r < ranks; ++r) {
+    const int64_t c = e.targets[r];
+    for (const auto& [name, mm] : e.maps[r]) {
+      nlohmann::json& mj = j["explained"][r]["methods"][name];
+      const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
+      nlohmann::json npy = base + ".npy";
+      if (model.packed()) {  // a model of several inputs: one map per input, named by its argument
+        const auto parts = model.unpack(mm.map.unsqueeze(0));
+        const auto names = model.input_names();
+        npy = nlohmann::json::object();
+        for (size_t k = 0; k < parts.size(); ++k) {
+          const std::string file = base + "." + names[k] + ".npy";
+          write_npy((fs::path(dir) / file).string(), parts[k][0]);
+          written.insert(file);
+          npy[names[k]] = file;
+        }
+      } else {
+        write_npy((fs::path(dir) / (base + ".npy")).string(), mm.map);
+        written.insert(base + ".npy");
+      }
+      mj["npy"] = npy;
+      nlohmann::json extra_files = nlohmann::json::object();
+      for (const auto& [key, t] : mm.extra) {
+        std::string file = base + "." + key + ".npy";
+        for (auto& ch : file)
+          if (ch == '/') ch = '_';
+        write_npy((fs::path(dir) / file).string(), t);
+        written.insert(file);
+        extra_files[key] = file;
+      }
+      if (!extra_files.empty()) mj["extra_npy"] = extra_files;
+      if (pngs && is_image_like(mm.map)) {
+        cv::Mat heat = render_heatmap(mm.map, e.input.display, render);
+        write_png((fs::path(dir) / (base + ".png")).string(), heat);
+        written.insert(base + ".png");
+        mj["png"] = base + ".png";
+        panels.push_back(heat);
+        captions.push_back(ranks > 1 ? name + ": " + meta.label(c) : name);
+      }
+    }
+  }
+  if (pngs && !panels.empty()) {
+    const int64_t p = e.predicted.empty() ? 0 : e.predicted[0];
+    double prob = 0;
+    for (const auto& pr : j["predictions"])
+      if (pr["class"] == p) prob = pr["probability"].get<double>();
+    std::string title = e.input.stem + ": predicted " + meta.label(p) + " (" + percent(prob) + ")";
+    if (ranks == 1 && e.targets[0] != p) title += ", explaining " + meta.label(e.targets[0]);
+    write_png((fs::path(dir) / "grid.png").string(), make_grid(panels, captions, title));
+    j["grid"] = "grid.png";
+    written.insert("grid.png");
+  }
+  remove_stale_files(dir, written);
+  write_file_atomic((fs::path(dir) / "explanation.json").string(), j.dump(2) + "\n");
+  return j;
+}
+
+std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& inputs, const ExplainRequest& request,
+                                    MethodList& methods, std::vector<Error>* failures) {
+  if (inputs.empty()) throw Error("no input given");
+  Explainer explainer(model, request, std::move(methods));
+  // Everything that can be refused is refused before the first file: every input's output (one
+  // forward pass each, in chunks), every method against the model, every input's output folder.
+  {
+    std::vector<torch::Tensor> xs;
+    for (const auto& it : inputs) xs.push_back(it.tensor);
+    torch::Tensor batch;
+    try {
+      batch = torch::stack(xs);
+    } catch (const c10::Error&) {
+      throw Error("the inputs do not all have the same shape");
+    }
+    for_chunks(batch.size(0), kDefaultBatch, [&](int64_t b, int64_t e) {
+      torch::Tensor lg = model.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat);
+      for (int64_t i = 0; i < e - b; ++i)
+        if (!torch::isfinite(lg[i]).all().item<bool>())
+          throw Error("the model's output for input '" + inputs[b + i].stem + "' is not finite (NaN or Inf): nothing to explain");
+      request.target.resolve(lg);  // a class index out of range
+    });
+    explainer.check(batch.slice(0, 0, 1));
+    for (const auto& item : inputs) check_writable_dir((fs::path(request.out_dir) / item.stem).string());
+  }
+  OutputLock lock(request.out_dir);  // creates --out; a concurrent run on it is an error, not a mix
+  std::vector<ExplainedInput> out;
+  out.reserve(inputs.size());
+  const size_t per_chunk = 64;  // inputs whose maps are held at once
+  for (size_t b = 0; b < inputs.size(); b += static_cast<size_t>(per_chunk)) {
+    std::vector<InputItem> chunk(inputs.begin() + b, inputs.begin() + std::min(inputs.size(), b + per_chunk));
+    std::vector<Explanation> results = explainer.run(chunk);
+    for (auto& e : results) {
+      if (!e.error.empty()) throw Error(e.error);
+      // Every method failed on this input: nothing to write for it.
+      if (e.maps.empty() || e.maps[0].empty()) throw explainer.failures().at(e.record["failed"].begin().key());
+      ExplainedInput ex;
+      ex.stem = e.input.stem;
+      ex.dir = (fs::path(request.out_dir) / ex.stem).string();
+      ex.predicted = e.predicted;
+      ex.warnings = e.warnings;
+      ex.json = write_explanation_files(e, ex.dir, model, request.render);
+      out.push_back(std::move(ex));
+    }
+  }
+  const auto& failed = explainer.failures();
   if (!failed.empty()) {
     if (!failures) throw failed.begin()->second;  // written what succeeded; never a silent partial result
     for (const auto& [name, e] : failed) failures->push_back(e);

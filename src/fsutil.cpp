@@ -142,6 +142,29 @@ void AppendLog::append(const std::string& line) {
   }
 }
 
+std::vector<std::string> read_log_lines(const std::string& path, std::vector<std::string>& warnings) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return {};
+  std::string text = read_file(path);
+  // A kill between a line's bytes leaves an unterminated last line: it is dropped (and cut from
+  // the file, so that the next line appended does not fuse with it).
+  if (!text.empty() && text.back() != '\n') {
+    const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+    text.resize(keep);
+    fs::resize_file(path, keep, ec);
+    if (ec) throw Error("cannot repair '" + path + "': " + ec.message(), ErrorKind::Io);
+    warnings.push_back("dropped an unterminated last line of " + fs::path(path).filename().string() + " (an interrupted write)");
+  }
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
 std::string fingerprint(const std::string& path) {
   // FNV-1a over the bytes (files) or the sorted names and sizes (folders).
   uint64_t h = 1469598103934665603ULL;

@@ -2,6 +2,7 @@
 // Atomic file output: write to a temporary file in the same folder, then rename over the target.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace salient {
 
@@ -47,6 +48,10 @@ class AppendLog {
   std::string path_;
   int fd_ = -1;
 };
+
+// The complete lines of an append-only log (none when it does not exist). An unterminated last line
+// (a kill mid-write) is cut from the file and named in `warnings`.
+std::vector<std::string> read_log_lines(const std::string& path, std::vector<std::string>& warnings);
 
 // A fingerprint of a file's bytes (or of a folder's file names and sizes), for resume signatures.
 std::string fingerprint(const std::string& path);
