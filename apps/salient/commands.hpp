@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "salient/explain.hpp"
 #include "salient/image.hpp"
 #include "salient/model.hpp"
 
@@ -21,7 +22,24 @@ struct ModelFlags {
   Model load() const;  // also sets the thread count
 };
 
+// The method, target and rendering flags of `explain` (and of `batch`, which takes every one).
+struct MethodFlags {
+  std::string methods = "saliency,smoothgrad";
+  std::string target = "top";
+  std::string colormap = "inferno";
+  std::string reduce = "abs-sum";
+  std::string resize = "none";
+  std::vector<std::string> options;  // KEY=VALUE or METHOD.KEY=VALUE
+  void add_to(CLI::App* cmd);
+  // The request the flags make (methods, options, target, rendering); out_dir is the caller's.
+  ExplainRequest request(const ModelMetadata& meta) const;
+  struct Values;
+  std::shared_ptr<Values> v;
+};
+
 void add_explain(CLI::App& app);
+void add_batch(CLI::App& app);  // batch and merge
+void add_class_model(CLI::App& app);
 void add_methods(CLI::App& app);
 void add_info(CLI::App& app);
 void add_layers(CLI::App& app);

@@ -91,6 +91,8 @@ int main(int argc, char** argv) {
   app.add_flag("--verbose", quiet.verbose, "show LibTorch's own warnings on stderr");
   app.set_version_flag("--version", "salient 0.1.0");
   salient::cli::add_explain(app);
+  salient::cli::add_batch(app);
+  salient::cli::add_class_model(app);
   salient::cli::add_methods(app);
   salient::cli::add_info(app);
   salient::cli::add_layers(app);
