@@ -53,8 +53,10 @@ void add_class_model(CLI::App& app) {
     nlohmann::json report = nlohmann::json::array();
     std::vector<cv::Mat> panels;
     std::vector<std::string> captions;
-    for (int64_t c : targets) {
-      const ClassModel cm = class_model(model, c, f->o);
+    const std::vector<ClassModel> models = class_models(model, targets, f->o);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const int64_t c = targets[i];
+      const ClassModel& cm = models[i];
       const std::string base = "class" + std::to_string(c);
       write_npy((fs::path(f->out) / (base + ".npy")).string(), cm.input);
       nlohmann::json j{{"class", c}, {"label", meta.label(c)}, {"score", cm.score}, {"start_score", cm.start_score},

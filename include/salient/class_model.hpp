@@ -4,6 +4,7 @@
 // with L2 decay (arg max S_c(I) - lambda ||I||^2), plus the jitter and periodic blur that make the
 // images legible (Yosinski et al. 2015), kept inside the input's value range.
 #include <cstdint>
+#include <vector>
 
 #include <torch/script.h>
 
@@ -29,7 +30,8 @@ struct ClassModel {
   double probability = 0;    // of class c at the result
 };
 
-// Throws salient::Error when the model has no input_shape or the options are out of range.
-ClassModel class_model(Model& model, int64_t cls, const ClassModelOptions& options);
+// One class model per class, computed together (a row each). Throws salient::Error when the model
+// has no input_shape or the options are out of range.
+std::vector<ClassModel> class_models(Model& model, const std::vector<int64_t>& classes, const ClassModelOptions& options);
 
 }  // namespace salient
