@@ -1,0 +1,305 @@
+// The streaming core and data-set scale: datasets as lazy views, cross-input batching, per-method
+// options, `salient batch` (shards, merge, summaries), class models.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "helpers.hpp"
+#include "salient/class_model.hpp"
+#include "salient/dataset.hpp"
+#include "salient/error.hpp"
+#include "salient/evaluate.hpp"
+#include "salient/fsutil.hpp"
+#include "salient/idx.hpp"
+#include "salient/npy.hpp"
+#include "salient/registry.hpp"
+
+namespace fs = std::filesystem;
+using namespace salient;
+using test::quoted;
+
+namespace {
+
+const std::string kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+const std::string kLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+
+Model demo() { return Model(test::demo_model()); }
+
+// An 8-bit grayscale image preprocessed as the demo's metadata says (value range [0, 1], mean 0.286, std 0.353).
+torch::Tensor demo_input(const torch::Tensor& raw) { return (raw.to(torch::kFloat) / 255.0 - 0.286) / 0.353; }
+
+std::vector<nlohmann::json> manifest(const fs::path& dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(dir / "manifest.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    out.push_back(j);
+  }
+  return out;
+}
+
+// id -> method -> map, read from wherever a manifest line says (stack part row or .npy file).
+std::map<std::string, std::map<std::string, torch::Tensor>> maps_of(const fs::path& dir) {
+  std::map<std::string, std::map<std::string, torch::Tensor>> out;
+  std::map<std::string, torch::Tensor> parts;
+  for (const auto& line : manifest(dir)) {
+    if (!line.contains("explained")) continue;
+    for (const auto& [name, m] : line["explained"][0]["methods"].items()) {
+      torch::Tensor map;
+      if (m.contains("map")) {
+        const std::string part = m["map"]["part"];
+        if (!parts.count(part)) parts[part] = read_npy((dir / part).string());
+        map = parts[part][m["map"]["row"].get<int64_t>()];
+      } else {
+        map = read_npy((dir / m["npy"].get<std::string>()).string());
+      }
+      out[line["id"]][name] = map;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Dataset, ViewsDecodeNothingAndShardsCoverEveryIdExactlyOnce) {
+  Model model = demo();
+  const int64_t before = decoded_count();
+  Dataset all = Dataset::open(kImages, model.metadata());
+  ASSERT_EQ(all.size(), 10000);
+  EXPECT_TRUE(all.has_labels());  // the labels-idx1 sibling
+  Dataset first = all.limit(100);
+  std::multiset<std::string> ids;
+  for (int k = 0; k < 3; ++k) {
+    Dataset s = first.shard(k, 3);
+    EXPECT_EQ(s.size(), k == 0 ? 34 : 33);
+    for (int64_t i = 0; i < s.size(); ++i) ids.insert(s.id(i));
+  }
+  EXPECT_EQ(decoded_count(), before) << "opening, limiting and sharding decoded an item";
+  ASSERT_EQ(ids.size(), 100u);
+  for (int64_t i = 0; i < 100; ++i) EXPECT_EQ(ids.count(std::to_string(i)), 1u) << "id " << i;
+  // A shard's item is the data set's item (checked against the whole file read independently).
+  const torch::Tensor raw = read_idx(kImages), labels = read_idx(kLabels);
+  const DataItem item = first.shard(2, 3).get(5);  // row 2 + 3*5 = 17
+  EXPECT_EQ(item.id, "17");
+  EXPECT_EQ(item.label, labels[17].item<int64_t>());
+  EXPECT_TRUE(torch::allclose(item.input.tensor[0], demo_input(raw[17])));
+  // Backwards in a .gz (zlib rewinds) gives the same bytes.
+  EXPECT_TRUE(torch::allclose(all.get(9999).input.tensor[0], demo_input(raw[9999])));
+  EXPECT_TRUE(torch::allclose(all.get(3).input.tensor[0], demo_input(raw[3])));
+  EXPECT_EQ(decoded_count(), before + 3);
+}
+
+TEST(Dataset, FoldersAreRecursiveWithClassLabelsAndListsAndNpyRows) {
+  test::TempDir dir;
+  Model model = demo();
+  const torch::Tensor raw = read_idx(kImages);
+  fs::create_directories(dir.path / "data" / "Trouser");
+  fs::create_directories(dir.path / "data" / "Bag");
+  cv::Mat a(28, 28, CV_8UC1, raw[0].data_ptr()), b(28, 28, CV_8UC1, raw[1].data_ptr());
+  cv::imwrite(dir / "data/Trouser/a.png", a);
+  cv::imwrite(dir / "data/Bag/b.png", b);
+  Dataset d = Dataset::open(dir / "data", model.metadata());
+  ASSERT_EQ(d.size(), 2);
+  EXPECT_EQ(d.id(0), "Bag/b.png");
+  EXPECT_EQ(d.label(0), 8);  // the folder's name is a label of the model
+  EXPECT_EQ(d.label(1), 1);
+  EXPECT_EQ(d.stem(0), "Bag_b.png");
+  EXPECT_TRUE(torch::allclose(d.get(1).input.tensor[0], demo_input(raw[0]), 1e-5, 1e-6));
+  // A list file: paths relative to it; ids are the lines.
+  { std::ofstream(dir / "list.txt") << "data/Trouser/a.png\n# a comment\n\ndata/Bag/b.png\n"; }
+  Dataset l = Dataset::open(dir / "list.txt", model.metadata());
+  ASSERT_EQ(l.size(), 2);
+  EXPECT_EQ(l.id(1), "data/Bag/b.png");
+  EXPECT_TRUE(torch::equal(l.get(1).input.tensor, d.get(0).input.tensor));
+  // An .npy stack, a row at a time.
+  const torch::Tensor stack = torch::rand({5, 1, 28, 28});
+  write_npy(dir / "x.npy", stack);
+  Dataset n = Dataset::open(dir / "x.npy", model.metadata());
+  ASSERT_EQ(n.size(), 5);
+  EXPECT_TRUE(torch::equal(n.get(3).input.tensor, stack[3]));
+  write_npy(dir / "bad.npy", torch::rand({5, 1, 27, 28}));
+  EXPECT_THROW(Dataset::open(dir / "bad.npy", model.metadata()), salient::Error);
+}
+
+TEST(Evaluate, LimitDecodesOnlyThoseInputs) {
+  test::TempDir dir;
+  Model model = demo();
+  EvaluateRequest req;
+  req.data = kImages;
+  req.methods = {"saliency"};
+  req.metrics = {"sparseness"};
+  req.limit = 20;
+  req.out_dir = dir / "eval";
+  const int64_t before = decoded_count();
+  nlohmann::json report = evaluate(model, req);
+  EXPECT_EQ(report["inputs"], 20);
+  EXPECT_EQ(decoded_count() - before, 20) << "evaluate --limit 20 decoded more than 20 of the 10,000 images";
+}
+
+TEST(SmoothGrad, CrossInputPassesGiveTheMapsOfOneInputAtATime) {
+  Model model = demo();
+  Dataset d = Dataset::open(kImages, model.metadata()).limit(6);
+  std::vector<torch::Tensor> xs;
+  for (int64_t i = 0; i < d.size(); ++i) xs.push_back(d.get(i).input.tensor);
+  const torch::Tensor x = torch::stack(xs), t = torch::arange(6, torch::kLong);
+  for (const std::string noise : {"gaussian", "quasi"}) {
+    // 7 samples in passes of 10 rows: passes hold copies of two inputs, and the split moves.
+    auto mixed = Registry::builtin().create("smoothgrad", {{"samples", 7}, {"batch-size", 10}, {"noise", noise}});
+    const torch::Tensor together = mixed->attribute(model, x, t).map;
+    for (int64_t i = 0; i < 6; ++i) {
+      auto alone = Registry::builtin().create("smoothgrad", {{"samples", 7}, {"batch-size", 3}, {"noise", noise}});
+      const torch::Tensor one = alone->attribute(model, x.slice(0, i, i + 1), t.slice(0, i, i + 1)).map[0];
+      EXPECT_TRUE(torch::allclose(together[i], one, 1e-5, 1e-7))
+          << noise << " input " << i << ": max diff " << (together[i] - one).abs().max().item<double>();
+    }
+    // The maps differ between inputs (the noise is shared, the inputs are not).
+    EXPECT_FALSE(torch::allclose(together[0], together[1]));
+  }
+}
+
+TEST(Registry, QualifiedOptionsApplyToOneMethodAndWin) {
+  const nlohmann::json o{{"samples", 5}, {"smoothgrad.samples", 20}};
+  Registry::builtin().check_option_keys(o, {"smoothgrad", "gradient-shap"});
+  EXPECT_EQ(Registry::builtin().create("smoothgrad", o)->params()["samples"], 20);
+  EXPECT_EQ(Registry::builtin().create("gradient-shap", o)->params()["samples"], 5);
+  auto refused = [](const nlohmann::json& opts, const std::string& mention) {
+    try {
+      Registry::builtin().check_option_keys(opts, {"smoothgrad", "saliency"});
+      ADD_FAILURE() << opts.dump() << " was accepted";
+    } catch (const salient::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
+    }
+  };
+  refused({{"lime.samples", 3}}, "does not use");
+  refused({{"smoothgrad.steps", 3}}, "steps");
+  refused({{"smoothgrad.sample", 3}}, "did you mean 'samples'");
+}
+
+TEST(ClassModel, EachClassModelIsPredictedAsItsClass) {
+  Model model = demo();
+  ClassModelOptions o;
+  o.steps = 60;
+  const std::vector<int64_t> classes{1, 8, 5};
+  const auto models = class_models(model, classes, o);
+  ASSERT_EQ(models.size(), 3u);
+  for (size_t i = 0; i < classes.size(); ++i) {
+    EXPECT_EQ(models[i].top_class, classes[i]);
+    EXPECT_GT(models[i].score, models[i].start_score + 5.0) << "class " << classes[i];
+    // Inside the value range [0, 1] after normalisation.
+    EXPECT_LE(models[i].input.max().item<double>(), (1 - 0.286) / 0.353 + 1e-5);
+    EXPECT_GE(models[i].input.min().item<double>(), -0.286 / 0.353 - 1e-5);
+  }
+  // A class's image does not depend on which others are asked with it.
+  const auto alone = class_models(model, {8}, o);
+  EXPECT_TRUE(torch::allclose(alone[0].input, models[1].input, 1e-4, 1e-5));
+}
+
+TEST(Batch, ShardsTakenFromFlagsOrSchedulersMergeToTheUnshardedRun) {
+  test::TempDir dir;
+  const std::string common = "batch -m " + quoted(test::demo_model()) + " -d " + quoted(kImages) +
+                             " --limit 60 --method saliency,smoothgrad --samples 8 --format stack --part-rows 16 --summary --no-png";
+  test::RunResult r = test::run_cli(common + " --out " + quoted(dir / "whole"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(test::run_cli(common + " --out " + quoted(dir / "sharded") + " --shard 0/3").code, 0);
+  // K and N from the scheduler's environment (inherited by the CLI).
+  ::setenv("SLURM_ARRAY_TASK_ID", "1", 1);
+  ::setenv("SLURM_ARRAY_TASK_COUNT", "3", 1);
+  r = test::run_cli(common + " --out " + quoted(dir / "sharded"));
+  ::unsetenv("SLURM_ARRAY_TASK_ID");
+  ::unsetenv("SLURM_ARRAY_TASK_COUNT");
+  ASSERT_EQ(r.code, 0) << r.err;
+  ::setenv("JOB_COMPLETION_INDEX", "2", 1);
+  r = test::run_cli(common + " --shards 3 --out " + quoted(dir / "sharded"));
+  ::unsetenv("JOB_COMPLETION_INDEX");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (int k = 0; k < 3; ++k) EXPECT_TRUE(fs::exists(dir.path / "sharded" / ("shard-" + std::to_string(k) + "-of-3") / "manifest.jsonl"));
+  r = test::run_cli("merge " + quoted(dir / "sharded"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Every id exactly once; maps bit-identical to the unsharded run's.
+  const auto whole = maps_of(dir.path / "whole"), merged = maps_of(dir.path / "sharded");
+  ASSERT_EQ(whole.size(), 60u);
+  ASSERT_EQ(merged.size(), 60u);
+  EXPECT_EQ(manifest(dir.path / "sharded").size(), 60u);
+  for (const auto& [id, ms] : whole)
+    for (const auto& [m, map] : ms) EXPECT_TRUE(torch::equal(map, merged.at(id).at(m))) << id << " " << m;
+  // Summaries equal up to float summation order.
+  for (const char* f : {"smoothgrad_class1.npy", "saliency_label8.abs.npy", "input_class9.npy"}) {
+    const torch::Tensor a = read_npy(dir / ("whole/summary/" + std::string(f))),
+                        b = read_npy(dir / ("sharded/summary/" + std::string(f)));
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << f;
+  }
+  EXPECT_TRUE(fs::exists(dir.path / "sharded" / "summary" / "atlas_predicted.png"));
+  // A missing shard: merge names how many ids are missing, exit 2.
+  fs::remove_all(dir.path / "sharded" / "shard-1-of-3");
+  r = test::run_cli("merge " + quoted(dir / "sharded"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("20 ids missing"), std::string::npos) << r.err;
+  // A rerun of a finished run computes nothing; other settings on the same folder are refused.
+  r = test::run_cli(common + " --out " + quoted(dir / "whole"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("explained 0 inputs (60 done before"), std::string::npos) << r.out;
+  r = test::run_cli(common + " --out " + quoted(dir / "whole") + " --option smoothgrad.samples=9");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("other settings"), std::string::npos) << r.err;
+}
+
+TEST(Batch, ClassSummaryIsTheMeanOfEachClassesMaps) {
+  test::TempDir dir;
+  test::RunResult r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(kImages) +
+                                    " --limit 80 --method saliency --format stack --summary --no-png --out " + quoted(dir / "b"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto maps = maps_of(dir.path / "b");
+  std::map<int64_t, std::vector<torch::Tensor>> by_pred, by_label;
+  for (const auto& line : manifest(dir.path / "b")) {
+    by_pred[line["predictions"][0]["class"].get<int64_t>()].push_back(maps.at(line["id"]).at("saliency"));
+    by_label[line["label"].get<int64_t>()].push_back(maps.at(line["id"]).at("saliency"));
+  }
+  for (const auto& [group, suffix] : {std::pair{&by_pred, "_class"}, std::pair{&by_label, "_label"}})
+    for (const auto& [k, ms] : *group) {
+      const torch::Tensor stack = torch::stack(ms);
+      const std::string base = dir / ("b/summary/saliency" + std::string(suffix) + std::to_string(k));
+      EXPECT_TRUE(torch::allclose(read_npy(base + ".npy"), stack.mean(0), 1e-5, 1e-7)) << base;
+      EXPECT_TRUE(torch::allclose(read_npy(base + ".abs.npy"), stack.abs().mean(0), 1e-5, 1e-7)) << base;
+    }
+  // Trousers and bags are looked at differently.
+  const torch::Tensor trouser = read_npy(dir / "b/summary/saliency_label1.abs.npy"), bag = read_npy(dir / "b/summary/saliency_label8.abs.npy");
+  const double corr = torch::corrcoef(torch::stack({trouser.flatten(), bag.flatten()}))[0][1].item<double>();
+  EXPECT_LT(corr, 0.8) << "the trouser and bag atlases are alike";
+}
+
+TEST(Batch, FilesFormatEqualsExplainAndBadItemsAreRecordedNotFatal) {
+  test::TempDir dir;
+  fs::create_directories(dir.path / "data");
+  fs::copy_file(test::first_sample(), dir.path / "data" / "good.png");
+  { std::ofstream(dir.path / "data" / "broken.png") << "not a png"; }
+  test::RunResult r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(dir / "data") +
+                                    " --method saliency,smoothgrad --samples 6 --out " + quoted(dir / "b"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("broken.png"), std::string::npos) << r.err;
+  const auto lines = manifest(dir.path / "b");
+  ASSERT_EQ(lines.size(), 2u);
+  int errors = 0;
+  for (const auto& l : lines) errors += l.contains("error");
+  EXPECT_EQ(errors, 1);
+  r = test::run_cli("explain -m " + quoted(test::demo_model()) + " -i " + quoted(dir / "data/good.png") +
+                    " --method saliency,smoothgrad --samples 6 --out " + quoted(dir / "e"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* m : {"saliency", "smoothgrad"})
+    EXPECT_TRUE(torch::equal(read_npy(dir / ("b/good.png/" + std::string(m) + ".npy")), read_npy(dir / ("e/good/" + std::string(m) + ".npy"))));
+  EXPECT_TRUE(fs::exists(dir.path / "b" / "good.png" / "grid.png"));
+  // Bad flags: one line, exit 2, nothing written.
+  for (const std::string bad : {"--format zip", "--shard 3/3", "--shards 2", "--limit 5 --option lime.samples=3"}) {
+    r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(dir / "data") + " --out " + quoted(dir / "x") + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(fs::exists(dir.path / "x")) << bad;
+  }
+}
