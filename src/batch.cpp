@@ -10,6 +10,7 @@
 #include "salient/dataset.hpp"
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
+#include "salient/gradients.hpp"
 #include "salient/npy.hpp"
 #include "salient/summary.hpp"
 
@@ -300,15 +301,25 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
     ++report.failed, ++state.failed;
     if (report.errors.size() < 5) report.errors.push_back(id + ": " + message);
   };
-  for (size_t b = 0; b < pending.size(); b += static_cast<size_t>(req.chunk)) {
+  // Inputs are computed in fixed windows of the view ([0, chunk), [chunk, 2 chunk), ...; a lone
+  // last item joins the window before): a window with any pending input is computed whole, and only
+  // its pending inputs are written. Each input is then computed among the same others as in an
+  // uninterrupted run, so a resumed run's maps equal it bit for bit.
+  std::vector<char> is_pending(static_cast<size_t>(data.size()), 0);
+  for (int64_t i : pending) is_pending[i] = 1;
+  int64_t processed = 0;
+  for_chunks(data.size(), req.chunk, [&](int64_t wb, int64_t we) {
+    int64_t todo = 0;
+    for (int64_t i = wb; i < we; ++i) todo += is_pending[i];
+    if (todo == 0) return;
     std::vector<DataItem> items;
     std::vector<InputItem> inputs;
-    for (size_t k = b; k < std::min(pending.size(), b + static_cast<size_t>(req.chunk)); ++k) {
+    for (int64_t i = wb; i < we; ++i) {
       try {
-        items.push_back(data.get(pending[k]));
+        items.push_back(data.get(i));
         inputs.push_back(items.back().input);
       } catch (const Error& e) {  // one undecodable file does not stop a million-input run
-        fail(data.id(pending[k]), e.what());
+        if (is_pending[i]) fail(data.id(i), e.what());
       }
     }
     std::vector<Explanation> results;
@@ -316,12 +327,15 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
       results = explainer.run(inputs);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::BadInput) throw;
-      for (const auto& item : items) fail(item.id, e.what());  // e.g. inputs of another shape
-      continue;
+      for (const auto& item : items)
+        if (done.find(item.id) == done.end()) fail(item.id, e.what());  // e.g. inputs of another shape
+      results.clear();
+      items.clear();
     }
     for (size_t k = 0; k < results.size(); ++k) {
       const Explanation& e = results[k];
       const DataItem& item = items[k];
+      if (done.count(item.id)) continue;  // written by an earlier run
       if (!e.error.empty()) {
         fail(item.id, e.error);
         continue;
@@ -344,10 +358,11 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
       ++report.explained;
       if (stack.full()) stack.flush(manifest);
     }
-    state.done = report.resumed + static_cast<int64_t>(std::min(pending.size(), b + static_cast<size_t>(req.chunk)));
+    processed += todo;
+    state.done = report.resumed + processed;
     state.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (progress) progress(state);
-  }
+  });
   stack.flush(manifest);
   if (req.summary && !summary.empty()) {
     summary.write(root.string(), model.metadata(), req.explain.render);

@@ -29,7 +29,12 @@ torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const tor
 
 void for_chunks(int64_t total, int64_t batch, const std::function<void(int64_t, int64_t)>& fn) {
   if (batch <= 0) batch = total;
-  for (int64_t begin = 0; begin < total; begin += batch) fn(begin, std::min(total, begin + batch));
+  for (int64_t begin = 0; begin < total;) {
+    int64_t end = std::min(total, begin + batch);
+    if (total - end == 1 && batch > 1) end = total;  // never a lone last row (see the header)
+    fn(begin, end);
+    begin = end;
+  }
 }
 
 }  // namespace salient

@@ -21,7 +21,11 @@ torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const tor
 constexpr int64_t kDefaultBatch = 10;
 
 // Calls fn(begin, end) for consecutive chunks [begin, end) of [0, total) of at most `batch`
-// elements (batch <= 0: one chunk). The batcher: memory is bounded by the chunk size.
+// elements (batch <= 0: one chunk), except that a last chunk of one element joins the one before
+// (batch + 1): LibTorch's CPU kernels give a row of a batch of one other bits (~1e-7) than the same
+// row among others, and a row's result must not depend on where the chunking fell (a resumed or
+// sharded batch run equals an uninterrupted one bit for bit). The batcher: memory is bounded by the
+// chunk size.
 void for_chunks(int64_t total, int64_t batch, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace salient
