@@ -2,6 +2,7 @@
 // options, `salient batch` (shards, merge, summaries), class models.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -302,4 +303,33 @@ TEST(Batch, FilesFormatEqualsExplainAndBadItemsAreRecordedNotFatal) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(fs::exists(dir.path / "x")) << bad;
   }
+}
+
+TEST(Batch, DeployFilesUseOnlyFlagsBatchHas) {
+  const test::RunResult help = test::run_cli("batch --help");
+  ASSERT_EQ(help.code, 0);
+  auto flags_in = [](const std::string& text) {
+    std::vector<std::string> out;
+    for (size_t p = text.find("--"); p != std::string::npos; p = text.find("--", p + 2)) {
+      size_t e = p + 2;
+      while (e < text.size() && (std::isalnum(static_cast<unsigned char>(text[e])) || text[e] == '-')) ++e;
+      if (e > p + 2) out.push_back(text.substr(p, e - p));
+    }
+    return out;
+  };
+  // The sbatch script's `salient batch` command (from `exec salient batch` to the end), and the
+  // Job's container command.
+  const std::string sbatch = read_file(test::source_dir() + "/deploy/slurm/batch.sbatch");
+  const std::string k8s = read_file(test::source_dir() + "/deploy/k8s/batch-job.yaml");
+  const std::string sbatch_cmd = sbatch.substr(sbatch.find("exec salient batch"));
+  const std::string k8s_cmd = k8s.substr(k8s.find("- batch"), k8s.find("resources:") - k8s.find("- batch"));
+  int checked = 0;
+  for (const auto& text : {sbatch_cmd, k8s_cmd})
+    for (const auto& flag : flags_in(text)) {
+      EXPECT_NE(help.out.find(flag), std::string::npos) << flag << " is not a flag of salient batch";
+      ++checked;
+    }
+  EXPECT_GE(checked, 14);
+  EXPECT_NE(k8s.find("--shards=8"), std::string::npos);
+  EXPECT_NE(k8s.find("completions: 8"), std::string::npos);  // N equals the Job's completions
 }
