@@ -286,7 +286,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
       std::map<std::string, torch::Tensor> maps;
       for (const auto& [name, m] : it->second["explained"][0]["methods"].items())
         if (torch::Tensor t = reader.read(m); t.defined()) maps[name] = t;
-      add_to_summary(summary, it->second, data.get(i).input.tensor, maps);
+      add_to_summary(summary, it->second, data.get(i, false).input.tensor, maps);
     }
   }
 
@@ -316,7 +316,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
     std::vector<InputItem> inputs;
     for (int64_t i = wb; i < we; ++i) {
       try {
-        items.push_back(data.get(i));
+        items.push_back(data.get(i, req.png));
         inputs.push_back(items.back().input);
       } catch (const Error& e) {  // one undecodable file does not stop a million-input run
         if (is_pending[i]) fail(data.id(i), e.what());

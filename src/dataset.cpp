@@ -52,7 +52,7 @@ class FilesSource : public DataSource {
   std::string id(int64_t row) const override { return ids_[row]; }
   bool has_labels() const override { return !labels_.empty(); }
   int64_t label(int64_t row) const override { return labels_.empty() ? -1 : labels_[row]; }
-  InputItem load(int64_t row) const override { return load_image(paths_[row], meta_, resize_); }
+  InputItem load(int64_t row, bool) const override { return load_image(paths_[row], meta_, resize_); }
 
  private:
   std::vector<std::string> paths_, ids_;
@@ -82,7 +82,7 @@ class NpySource : public DataSource {
   }
   int64_t count() const override { return h_.shape[0]; }
   std::string id(int64_t row) const override { return std::to_string(row); }
-  InputItem load(int64_t row) const override {
+  InputItem load(int64_t row, bool display) const override {
     std::ifstream in(path_, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(h_.data_offset + row_bytes_ * static_cast<size_t>(row)));
     torch::Tensor t = torch::empty(row_shape_, torch::TensorOptions().dtype(h_.dtype));
@@ -92,7 +92,7 @@ class NpySource : public DataSource {
     item.source = path_;
     item.tensor = t.to(torch::kFloat);
     check_finite(item.tensor, "'" + path_ + "' row " + std::to_string(row));
-    if (is_image_like(item.tensor)) item.display = tensor_to_display(item.tensor, meta_);
+    if (display && is_image_like(item.tensor)) item.display = tensor_to_display(item.tensor, meta_);
     return item;
   }
 
@@ -154,7 +154,7 @@ class IdxSource : public DataSource {
   std::string id(int64_t row) const override { return std::to_string(row); }
   bool has_labels() const override { return !labels_.empty(); }
   int64_t label(int64_t row) const override { return labels_.empty() ? -1 : labels_[row]; }
-  InputItem load(int64_t row) const override {
+  InputItem load(int64_t row, bool display) const override {
     const int64_t bytes = dims_[1] * dims_[2];
     const int64_t offset = 16 + row * bytes;
     torch::Tensor raw = torch::empty({dims_[1], dims_[2]}, torch::kUInt8);
@@ -172,7 +172,7 @@ class IdxSource : public DataSource {
     InputItem item;
     item.source = path_;
     item.tensor = x;
-    item.display = tensor_to_display(x, meta_);
+    if (display) item.display = tensor_to_display(x, meta_);
     return item;
   }
 
@@ -279,12 +279,12 @@ Dataset Dataset::open(const std::string& spec, const ModelMetadata& meta, Resize
   return d;
 }
 
-DataItem Dataset::get(int64_t i) const {
+DataItem Dataset::get(int64_t i, bool display) const {
   const int64_t row = rows_.at(static_cast<size_t>(i));
   DataItem item;
   item.id = source_->id(row);
   item.label = source_->label(row);
-  item.input = source_->load(row);
+  item.input = source_->load(row, display);
   item.input.stem = source_->stem(row);
   ++g_decoded;
   return item;

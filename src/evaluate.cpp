@@ -188,7 +188,7 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
     for (int64_t i = 0; i < n; ++i) {
       if (progress) progress(i, n, done.count(i) ? "resumed" : "evaluating");
       if (done.count(i)) continue;
-      nlohmann::json line = evaluate_one(model, data.get(i).input.tensor, i, req, methods);
+      nlohmann::json line = evaluate_one(model, data.get(i, false).input.tensor, i, req, methods);
       // NaN and infinities become null in JSON: say where, so the report can count them.
       nlohmann::json bad = nlohmann::json::array();
       list_non_finite(line, "", bad);

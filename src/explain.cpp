@@ -141,9 +141,11 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   torch::Tensor logits = torch::cat(outs);
   std::vector<Explanation> out(static_cast<size_t>(n));
   std::vector<int64_t> good;
+  const torch::Tensor finite = torch::isfinite(logits).all(1).contiguous();
+  const bool* fin = finite.data_ptr<bool>();
   for (int64_t i = 0; i < n; ++i) {
     out[i].input = chunk[i];
-    if (torch::isfinite(logits[i]).all().item<bool>()) good.push_back(i);
+    if (fin[i]) good.push_back(i);
     else out[i].error = "the model's output for input '" + chunk[i].stem + "' is not finite (NaN or Inf): nothing to explain";
   }
   if (good.empty()) return out;
@@ -157,7 +159,12 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   const auto targets = request_.target.resolve(lg);
   const int ranks = request_.target.count();
   const int64_t top = std::min<int64_t>(request_.top_predictions, lg.size(1));
-  const torch::Tensor top_idx = std::get<1>(probs.topk(top, 1));
+  // Read once into accessors: per-input tensor ops (an item() per number) cost more than a
+  // saliency map of the demo CNN.
+  const torch::Tensor top_idx = std::get<1>(probs.topk(top, 1)).contiguous();
+  const torch::Tensor probs_c = probs.to(torch::kDouble).contiguous(), lg_c = lg.to(torch::kDouble).contiguous();
+  const auto top_a = top_idx.accessor<int64_t, 2>();
+  const auto prob_a = probs_c.accessor<double, 2>(), lg_a = lg_c.accessor<double, 2>();
 
   // results[rank][method]: the maps [g, ...] of this chunk and their facts
   std::vector<std::vector<MethodResult>> results(ranks, std::vector<MethodResult>(methods_.size()));
@@ -182,7 +189,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
 
   for (int64_t k = 0; k < g; ++k) {
     Explanation& ex = out[good[k]];
-    ex.probabilities = probs[k].clone();
+    ex.probabilities = probs[k];
     nlohmann::json j;
     j["model"] = model_.path();
     j["forward"] = {{"mode", model_.forward_mode().mode}, {"check", model_.forward_mode().check}};
@@ -190,10 +197,9 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
     j["stem"] = ex.input.stem;
     nlohmann::json preds = nlohmann::json::array();
     for (int64_t p = 0; p < top; ++p) {
-      const int64_t c = top_idx[k][p].item<int64_t>();
+      const int64_t c = top_a[k][p];
       ex.predicted.push_back(c);
-      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", probs[k][c].item<double>()},
-                       {"logit", lg[k][c].item<double>()}});
+      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", prob_a[k][c]}, {"logit", lg_a[k][c]}});
     }
     j["predictions"] = preds;
     if (binary) j["binary"] = "one output column: its probability is the sigmoid of the logit (positive class)";
@@ -203,7 +209,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
     for (int r = 0; r < ranks; ++r) {
       const int64_t c = targets[k][r];
       ex.targets.push_back(c);
-      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[k][c].item<double>()},
+      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", prob_a[k][c]},
                         {"methods", nlohmann::json::object()}};
       for (size_t m = 0; m < methods_.size(); ++m) {
         const std::string& name = request_.methods[m];
@@ -214,7 +220,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
         nlohmann::json diag = diagnostics_of(res.diagnostics, static_cast<size_t>(k), static_cast<size_t>(g));
         if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
         tj["methods"][name] = {{"params", res.params}, {"seconds", res.seconds / static_cast<double>(g)},
-                               {"score", lg[k][c].item<double>()}, {"diagnostics", diag}};
+                               {"score", lg_a[k][c]}, {"diagnostics", diag}};
         ex.maps[r].emplace(name, std::move(mm));
       }
       j["explained"].push_back(tj);

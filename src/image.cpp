@@ -583,10 +583,12 @@ cv::Mat plot_lines(const std::string& title, const std::string& xlabel, const st
   return img;
 }
 
-void write_png(const std::string& path, const cv::Mat& image) {
+std::string encode_png(const cv::Mat& image) {
   std::vector<uchar> buf;
-  if (!cv::imencode(".png", image, buf)) throw Error("cannot encode PNG for '" + path + "'", ErrorKind::Internal);
-  write_file_atomic(path, std::string(buf.begin(), buf.end()));
+  if (image.empty() || !cv::imencode(".png", image, buf)) throw Error("cannot encode a PNG", ErrorKind::Internal);
+  return std::string(buf.begin(), buf.end());
 }
+
+void write_png(const std::string& path, const cv::Mat& image) { write_file_atomic(path, encode_png(image)); }
 
 }  // namespace salient

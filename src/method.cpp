@@ -77,9 +77,10 @@ void Method::check_map(Attribution& a) const {
   if (const int64_t bad = (~torch::isfinite(flat)).sum().item<int64_t>(); bad > 0)
     throw Error(info().name + ": the map has " + std::to_string(bad) + " non-finite values (NaN/Inf) of " +
                 std::to_string(flat.numel()) + "; the model's outputs or gradients overflow on this input");
-  torch::Tensor zero = (flat == 0).all(1);
+  const torch::Tensor zero = (flat == 0).all(1).contiguous();
+  const bool* is_zero = zero.data_ptr<bool>();
   for (int64_t i = 0; i < n; ++i) {
-    if (!zero[i].item<bool>()) continue;
+    if (!is_zero[i]) continue;
     std::string why;
     switch (info().family) {
       case Family::Layer:

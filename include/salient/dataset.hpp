@@ -28,7 +28,8 @@ class DataSource {
   virtual std::string id(int64_t row) const = 0;
   virtual int64_t label(int64_t row) const { return -1; }
   virtual bool has_labels() const { return false; }
-  virtual InputItem load(int64_t row) const = 0;  // throws salient::Error naming the item
+  // Throws salient::Error naming the item. `display`: also the 8-bit picture (for PNGs).
+  virtual InputItem load(int64_t row, bool display) const = 0;
   // A safe, unique folder name per row (for --format files), the same whatever the view.
   const std::string& stem(int64_t row) const;
 
@@ -56,7 +57,7 @@ class Dataset {
   int64_t label(int64_t i) const { return source_->label(rows_.at(i)); }
   bool has_labels() const { return source_->has_labels(); }
   const std::string& stem(int64_t i) const { return source_->stem(rows_.at(i)); }
-  DataItem get(int64_t i) const;  // decodes item i of the view
+  DataItem get(int64_t i, bool display = true) const;  // decodes item i of the view (and its picture)
   const std::string& spec() const { return spec_; }
 
   // Views: nothing is decoded. limit(n): the first n items. shard(k, n): items k, k+n, k+2n, ... of

@@ -88,6 +88,7 @@ struct PlotSeries {
   std::vector<double> xs, ys;
 };
 cv::Mat plot_lines(const std::string& title, const std::string& xlabel, const std::vector<PlotSeries>& series);
+std::string encode_png(const cv::Mat& image);                    // PNG bytes (a server's sink)
 void write_png(const std::string& path, const cv::Mat& image);  // atomic
 
 }  // namespace salient
