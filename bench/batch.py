@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Data-set scale figures of the README (Performance, "salient batch"), all measured in this one run:
+"""Data-set scale figures of the docs/performance.md ("salient batch"), all measured in this one run:
 
 1. inputs/s of `salient batch --format stack --no-png` over the 10,000 Fashion-MNIST test images, for
    saliency and SmoothGrad-50 on the demo CNN, / the floor's rate (bench_floor: forward + backward of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the benchmark ratios of the README's Performance section, all measured in this one run.
+# Prints the benchmark ratios of the docs/performance.md, all measured in this one run.
 #   bash bench/run.sh [BUILD_DIR]        (after building; ~8 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."

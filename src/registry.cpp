@@ -7,26 +7,26 @@
 
 namespace salient {
 
+// The built-in methods, in registration order: the one place a new method is added. Each name's
+// file defines `void register_<name>(Registry&)` (one may register several methods: cams registers
+// the eight CAMs). Sources are found by CMake's glob, so nothing else lists them. An explicit list,
+// because static self-registration is silently dropped when linking a static library.
+#define SALIENT_BUILTIN_METHODS(X)                                                                              \
+  X(saliency) X(smoothgrad) X(input_x_gradient) X(integrated_gradients) X(gradient_shap) X(linear_weights)      \
+  X(cams) X(guided_backprop) X(guided_grad_cam) /* after the CAMs: it takes grad-cam's options */ X(lrp)        \
+  X(deeplift) X(occlusion) X(feature_ablation) X(rise) X(lime) X(kernel_shap) X(shapley_sampling)               \
+  X(noise_tunnel)
+
+#define SALIENT_DECLARE(name) void register_##name(Registry&);
+SALIENT_BUILTIN_METHODS(SALIENT_DECLARE)
+#undef SALIENT_DECLARE
+
 Registry& Registry::builtin() {
   static Registry* r = [] {
     auto* reg = new Registry();
-    register_saliency(*reg);
-    register_smoothgrad(*reg);
-    register_input_x_gradient(*reg);
-    register_integrated_gradients(*reg);
-    register_gradient_shap(*reg);
-    register_linear_weights(*reg);
-    register_cams(*reg);
-    register_guided_backprop(*reg);
-    register_guided_grad_cam(*reg);  // after the CAMs: it takes grad-cam's options
-    register_lrp(*reg);
-    register_deeplift(*reg);
-    register_occlusion(*reg);
-    register_feature_ablation(*reg);
-    register_rise(*reg);
-    register_lime(*reg);
-    register_kernel_shap(*reg);
-    register_shapley_sampling(*reg);
+#define SALIENT_REGISTER(name) register_##name(*reg);
+    SALIENT_BUILTIN_METHODS(SALIENT_REGISTER)
+#undef SALIENT_REGISTER
     return reg;
   }();
   return *r;
@@ -70,8 +70,19 @@ std::unique_ptr<Method> Registry::create(const std::string& name, const nlohmann
 void Registry::check_option_keys(const nlohmann::json& options, const std::vector<std::string>& methods) const {
   if (!options.is_object()) return;
   std::set<std::string> valid = {"batch-size"};  // explain's input chunks: every method takes it
-  for (const auto& m : methods)
+  for (const auto& m : methods) {
     for (const auto& o : info(m).options) valid.insert(o.name);
+    // A method that wraps another (noise-tunnel's base) takes the options of the one it wraps.
+    if (const std::string& key = info(m).options_of; !key.empty()) {
+      std::string wrapped;
+      for (const auto& o : info(m).options)
+        if (o.name == key) wrapped = o.default_value.get<std::string>();
+      const nlohmann::json mine = options_for(m, options);
+      if (mine.contains(key) && mine[key].is_string()) wrapped = mine[key].get<std::string>();
+      if (has(wrapped) && wrapped != m)
+        for (const auto& o : info(wrapped).options) valid.insert(o.name);
+    }
+  }
   std::string list;
   for (const auto& m : methods) list += (list.empty() ? "" : ", ") + m;
   for (auto it = options.begin(); it != options.end(); ++it) {

@@ -48,6 +48,9 @@ struct MethodInfo {
   std::string paper;    // "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise"
   std::string summary;  // one line
   std::vector<OptionSpec> options;
+  // Non-empty: the option naming another method whose options this one also takes (noise-tunnel's
+  // "base").
+  std::string options_of;
   nlohmann::json to_json() const;
 };
 

@@ -42,24 +42,4 @@ class Registry {
 // The options one method sees: every unqualified key, then its own "METHOD.KEY" keys (which win).
 nlohmann::json options_for(const std::string& method, const nlohmann::json& options);
 
-// Each method file defines one of these; registry.cpp calls them all (an explicit list, because
-// static self-registration is silently dropped when linking a static library).
-void register_saliency(Registry&);
-void register_smoothgrad(Registry&);
-void register_input_x_gradient(Registry&);
-void register_integrated_gradients(Registry&);
-void register_gradient_shap(Registry&);
-void register_linear_weights(Registry&);
-void register_cams(Registry&);  // grad-cam, grad-cam++, xgrad-cam, hires-cam, layer-cam, eigen-cam, score-cam, ablation-cam
-void register_guided_backprop(Registry&);  // guided-backprop, deconvnet
-void register_guided_grad_cam(Registry&);
-void register_lrp(Registry&);
-void register_deeplift(Registry&);
-void register_occlusion(Registry&);
-void register_feature_ablation(Registry&);
-void register_rise(Registry&);
-void register_lime(Registry&);
-void register_kernel_shap(Registry&);
-void register_shapley_sampling(Registry&);
-
 }  // namespace salient
