@@ -13,32 +13,24 @@
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/image.hpp"
-#include "salient/metrics/metrics.hpp"
+#include "salient/metrics/metric.hpp"
 #include "salient/registry.hpp"
 
 namespace salient {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string>& metric_names() {
-  static const std::vector<std::string> names{"deletion", "insertion", "aopc", "infidelity", "sensitivity",
-                                              "randomisation", "sparseness", "complexity"};
-  return names;
-}
+const std::vector<std::string>& metric_names() { return metrics::MetricRegistry::builtin().names(); }
 
 namespace {
 
 std::vector<std::string> chosen_metrics(const EvaluateRequest& r) { return r.metrics.empty() ? metric_names() : r.metrics; }
 
-bool wants(const std::vector<std::string>& metrics, const std::string& m) {
-  return std::find(metrics.begin(), metrics.end(), m) != metrics.end();
-}
 
-nlohmann::json curve_json(const metrics::Curve& c) { return {{"auc", c.auc}, {"curve", c.score}, {"fraction", c.fraction}}; }
-
-// One input: every method, every metric.
+// One input: every method, every metric (and the random order for metrics that have one).
 nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index, const EvaluateRequest& req,
                             std::vector<std::unique_ptr<Method>>& methods) {
+  const auto& registry = metrics::MetricRegistry::builtin();
   const auto ms = chosen_metrics(req);
   const int64_t target = model.predict(x.unsqueeze(0)).argmax(1).item<int64_t>();
   const metrics::Canvas canvas = req.canvas == "blur"    ? metrics::Canvas::Blur
@@ -48,42 +40,22 @@ nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index,
   torch::Tensor t = torch::full({1}, target, torch::kLong);
   for (size_t k = 0; k < methods.size(); ++k) {
     Method& method = *methods[k];
-    torch::Tensor map = method.attribute(model, x.unsqueeze(0), t).map[0];
-    nlohmann::json j;
-    if (wants(ms, "deletion")) j["deletion"] = curve_json(metrics::deletion(model, x, target, map, canvas, req.steps));
-    if (wants(ms, "insertion")) j["insertion"] = curve_json(metrics::insertion(model, x, target, map, canvas, req.steps));
-    if (wants(ms, "aopc") && x.dim() == 3) {
-      const int region = std::max<int>(2, static_cast<int>(x.size(1) / 7));
-      j["aopc_morf"] = metrics::aopc(model, x, target, map, true, region, req.steps);
-      j["aopc_lerf"] = metrics::aopc(model, x, target, map, false, region, req.steps);
-    }
-    if (wants(ms, "infidelity")) j["infidelity"] = metrics::infidelity(model, x, target, map, 50, 0.1, req.seed);
-    if (wants(ms, "sensitivity")) {
-      auto s = metrics::sensitivity(model, method, x, target, 10, 0.02, req.seed);
-      j["max_sensitivity"] = s.max;
-      j["avg_sensitivity"] = s.mean;
-    }
-    if (wants(ms, "sparseness")) j["sparseness"] = metrics::gini(map);
-    if (wants(ms, "complexity")) j["complexity"] = metrics::entropy(map);
-    if (wants(ms, "randomisation")) {
-      nlohmann::json steps = nlohmann::json::array();
-      for (const auto& st : metrics::randomisation(model, method, x, target, /*cascading=*/true, req.seed))
-        steps.push_back({{"layer", st.layer}, {"spearman", st.spearman}, {"ssim", st.ssim}});
-      j["randomisation"] = steps;
-    }
+    const torch::Tensor map = method.attribute(model, x.unsqueeze(0), t).map[0];
+    const metrics::MetricContext c{model, method, x, target, map, canvas, req.steps, req.seed};
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& name : ms) j.update(registry.get(name).compute(c));
     line["methods"][req.methods[k]] = j;
   }
-  if (wants(ms, "deletion") || wants(ms, "insertion")) {
-    // The baseline every method should beat: features in a random order.
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(req.seed + static_cast<uint64_t>(index));
-    const int64_t p = x.dim() == 3 ? x.size(1) * x.size(2) : x.numel();
-    torch::Tensor order = at::randperm(p, gen, torch::TensorOptions().dtype(torch::kLong));
-    torch::Tensor dummy = torch::zeros(x.dim() == 3 ? std::vector<int64_t>{x.size(1), x.size(2)} : x.sizes().vec());
-    nlohmann::json r;
-    if (wants(ms, "deletion")) r["deletion"] = curve_json(metrics::deletion(model, x, target, dummy, canvas, req.steps, order));
-    if (wants(ms, "insertion")) r["insertion"] = curve_json(metrics::insertion(model, x, target, dummy, canvas, req.steps, order));
-    line["methods"]["random order"] = r;
-  }
+  // The baseline every method should beat: features in a random order.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(req.seed + static_cast<uint64_t>(index));
+  const int64_t p = x.dim() == 3 ? x.size(1) * x.size(2) : x.numel();
+  const torch::Tensor order = at::randperm(p, gen, torch::TensorOptions().dtype(torch::kLong));
+  const torch::Tensor dummy = torch::zeros(x.dim() == 3 ? std::vector<int64_t>{x.size(1), x.size(2)} : x.sizes().vec());
+  const metrics::MetricContext c{model, *methods[0], x, target, dummy, canvas, req.steps, req.seed};
+  nlohmann::json r = nlohmann::json::object();
+  for (const auto& name : ms)
+    if (nlohmann::json v = registry.get(name).random_order(c, order); v.is_object()) r.update(v);
+  if (!r.empty()) line["methods"]["random order"] = r;
   return line;
 }
 
@@ -131,12 +103,7 @@ void validate(const EvaluateRequest& r, Model& model) {
   if (r.methods.empty()) throw Error("no method given (--methods)");
   Registry::builtin().check_option_keys(r.method_options, r.methods);
   for (const auto& m : r.methods) Registry::builtin().create(m, r.method_options, model.metadata());
-  for (const auto& m : r.metrics)
-    if (!wants(metric_names(), m)) {
-      std::string list;
-      for (const auto& n : metric_names()) list += (list.empty() ? "" : ", ") + n;
-      throw Error("unknown metric '" + m + "' (expected " + list + ")");
-    }
+  for (const auto& m : r.metrics) metrics::MetricRegistry::builtin().get(m);  // unknown: an error listing them
   if (r.limit < 1) throw Error("--limit must be >= 1, got " + std::to_string(r.limit));
   if (r.steps < 2 || r.steps > 1000) throw Error("--steps must be between 2 and 1000, got " + std::to_string(r.steps));
   if (r.canvas == "zero")
@@ -205,8 +172,15 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
   if (done.begin()->second["methods"].contains("random order")) rows.push_back("random order");
   nlohmann::json report{{"model", model.path()}, {"data", req.data}, {"inputs", n}, {"canvas", req.canvas},
                         {"methods", nlohmann::json::object()}};
-  std::vector<std::string> scalar_keys{"aopc_morf", "aopc_lerf", "infidelity", "max_sensitivity", "avg_sensitivity",
-                                       "sparseness", "complexity"};
+  // The report's columns, from the metrics themselves; curves ("<key>_auc") are averaged below.
+  std::vector<std::string> scalar_keys, columns;
+  std::map<std::string, std::string> better;
+  for (const auto& name : metric_names())
+    for (const auto& col : metrics::MetricRegistry::builtin().get(name).columns()) {
+      columns.push_back(col.key);
+      better[col.key] = col.better;
+      if (col.key.size() < 4 || col.key.compare(col.key.size() - 4, 4, "_auc") != 0) scalar_keys.push_back(col.key);
+    }
   std::vector<PlotSeries> del_plot, ins_plot, rand_plot;
   nlohmann::json non_finite = nlohmann::json::object();
   for (const auto& row : rows) {
@@ -221,8 +195,8 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
       const auto& j = done[i]["methods"].contains(row) ? done[i]["methods"][row] : nlohmann::json::object();
       for (const auto& k : scalar_keys)
         if (j.contains(k)) j[k].is_number() ? scalars[k].push_back(j[k].get<double>()) : skipped(k);
-      for (const std::string c : {"deletion", "insertion"})
-        if (j.contains(c)) {
+      for (const auto& [c, v] : j.items())
+        if (v.is_object() && v.contains("auc")) {
           if (j[c].is_object() && j[c].value("auc", nlohmann::json()).is_number() && all_numbers(j[c].value("curve", nlohmann::json()))) {
             scalars[c + "_auc"].push_back(j[c]["auc"].get<double>());
             curves[c].push_back(j[c]["curve"].get<std::vector<double>>());
@@ -274,8 +248,7 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
 
   // Markdown: mean +- standard error.
   std::vector<std::string> cols;
-  for (const auto& k : {"deletion_auc", "insertion_auc", "aopc_morf", "aopc_lerf", "infidelity", "max_sensitivity",
-                        "avg_sensitivity", "sparseness", "complexity"})
+  for (const auto& k : columns)
     for (const auto& row : rows)
       if (report["methods"][row].contains(k)) {
         cols.push_back(k);
@@ -283,9 +256,8 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
       }
   std::ostringstream md;
   md << "# Salient evaluation\n\nModel `" << model.path() << "`, data `" << req.data << "`, " << n
-     << " inputs, canvas " << req.canvas << ". Mean ± standard error. Deletion AUC: lower is better; insertion AUC,"
-     << " AOPC (MoRF): higher is better; infidelity and sensitivity: lower is better.\n\n| method |";
-  for (const auto& c : cols) md << " " << c << " |";
+     << " inputs, canvas " << req.canvas << ". Mean ± standard error; under each metric, which is better.\n\n| method |";
+  for (const auto& c : cols) md << " " << c << " (" << better[c] << ") |";
   md << "\n|---|";
   for (size_t i = 0; i < cols.size(); ++i) md << "---|";
   md << "\n";

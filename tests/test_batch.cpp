@@ -206,7 +206,7 @@ TEST(ClassModel, EachClassModelIsPredictedAsItsClass) {
 TEST(Batch, ShardsTakenFromFlagsOrSchedulersMergeToTheUnshardedRun) {
   test::TempDir dir;
   const std::string common = "batch -m " + quoted(test::demo_model()) + " -d " + quoted(kImages) +
-                             " --limit 60 --method saliency,smoothgrad --samples 8 --format stack --part-rows 16 --summary --no-png";
+                             " --limit 60 --method saliency,smoothgrad --samples 8 --format stack --part-rows 16 --summary --no-png --threads 1";
   test::RunResult r = test::run_cli(common + " --out " + quoted(dir / "whole"));
   ASSERT_EQ(r.code, 0) << r.err;
   ASSERT_EQ(test::run_cli(common + " --out " + quoted(dir / "sharded") + " --shard 0/3").code, 0);
@@ -255,7 +255,7 @@ TEST(Batch, ShardsTakenFromFlagsOrSchedulersMergeToTheUnshardedRun) {
 TEST(Batch, ClassSummaryIsTheMeanOfEachClassesMaps) {
   test::TempDir dir;
   test::RunResult r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(kImages) +
-                                    " --limit 80 --method saliency --format stack --summary --no-png --out " + quoted(dir / "b"));
+                                    " --limit 80 --method saliency --format stack --summary --no-png --threads 1 --out " + quoted(dir / "b"));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto maps = maps_of(dir.path / "b");
   std::map<int64_t, std::vector<torch::Tensor>> by_pred, by_label;
@@ -282,7 +282,7 @@ TEST(Batch, FilesFormatEqualsExplainAndBadItemsAreRecordedNotFatal) {
   fs::copy_file(test::first_sample(), dir.path / "data" / "good.png");
   { std::ofstream(dir.path / "data" / "broken.png") << "not a png"; }
   test::RunResult r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(dir / "data") +
-                                    " --method saliency,smoothgrad --samples 6 --out " + quoted(dir / "b"));
+                                    " --method saliency,smoothgrad --samples 6 --threads 1 --out " + quoted(dir / "b"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("broken.png"), std::string::npos) << r.err;
   const auto lines = manifest(dir.path / "b");

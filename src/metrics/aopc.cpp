@@ -2,6 +2,7 @@
 // replaced one after another (most relevant first, MoRF, or least relevant first, LeRF); the mean
 // drop of the target output over the steps.
 #include "salient/error.hpp"
+#include "salient/metrics/metric.hpp"
 #include "salient/metrics/metrics.hpp"
 
 namespace salient::metrics {
@@ -27,5 +28,21 @@ double aopc(Model& model, const torch::Tensor& x, int64_t target, const torch::T
   torch::Tensor s = target_probability(model, torch::stack(inputs), target);
   return (s[0] - s.slice(0, 1)).mean().item<double>();
 }
+
+namespace {
+class AopcMetric final : public Metric {
+ public:
+  std::string name() const override { return "aopc"; }
+  nlohmann::json compute(const MetricContext& c) const override {
+    if (c.x.dim() != 3) return nlohmann::json::object();  // regions of an image
+    const int region = std::max<int>(2, static_cast<int>(c.x.size(1) / 7));
+    return {{"aopc_morf", aopc(c.model, c.x, c.target, c.map, true, region, c.steps)},
+            {"aopc_lerf", aopc(c.model, c.x, c.target, c.map, false, region, c.steps)}};
+  }
+  std::vector<Column> columns() const override { return {{"aopc_morf", "higher"}, {"aopc_lerf", "lower"}}; }
+};
+}  // namespace
+
+void register_aopc(MetricRegistry& r) { r.add(std::make_unique<AopcMetric>()); }
 
 }  // namespace salient::metrics

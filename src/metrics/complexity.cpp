@@ -1,6 +1,7 @@
 // Sparseness (Chalasani et al. 2020: the Gini index of |map|) and complexity (Bhatt et al. 2020:
 // the entropy of |map| as a distribution).
 #include "salient/metrics/metrics.hpp"
+#include "salient/metrics/metric.hpp"
 
 namespace salient::metrics {
 
@@ -19,6 +20,26 @@ double entropy(const torch::Tensor& map) {
   if (total <= 0) return 0.0;
   p = p / total;
   return -(p * p.clamp_min(1e-300).log()).sum().item<double>();
+}
+
+namespace {
+class SparsenessMetric final : public Metric {
+ public:
+  std::string name() const override { return "sparseness"; }
+  nlohmann::json compute(const MetricContext& c) const override { return {{"sparseness", gini(c.map)}}; }
+  std::vector<Column> columns() const override { return {{"sparseness", "context"}}; }
+};
+class ComplexityMetric final : public Metric {
+ public:
+  std::string name() const override { return "complexity"; }
+  nlohmann::json compute(const MetricContext& c) const override { return {{"complexity", entropy(c.map)}}; }
+  std::vector<Column> columns() const override { return {{"complexity", "lower"}}; }
+};
+}  // namespace
+
+void register_complexity(MetricRegistry& r) {  // sparseness (Gini) and complexity (entropy)
+  r.add(std::make_unique<SparsenessMetric>());
+  r.add(std::make_unique<ComplexityMetric>());
 }
 
 }  // namespace salient::metrics

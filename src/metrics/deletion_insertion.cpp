@@ -2,6 +2,7 @@
 // of their relevance and follow the target's probability; a faithful map makes deletion fall fast
 // (low AUC) and insertion rise fast (high AUC).
 #include "salient/metrics/metrics.hpp"
+#include "salient/metrics/metric.hpp"
 
 namespace salient::metrics {
 
@@ -42,6 +43,34 @@ Curve deletion(Model& model, const torch::Tensor& x, int64_t target, const torch
 Curve insertion(Model& model, const torch::Tensor& x, int64_t target, const torch::Tensor& map, Canvas canvas, int steps,
                 const torch::Tensor& order) {
   return run_curve(model, x, target, map, canvas, steps, order, false);
+}
+
+namespace {
+nlohmann::json curve_json(const Curve& c) { return {{"auc", c.auc}, {"curve", c.score}, {"fraction", c.fraction}}; }
+
+// Deletion and insertion: the target probability as the most relevant features are removed from
+// the input / put back on the canvas; their random-order curves are the baseline to beat.
+class CurveMetric final : public Metric {
+ public:
+  explicit CurveMetric(bool deletion) : deletion_(deletion) {}
+  std::string name() const override { return deletion_ ? "deletion" : "insertion"; }
+  nlohmann::json compute(const MetricContext& c) const override { return run(c, {}); }
+  nlohmann::json random_order(const MetricContext& c, const torch::Tensor& order) const override { return run(c, order); }
+  std::vector<Column> columns() const override { return {{name() + "_auc", deletion_ ? "lower" : "higher"}}; }
+
+ private:
+  nlohmann::json run(const MetricContext& c, const torch::Tensor& order) const {
+    const Curve k = deletion_ ? deletion(c.model, c.x, c.target, c.map, c.canvas, c.steps, order)
+                              : insertion(c.model, c.x, c.target, c.map, c.canvas, c.steps, order);
+    return {{name(), curve_json(k)}};
+  }
+  bool deletion_;
+};
+}  // namespace
+
+void register_deletion_insertion(MetricRegistry& r) {
+  r.add(std::make_unique<CurveMetric>(true));
+  r.add(std::make_unique<CurveMetric>(false));
 }
 
 }  // namespace salient::metrics

@@ -1,6 +1,7 @@
 // Infidelity (Yeh et al. 2019): how well the map, dotted with a perturbation, predicts the output
 // change that perturbation causes. 0 for the exact attribution of a linear model.
 #include <ATen/CPUGeneratorImpl.h>
+#include "salient/metrics/metric.hpp"
 
 #include "salient/metrics/metrics.hpp"
 
@@ -24,5 +25,18 @@ double infidelity(Model& model, const torch::Tensor& x, int64_t target, const to
   torch::Tensor predicted = (noise * m.unsqueeze(0)).flatten(1).sum(1).to(torch::kCPU, torch::kDouble);
   return (predicted - change).square().mean().item<double>();
 }
+
+namespace {
+class InfidelityMetric final : public Metric {
+ public:
+  std::string name() const override { return "infidelity"; }
+  nlohmann::json compute(const MetricContext& c) const override {
+    return {{"infidelity", infidelity(c.model, c.x, c.target, c.map, 50, 0.1, c.seed)}};
+  }
+  std::vector<Column> columns() const override { return {{"infidelity", "lower"}}; }
+};
+}  // namespace
+
+void register_infidelity(MetricRegistry& r) { r.add(std::make_unique<InfidelityMetric>()); }
 
 }  // namespace salient::metrics

@@ -1,6 +1,7 @@
 // Model-parameter randomisation (Adebayo et al. 2018): if a map hardly changes when the model's
 // weights are replaced by random ones, it does not explain the model. Done on a copy.
 #include <ATen/CPUGeneratorImpl.h>
+#include "salient/metrics/metric.hpp"
 
 #include "salient/error.hpp"
 #include "salient/metrics/metrics.hpp"
@@ -81,5 +82,21 @@ std::vector<RandomisationStep> randomisation(Model& model, Method& method, const
   }
   return steps;
 }
+
+namespace {
+class RandomisationMetric final : public Metric {
+ public:
+  std::string name() const override { return "randomisation"; }
+  nlohmann::json compute(const MetricContext& c) const override {
+    nlohmann::json steps = nlohmann::json::array();
+    for (const auto& st : randomisation(c.model, c.method, c.x, c.target, /*cascading=*/true, c.seed))
+      steps.push_back({{"layer", st.layer}, {"spearman", st.spearman}, {"ssim", st.ssim}});
+    return {{"randomisation", steps}};
+  }
+  std::vector<Column> columns() const override { return {}; }  // a table of its own (per layer)
+};
+}  // namespace
+
+void register_randomisation(MetricRegistry& r) { r.add(std::make_unique<RandomisationMetric>()); }
 
 }  // namespace salient::metrics

@@ -2,6 +2,7 @@
 // little: the seed's complaint about noisy gradients, as a number. Normalised by the larger map's
 // norm, so that a map that is all zeros at x (a ReLU'd CAM) does not divide by zero.
 #include <ATen/CPUGeneratorImpl.h>
+#include "salient/metrics/metric.hpp"
 
 #include <algorithm>
 
@@ -28,5 +29,19 @@ Sensitivity sensitivity(Model& model, Method& method, const torch::Tensor& x, in
   }
   return s;
 }
+
+namespace {
+class SensitivityMetric final : public Metric {
+ public:
+  std::string name() const override { return "sensitivity"; }
+  nlohmann::json compute(const MetricContext& c) const override {
+    const Sensitivity s = sensitivity(c.model, c.method, c.x, c.target, 10, 0.02, c.seed);
+    return {{"max_sensitivity", s.max}, {"avg_sensitivity", s.mean}};
+  }
+  std::vector<Column> columns() const override { return {{"max_sensitivity", "lower"}, {"avg_sensitivity", "lower"}}; }
+};
+}  // namespace
+
+void register_sensitivity(MetricRegistry& r) { r.add(std::make_unique<SensitivityMetric>()); }
 
 }  // namespace salient::metrics
