@@ -191,7 +191,9 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   if (req.part_rows < 1 || req.part_rows > 1'000'000) throw Error("--part-rows must be between 1 and 1000000");
   if (req.sharded && (req.shards < 1 || req.shard < 0 || req.shard >= req.shards))
     throw Error("--shard " + std::to_string(req.shard) + "/" + std::to_string(req.shards) + ": expected K/N with 0 <= K < N");
-  if (req.summary && model.packed()) throw Error("--summary needs a model of one input");
+  if (model.input_count() > 1)
+    throw Error("batch explains models of one input; this model's forward takes " + std::to_string(model.input_count()) +
+                " (use explain with one .npy per argument)");
   Dataset data = Dataset::open(req.data, model.metadata(), req.resize, req.labels).limit(req.limit);
   const int64_t total_all = data.size();
   if (req.sharded) data = data.shard(req.shard, req.shards);

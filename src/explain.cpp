@@ -120,6 +120,7 @@ Method& Explainer::method(const std::string& name) {
 }
 
 void Explainer::check(const torch::Tensor& example) {
+  ReductionScope target_scope(model_, request_.target.reduction());  // methods see a function target's value
   for (auto& m : methods_) m->check(model_, example.to(model_.device()));
   checked_ = true;
 }
@@ -136,12 +137,27 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   }
   const int64_t n = batch.size(0);
   const ModelMetadata& meta = model_.metadata();
-  std::vector<torch::Tensor> outs;
-  for_chunks(n, chunk_, [&](int64_t b, int64_t e) { outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
+  // A function target (a sum of classes, a region of a dense output): predictions are still the
+  // model's classes (a dense output's classes by their mean over the pixels); the methods and the
+  // score see the function's value.
+  const Target::Reduction& fn = request_.target.reduction();
+  std::vector<torch::Tensor> outs, fn_outs;
+  {
+    ReductionScope classes(model_, fn ? Model::OutputReduction([](const torch::Tensor& t) {
+                                     return t.dim() > 2 ? t.flatten(2).mean(2) : t;
+                                   })
+                                     : Model::OutputReduction());
+    for_chunks(n, chunk_, [&](int64_t b, int64_t e) { outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
+  }
+  ReductionScope target_scope(model_, fn);  // from here on the model's output is the target function's
+  if (fn) for_chunks(n, chunk_, [&](int64_t b, int64_t e) { fn_outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
   torch::Tensor logits = torch::cat(outs);
+  const torch::Tensor fn_values = fn ? torch::cat(fn_outs) : torch::Tensor();
   std::vector<Explanation> out(static_cast<size_t>(n));
   std::vector<int64_t> good;
-  const torch::Tensor finite = torch::isfinite(logits).all(1).contiguous();
+  torch::Tensor finite = torch::isfinite(logits).all(1);
+  if (fn) finite = finite & torch::isfinite(fn_values).all(1);
+  finite = finite.contiguous();
   const bool* fin = finite.data_ptr<bool>();
   for (int64_t i = 0; i < n; ++i) {
     out[i].input = chunk[i];
@@ -151,12 +167,13 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   if (good.empty()) return out;
   const torch::Tensor rows = torch::tensor(good, torch::kLong);
   const torch::Tensor x = batch.index_select(0, rows), lg = logits.index_select(0, rows);
+  const torch::Tensor fv = fn ? fn_values.index_select(0, rows).to(torch::kDouble).contiguous() : torch::Tensor();
   const int64_t g = x.size(0);
   if (!checked_) check(x.slice(0, 0, 1));
   // One output column is a binary model: sigmoid of a logit (or the probability itself).
   const bool binary = lg.size(1) == 1;
   const torch::Tensor probs = meta.output == "probabilities" ? lg : binary ? lg.sigmoid() : lg.softmax(1);
-  const auto targets = request_.target.resolve(lg);
+  const auto targets = fn ? request_.target.resolve(fv) : request_.target.resolve(lg);
   const int ranks = request_.target.count();
   const int64_t top = std::min<int64_t>(request_.top_predictions, lg.size(1));
   // Read once into accessors: per-input tensor ops (an item() per number) cost more than a
@@ -207,9 +224,12 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
     j["explained"] = nlohmann::json::array();
     ex.maps.resize(ranks);
     for (int r = 0; r < ranks; ++r) {
-      const int64_t c = targets[k][r];
+      const int64_t c = fn ? -1 : targets[k][r];
       ex.targets.push_back(c);
-      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", prob_a[k][c]},
+      const double score = fn ? fv[k][0].item<double>() : lg_a[k][c];
+      nlohmann::json tj{{"class", fn ? nlohmann::json() : nlohmann::json(c)},
+                        {"label", fn ? request_.target.to_string() : meta.label(c)},
+                        {"probability", fn ? nlohmann::json() : nlohmann::json(prob_a[k][c])},
                         {"methods", nlohmann::json::object()}};
       for (size_t m = 0; m < methods_.size(); ++m) {
         const std::string& name = request_.methods[m];
@@ -220,7 +240,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
         nlohmann::json diag = diagnostics_of(res.diagnostics, static_cast<size_t>(k), static_cast<size_t>(g));
         if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
         tj["methods"][name] = {{"params", res.params}, {"seconds", res.seconds / static_cast<double>(g)},
-                               {"score", lg_a[k][c]}, {"diagnostics", diag}};
+                               {"score", score}, {"diagnostics", diag}};
         ex.maps[r].emplace(name, std::move(mm));
       }
       j["explained"].push_back(tj);
@@ -282,7 +302,7 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
         written.insert(base + ".png");
         mj["png"] = base + ".png";
         panels.push_back(heat);
-        captions.push_back(ranks > 1 ? name + ": " + meta.label(c) : name);
+        captions.push_back(ranks > 1 && c >= 0 ? name + ": " + meta.label(c) : name);
       }
     }
   }
@@ -292,7 +312,8 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
     for (const auto& pr : j["predictions"])
       if (pr["class"] == p) prob = pr["probability"].get<double>();
     std::string title = e.input.stem + ": predicted " + meta.label(p) + " (" + percent(prob) + ")";
-    if (ranks == 1 && e.targets[0] != p) title += ", explaining " + meta.label(e.targets[0]);
+    if (ranks == 1 && e.targets[0] != p)
+      title += ", explaining " + (e.targets[0] < 0 ? j["target"].get<std::string>() : meta.label(e.targets[0]));
     write_png((fs::path(dir) / "grid.png").string(), make_grid(panels, captions, title));
     j["grid"] = "grid.png";
     written.insert("grid.png");
@@ -317,6 +338,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
     } catch (const c10::Error&) {
       throw Error("the inputs do not all have the same shape");
     }
+    ReductionScope target_scope(model, request.target.reduction());  // a function target's value is what must be finite
     for_chunks(batch.size(0), kDefaultBatch, [&](int64_t b, int64_t e) {
       torch::Tensor lg = model.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat);
       for (int64_t i = 0; i < e - b; ++i)
@@ -324,7 +346,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
           throw Error("the model's output for input '" + inputs[b + i].stem + "' is not finite (NaN or Inf): nothing to explain");
       request.target.resolve(lg);  // a class index out of range
     });
-    explainer.check(batch.slice(0, 0, 1));
+    explainer.check(batch.slice(0, 0, 1));  // (under the target's scope: methods see its value)
     for (const auto& item : inputs) check_writable_dir((fs::path(request.out_dir) / item.stem).string());
   }
   OutputLock lock(request.out_dir);  // creates --out; a concurrent run on it is an error, not a mix

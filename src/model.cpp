@@ -166,9 +166,16 @@ torch::Tensor Model::select_output(const c10::IValue& out) const {
   } else {
     throw Error("the model's output is neither a tensor nor a tuple/list/dict of tensors");
   }
+  if (reduction_) {  // a function target: its value per input is what is explained
+    t = reduction_(t);
+    if (t.dim() == 1) t = t.unsqueeze(1);
+    if (t.dim() != 2) throw Error("a target function returned shape " + shape_str(t.sizes()) + ", not [N, K]", ErrorKind::Internal);
+    return t;
+  }
   if (t.dim() == 1) t = t.unsqueeze(1);
   if (t.dim() != 2)
-    throw Error("the explained output must be [N, K]; the model returned shape " + shape_str(t.sizes()));
+    throw Error("the explained output must be [N, K]; the model returned shape " + shape_str(t.sizes()) +
+                (t.dim() == 4 ? " (a dense output: explain a region of it with --target region:CLASS[:MASK.npy])" : ""));
   check_labels(t.size(1));
   return t;
 }
@@ -291,10 +298,11 @@ torch::Tensor Model::predict(const torch::Tensor& batch) {
   if (backend_ == Backend::Onnx) {
     mode_.mode = "onnx";
     torch::Tensor out = onnx_forward(*onnx_, batch.detach().to(torch::kCPU, torch::kFloat).contiguous());
+    if (reduction_) out = reduction_(out);
     if (out.dim() == 1) out = out.unsqueeze(1);
     if (out.dim() != 2 || out.size(0) != batch.size(0))
       throw Error("the ONNX model returned shape " + shape_str(out.sizes()) + " for a batch of " + std::to_string(batch.size(0)));
-    check_labels(out.size(1));
+    if (!reduction_) check_labels(out.size(1));
     return out;
   }
   torch::Tensor x = batch.to(device_, dtype_);

@@ -3,6 +3,8 @@
 #include <cctype>
 
 #include "salient/error.hpp"
+#include "salient/image.hpp"
+#include "salient/npy.hpp"
 
 namespace salient {
 
@@ -31,8 +33,82 @@ Target Target::index(int64_t i) {
   return t;
 }
 
+Target Target::sum_of(std::vector<int64_t> classes, std::string text) {
+  if (classes.empty()) throw Error("target '" + text + "': no class to sum");
+  Target t;
+  t.kind_ = Kind::Function;
+  t.text_ = std::move(text);
+  const std::string name = t.text_;
+  t.reduce_ = [classes, name](const torch::Tensor& out) {
+    if (out.dim() != 2)
+      throw Error("target '" + name + "' sums classes of an [N, K] output; the model returned " + std::to_string(out.dim()) +
+                  " dimensions (a dense output: use region:CLASS)");
+    for (int64_t c : classes)
+      if (c >= out.size(1))
+        throw Error("target '" + name + "': class " + std::to_string(c) + " is out of range: the model has " +
+                    std::to_string(out.size(1)) + " outputs");
+    return out.index_select(1, torch::tensor(classes, torch::kLong).to(out.device())).sum(1, true);
+  };
+  return t;
+}
+
+Target Target::region(int64_t cls, torch::Tensor mask, std::string text) {
+  if (cls < 0) throw Error("target '" + text + "': the class must be >= 0");
+  if (mask.defined() && mask.dim() != 2) throw Error("target '" + text + "': the mask must be [H, W]");
+  Target t;
+  t.kind_ = Kind::Function;
+  t.text_ = std::move(text);
+  const std::string name = t.text_;
+  t.reduce_ = [cls, mask, name](const torch::Tensor& out) {
+    if (out.dim() != 4)
+      throw Error("target '" + name + "' needs a dense output [N, C, H, W]; the model returned " +
+                  std::to_string(out.dim()) + " dimensions");
+    if (cls >= out.size(1))
+      throw Error("target '" + name + "': class " + std::to_string(cls) + " is out of range: the output has " +
+                  std::to_string(out.size(1)) + " channels");
+    const torch::Tensor plane = out.select(1, cls);  // [N, H, W]
+    if (!mask.defined()) return plane.sum({1, 2}).unsqueeze(1);
+    if (mask.size(0) != out.size(2) || mask.size(1) != out.size(3))
+      throw Error("target '" + name + "': the mask is " + std::to_string(mask.size(0)) + "x" + std::to_string(mask.size(1)) +
+                  ", the output's planes are " + std::to_string(out.size(2)) + "x" + std::to_string(out.size(3)));
+    return (plane * mask.to(plane.options())).sum({1, 2}).unsqueeze(1);
+  };
+  return t;
+}
+
 Target Target::parse(const std::string& text, const ModelMetadata& meta) {
   if (text.empty() || text == "top") return top();
+  auto one_class = [&](const std::string& part) -> int64_t {
+    if (all_digits(part)) {
+      if (part.size() > 12) throw Error("target '" + text + "': class '" + part + "' is out of range");
+      return std::stoll(part);
+    }
+    for (size_t i = 0; i < meta.labels.size(); ++i)
+      if (meta.labels[i] == part) return static_cast<int64_t>(i);
+    throw Error("target '" + text + "': '" + part + "' is neither a class index nor a label of the model");
+  };
+  if (text.rfind("region:", 0) == 0) {
+    const std::string rest = text.substr(7);
+    const size_t colon = rest.find(':');
+    torch::Tensor mask;
+    if (colon != std::string::npos) {
+      mask = read_npy(rest.substr(colon + 1));
+      check_finite(mask, "the mask '" + rest.substr(colon + 1) + "'");
+    }
+    return region(one_class(rest.substr(0, colon)), mask, text);
+  }
+  bool is_label = false;
+  for (const auto& l : meta.labels) is_label = is_label || l == text;
+  if (text.find('+') != std::string::npos && !is_label) {
+    std::vector<int64_t> classes;
+    size_t start = 0;
+    while (start <= text.size()) {
+      const size_t end = std::min(text.find('+', start), text.size());
+      classes.push_back(one_class(text.substr(start, end - start)));
+      start = end + 1;
+    }
+    return sum_of(classes, text);
+  }
   if (text.rfind("top-", 0) == 0) {
     std::string k = text.substr(4);
     if (!all_digits(k) || k.size() > 6) throw Error("target '" + text + "': expected top-K with K a positive whole number");
@@ -54,6 +130,10 @@ Target Target::parse(const std::string& text, const ModelMetadata& meta) {
 std::vector<std::vector<int64_t>> Target::resolve(const torch::Tensor& outputs) const {
   const int64_t n = outputs.size(0), k = outputs.size(1);
   std::vector<std::vector<int64_t>> out(n);
+  if (kind_ == Kind::Function) {  // outputs are the reduction's [N, 1]
+    for (auto& v : out) v = {0};
+    return out;
+  }
   if (kind_ == Kind::Index) {
     if (index_ >= k)
       throw Error("target class " + std::to_string(index_) + " is out of range: the model has " +
@@ -75,6 +155,7 @@ std::string Target::to_string() const {
     case Kind::Top: return "top";
     case Kind::TopK: return "top-" + std::to_string(k_);
     case Kind::Index: return std::to_string(index_);
+    case Kind::Function: return text_;
   }
   return "top";
 }

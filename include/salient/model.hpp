@@ -1,6 +1,7 @@
 #pragma once
 // Model: a TorchScript module loaded through LibTorch, in eval mode, on one device.
 #include <memory>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -64,6 +65,13 @@ class Model {
   // A packed [N, F] tensor (a map) split into one tensor [N, shape_i] per input.
   std::vector<torch::Tensor> unpack(const torch::Tensor& x) const;
 
+  // A function of the explained output applied before anything sees it (a function target: Target
+  // ::reduction(), installed with a ReductionScope); it returns [N, K] from the output as the model
+  // gives it (any shape after the batch dimension). Empty: none, and the output must be [N, K].
+  using OutputReduction = std::function<torch::Tensor(const torch::Tensor&)>;
+  void set_output_reduction(OutputReduction f) { reduction_ = std::move(f); }
+  const OutputReduction& output_reduction() const { return reduction_; }
+
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
   torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
 
@@ -97,6 +105,7 @@ class Model {
   ForwardMode mode_;
   std::vector<std::vector<int64_t>> input_shapes_;
   std::vector<std::string> input_names_;  // forward's arguments after self
+  OutputReduction reduction_;
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).
