@@ -1,6 +1,7 @@
 // The operators a rewritten graph calls (see backprop.hpp). Each returns the original forward value
 // unchanged and replaces the gradient with its rule in backward. Registered once, process-wide, as
 // `salient::<name>`; forward kernels are composite, so the same code runs on any device.
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "salient/backprop.hpp"
+#include "salient/lrp_rules.hpp"
 
 namespace salient {
 
@@ -22,19 +24,6 @@ using torch::autograd::variable_list;
 Tensor stabilize(const Tensor& z, double eps) {
   eps = std::max(eps, 1e-12);
   return z + (z >= 0).to(z.scalar_type()).mul(2 * eps).sub(eps);
-}
-
-std::string rule_name(int64_t rule) {
-  switch (static_cast<LrpRule>(rule)) {
-    case LrpRule::Epsilon: return "epsilon";
-    case LrpRule::Gamma: return "gamma";
-    case LrpRule::AlphaBeta: return "alpha-beta";
-    case LrpRule::ZPlus: return "zplus";
-    case LrpRule::ZBox: return "zbox";
-    case LrpRule::Flat: return "flat";
-    case LrpRule::WSquare: return "wsquare";
-  }
-  return "?";
 }
 
 // ---- ReLU rules: Guided Backprop, Deconvnet, and LRP's pass-through ----
@@ -174,7 +163,7 @@ Tensor terms_backward(const LayerGeometry& geo, const std::vector<Term>& terms, 
 // layer's parameters and kept while those live: a model's parameters do not change between two
 // explanations, and remaking them costs ~8 ms a pass on ResNet-18. Process-wide; an entry goes
 // when its parameters are freed or modified (their version counter moves).
-std::vector<Tensor> modified_weights(const std::vector<Tensor>& sources, LrpRule rule, double gamma,
+std::vector<Tensor> modified_weights(const std::vector<Tensor>& sources, const std::string& rule_key,
                                      const std::function<std::vector<Tensor>()>& make) {
   using Weak = c10::weak_intrusive_ptr<c10::TensorImpl>;
   struct Entry {
@@ -189,7 +178,7 @@ std::vector<Tensor> modified_weights(const std::vector<Tensor>& sources, LrpRule
   };
   static std::mutex mutex;
   static std::map<std::string, Entry> cache;
-  std::string key = std::to_string(static_cast<int>(rule)) + ":" + std::to_string(gamma);
+  std::string key = rule_key;
   std::vector<uint32_t> versions;
   for (const auto& t : sources) {
     key += ":" + std::to_string(reinterpret_cast<uintptr_t>(t.defined() ? t.unsafeGetTensorImpl() : nullptr));
@@ -210,19 +199,48 @@ std::vector<Tensor> modified_weights(const std::vector<Tensor>& sources, LrpRule
   return e.values;
 }
 
+// What an lrp_layer op applies, by id (the op's last argument): the rule (data, see lrp_rules.hpp),
+// its parameters by name, the z^B bounds and the layer's name. Registered when a graph is built;
+// process-wide, append-only (a few entries per rewritten graph).
+struct LayerSpec {
+  const lrp::Rule* rule = nullptr;
+  lrp::Params params;
+  std::vector<double> low, high;
+  std::string site;
+};
+std::mutex g_specs_mutex;
+std::deque<LayerSpec> g_specs;
+
+}  // namespace
+
+int64_t register_lrp_layer(const lrp::Rule& rule, lrp::Params params, std::vector<double> low, std::vector<double> high,
+                           std::string site) {
+  std::lock_guard<std::mutex> lock(g_specs_mutex);
+  g_specs.push_back({&rule, std::move(params), std::move(low), std::move(high), std::move(site)});
+  return static_cast<int64_t>(g_specs.size()) - 1;
+}
+
+namespace {
+
+const LayerSpec& layer_spec(int64_t id) {
+  std::lock_guard<std::mutex> lock(g_specs_mutex);
+  TORCH_CHECK(id >= 0 && id < static_cast<int64_t>(g_specs.size()), "lrp: unknown layer id ", id);
+  return g_specs[static_cast<size_t>(id)];  // a deque's elements stay where they are
+}
+
 struct LrpLayer : torch::autograd::Function<LrpLayer> {
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor y, Tensor w, c10::optional<Tensor> b, bool conv,
                         std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
                         int64_t groups, c10::optional<Tensor> bn_weight, c10::optional<Tensor> bn_bias,
-                        c10::optional<Tensor> bn_mean, c10::optional<Tensor> bn_var, double bn_eps, int64_t rule,
-                        std::vector<double> params, std::vector<double> low, std::vector<double> high, std::string site) {
-    TORCH_CHECK(conv || !bn_var || x.dim() == 2, "lrp: a batch norm after the linear layer at ", site,
+                        c10::optional<Tensor> bn_mean, c10::optional<Tensor> bn_var, double bn_eps, int64_t layer) {
+    const LayerSpec& spec = layer_spec(layer);
+    TORCH_CHECK(conv || !bn_var || x.dim() == 2, "lrp: a batch norm after the linear layer at ", spec.site,
                 " is folded only for [N, features] inputs; use --option canonize=false");
-    if (static_cast<LrpRule>(rule) == LrpRule::ZBox && !low.empty()) {
+    if (spec.rule->name == "zbox" && !spec.low.empty()) {
       const int64_t channels = conv ? x.size(1) : x.size(-1);
-      for (const auto* v : {&low, &high})
-        TORCH_CHECK(v->size() == 1 || static_cast<int64_t>(v->size()) == channels, "lrp: zbox bounds at ", site, " have ",
-                    v->size(), " values; the layer's input has ", channels, " channels (give 1 or ", channels, ")");
+      for (const auto* v : {&spec.low, &spec.high})
+        TORCH_CHECK(v->size() == 1 || static_cast<int64_t>(v->size()) == channels, "lrp: zbox bounds at ", spec.site,
+                    " have ", v->size(), " values; the layer's input has ", channels, " channels (give 1 or ", channels, ")");
     }
     ctx->saved_data["conv"] = conv;
     ctx->saved_data["stride"] = stride;
@@ -230,11 +248,7 @@ struct LrpLayer : torch::autograd::Function<LrpLayer> {
     ctx->saved_data["dilation"] = dilation;
     ctx->saved_data["groups"] = groups;
     ctx->saved_data["bn_eps"] = bn_eps;
-    ctx->saved_data["rule"] = rule;
-    ctx->saved_data["params"] = params;
-    ctx->saved_data["low"] = low;
-    ctx->saved_data["high"] = high;
-    ctx->saved_data["site"] = site;
+    ctx->saved_data["layer"] = layer;
     auto opt = [](const c10::optional<Tensor>& t) { return t ? *t : Tensor(); };
     ctx->save_for_backward({x, y, w, opt(b), opt(bn_weight), opt(bn_bias), opt(bn_mean), opt(bn_var)});
     return y;
@@ -249,18 +263,16 @@ struct LrpLayer : torch::autograd::Function<LrpLayer> {
     geo.padding = ctx->saved_data["padding"].toIntVector();
     geo.dilation = ctx->saved_data["dilation"].toIntVector();
     geo.groups = ctx->saved_data["groups"].toInt();
-    const auto rule = static_cast<LrpRule>(ctx->saved_data["rule"].toInt());
-    const auto params = ctx->saved_data["params"].toDoubleVector();
-    const double eps = params.at(0), gamma = params.at(1), alpha = params.at(2), beta = params.at(3);
-    const double stab = 1e-6;  // the denominators' stabiliser of the rules other than epsilon (as Zennit)
-    const std::string& site = ctx->saved_data["site"].toStringRef();
+    const LayerSpec& spec = layer_spec(ctx->saved_data["layer"].toInt());
+    const lrp::Rule& rule = *spec.rule;
+    const double stab = rule.stabiliser.empty() ? 1e-6 : spec.params.at(rule.stabiliser);  // 1e-6: as Zennit
     const Tensor R = grads[0];
     const bool folded = saved[7].defined();  // the running variance: weight and bias are optional
     Tensor out;
 
-    if (rule == LrpRule::Epsilon) {
+    if (rule.output_is_z) {
       // z is the forward output itself; a folded batch norm only scales the channels.
-      Tensor s = R / stabilize(y, eps);
+      Tensor s = R / stabilize(y, stab);
       if (folded) {
         Tensor scale = (saved[7] + ctx->saved_data["bn_eps"].toDouble()).rsqrt();
         if (saved[4].defined()) scale = scale * saved[4];
@@ -268,92 +280,68 @@ struct LrpLayer : torch::autograd::Function<LrpLayer> {
       }
       out = x * geo.vjp(s, x, w0);
     } else {
-      // The rule's weights, made once per version of the layer's parameters (cached).
+      // Every term's modified weight and bias, made once per version of the layer's parameters
+      // (cached), in the order of the rule's passes and terms.
       const std::vector<Tensor> sources(saved.begin() + 2, saved.end());
-      const std::vector<Tensor> W = modified_weights(sources, rule, gamma, [&] {
+      std::string key = rule.name;
+      for (const auto& [name, v] : spec.params) key += ":" + name + "=" + std::to_string(v);
+      const std::vector<Tensor> W = modified_weights(sources, key, [&] {
         Tensor w = w0, b = b0;
         if (folded) std::tie(w, b) = fold_batch_norm(w0, b0, saved[4], saved[5], saved[6], saved[7], ctx->saved_data["bn_eps"].toDouble());
-        auto pos = [](const Tensor& t) { return t.defined() ? t.clamp_min(0) : t; };
-        auto neg = [](const Tensor& t) { return t.defined() ? t.clamp_max(0) : t; };
-        switch (rule) {
-          case LrpRule::ZPlus:
-          case LrpRule::AlphaBeta: return std::vector<Tensor>{pos(w), neg(w), pos(b), neg(b)};
-          case LrpRule::Gamma:
-            return std::vector<Tensor>{w + gamma * pos(w), w + gamma * neg(w), b.defined() ? b + gamma * pos(b) : b,
-                                       b.defined() ? b + gamma * neg(b) : b};
-          case LrpRule::ZBox: return std::vector<Tensor>{w, pos(w), neg(w)};
-          case LrpRule::Flat: return std::vector<Tensor>{torch::ones_like(w)};
-          case LrpRule::WSquare: return std::vector<Tensor>{w * w};
-          case LrpRule::Epsilon: break;
-        }
-        return std::vector<Tensor>{};
+        std::vector<Tensor> made;
+        for (const auto& pass : rule.passes)
+          for (const auto& term : pass.terms) {
+            made.push_back(term.weight(w, spec.params));
+            made.push_back(term.bias && b.defined() ? term.weight(b, spec.params) : Tensor());
+          }
+        return made;
       });
       const bool negative_inputs = (x < 0).any().item<bool>();
-      const Tensor xp = negative_inputs ? x.clamp_min(0) : x, xn = negative_inputs ? x.clamp_max(0) : Tensor();
-      // Terms on (x+, W1, b1) and, with negative inputs, (x-, W2, no bias).
-      auto split = [&](const Tensor& w1, const Tensor& b1, const Tensor& w2) {
-        std::vector<Term> t{{xp, w1, b1, 1.0}};
-        if (negative_inputs) t.push_back({xn, w2, Tensor(), 1.0});
-        return t;
+      auto bound = [&](const std::vector<double>& given, bool low) {
+        if (given.empty()) {  // each input's own range
+          Tensor flat = x.reshape({x.size(0), -1});
+          std::vector<int64_t> shape(x.dim(), 1);
+          shape[0] = x.size(0);
+          return (low ? flat.amin(1) : flat.amax(1)).view(shape).expand_as(x).contiguous();
+        }
+        Tensor v = torch::tensor(given, x.options());
+        if (v.numel() == 1) return torch::full_like(x, v.item<double>());
+        std::vector<int64_t> shape(x.dim(), 1);
+        shape[geo.conv ? 1 : x.dim() - 1] = v.numel();
+        return v.view(shape).expand_as(x).contiguous();
       };
-      switch (rule) {
-        case LrpRule::ZPlus:
-        case LrpRule::AlphaBeta: {
-          const double a = rule == LrpRule::ZPlus ? 1.0 : alpha, bt = rule == LrpRule::ZPlus ? 0.0 : beta;
-          auto positive = split(W[0], W[2], W[1]);
-          out = a * terms_backward(geo, positive, R / stabilize(terms_forward(geo, positive), stab));
-          if (bt != 0.0) {
-            auto negative = split(W[1], W[3], W[0]);
-            out = out - bt * terms_backward(geo, negative, R / stabilize(terms_forward(geo, negative), stab));
+      size_t k = 0;
+      for (const auto& pass : rule.passes) {
+        std::vector<Term> terms;
+        for (const auto& term : pass.terms) {
+          const Tensor& wt = W[k++];
+          const Tensor& bt = W[k++];
+          Tensor input;
+          switch (term.input) {
+            case lrp::Input::X: input = x; break;
+            case lrp::Input::XPos: input = negative_inputs ? x.clamp_min(0) : x; break;
+            case lrp::Input::XNeg: input = negative_inputs ? x.clamp_max(0) : Tensor(); break;
+            case lrp::Input::Low: input = bound(spec.low, true); break;
+            case lrp::Input::High: input = bound(spec.high, false); break;
+            case lrp::Input::Ones: input = torch::ones_like(x); break;
           }
-          break;
+          if (input.defined()) terms.push_back({input, wt, bt, term.sign});
         }
-        case LrpRule::Gamma: {
-          // Generalised gamma (Andeol et al. 2021, as Zennit): outputs > 0 favour positive
-          // contributions, outputs < 0 negative ones.
-          auto up = split(W[0], W[2], W[1]);
-          Tensor ra = R * (y > 0);
-          out = terms_backward(geo, up, ra / stabilize(terms_forward(geo, up), stab));
-          Tensor rb = R * (y < 0);
-          if (rb.ne(0).any().item<bool>()) {
-            auto down = split(W[1], W[3], W[0]);
-            out = out + terms_backward(geo, down, rb / stabilize(terms_forward(geo, down), stab));
-          }
-          break;
+        Tensor r = R;
+        if (pass.mask != lrp::Mask::All) {
+          r = R * (pass.mask == lrp::Mask::PositiveOutput ? y > 0 : y < 0);
+          if (!r.ne(0).any().item<bool>()) continue;  // no output of that sign: nothing to pass
         }
-        case LrpRule::ZBox: {
-          auto bound = [&](const char* key) {
-            const auto given = ctx->saved_data[key].toDoubleVector();
-            if (given.empty()) {  // each input's own range
-              Tensor flat = x.reshape({x.size(0), -1});
-              std::vector<int64_t> shape(x.dim(), 1);
-              shape[0] = x.size(0);
-              return (std::string(key) == "low" ? flat.amin(1) : flat.amax(1)).view(shape).expand_as(x).contiguous();
-            }
-            Tensor v = torch::tensor(given, x.options());
-            if (v.numel() == 1) return torch::full_like(x, v.item<double>());
-            std::vector<int64_t> shape(x.dim(), 1);
-            shape[geo.conv ? 1 : x.dim() - 1] = v.numel();
-            return v.view(shape).expand_as(x).contiguous();
-          };
-          // The biases cancel: b - b+ - b- = 0.
-          std::vector<Term> t{{x, W[0], Tensor(), 1.0}, {bound("low"), W[1], Tensor(), -1.0}, {bound("high"), W[2], Tensor(), -1.0}};
-          out = terms_backward(geo, t, R / stabilize(terms_forward(geo, t), stab));
-          break;
-        }
-        case LrpRule::Flat:
-        case LrpRule::WSquare: {
-          // Relevance spread as if inputs were all 1 and weights 1 (flat) or w^2 (w-square); no bias.
-          std::vector<Term> t{{torch::ones_like(x), W[0], Tensor(), 1.0}};
-          out = terms_backward(geo, t, R / stabilize(terms_forward(geo, t), stab), /*times_input=*/false);
-          break;
-        }
-        case LrpRule::Epsilon: break;
+        const double coefficient = pass.sign * (pass.coefficient.empty() ? 1.0 : spec.params.at(pass.coefficient));
+        if (coefficient == 0.0) continue;
+        Tensor part = coefficient * terms_backward(geo, terms, r / stabilize(terms_forward(geo, terms), stab), rule.times_input);
+        out = out.defined() ? out + part : part;
       }
+      if (!out.defined()) out = torch::zeros_like(x);
     }
-    SiteRecorder::add_out(site, rule_name(static_cast<int64_t>(rule)), R);
-    SiteRecorder::add_in(site, rule_name(static_cast<int64_t>(rule)), out, x);
-    variable_list result(20);
+    SiteRecorder::add_out(spec.site, rule.name, R);
+    SiteRecorder::add_in(spec.site, rule.name, out, x);
+    variable_list result(15);
     result[0] = out;
     return result;
   }
@@ -362,11 +350,9 @@ struct LrpLayer : torch::autograd::Function<LrpLayer> {
 Tensor lrp_layer(const Tensor& x, const Tensor& y, const Tensor& w, const c10::optional<Tensor>& b, bool conv,
                  std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups,
                  const c10::optional<Tensor>& bn_weight, const c10::optional<Tensor>& bn_bias,
-                 const c10::optional<Tensor>& bn_mean, const c10::optional<Tensor>& bn_var, double bn_eps, int64_t rule,
-                 std::vector<double> params, std::vector<double> low, std::vector<double> high, std::string site) {
+                 const c10::optional<Tensor>& bn_mean, const c10::optional<Tensor>& bn_var, double bn_eps, int64_t layer) {
   return LrpLayer::apply(x, y, w, b, conv, std::move(stride), std::move(padding), std::move(dilation), groups, bn_weight,
-                         bn_bias, bn_mean, bn_var, bn_eps, rule, std::move(params), std::move(low), std::move(high),
-                         std::move(site));
+                         bn_bias, bn_mean, bn_var, bn_eps, layer);
 }
 
 // ---- DeepLIFT (rescale rule). The batch is [inputs; baselines]: the first half's multipliers are
@@ -472,8 +458,7 @@ TORCH_LIBRARY(salient, m) {
   m.def("lrp_in(Tensor x, str site) -> Tensor", &lrp_in);
   m.def("lrp_out(Tensor y, float epsilon, str site) -> Tensor", &lrp_out);
   m.def("lrp_layer(Tensor x, Tensor y, Tensor w, Tensor? b, bool conv, int[] stride, int[] padding, int[] dilation, "
-        "int groups, Tensor? bn_weight, Tensor? bn_bias, Tensor? bn_mean, Tensor? bn_var, float bn_eps, int rule, "
-        "float[] params, float[] low, float[] high, str site) -> Tensor",
+        "int groups, Tensor? bn_weight, Tensor? bn_bias, Tensor? bn_mean, Tensor? bn_var, float bn_eps, int layer) -> Tensor",
         &lrp_layer);
   m.def("dl_rescale(Tensor x, Tensor y) -> Tensor", &dl_rescale);
   m.def("dl_maxpool(Tensor x, Tensor y, int kind, int[] a, int[] b, int[] c, int[] d, bool ceil_mode) -> Tensor",

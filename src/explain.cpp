@@ -50,6 +50,16 @@ void remove_stale_files(const std::string& dir, const std::set<std::string>& wri
     if (!written.count(f) && f.find('/') == std::string::npos && f != ".." && f != ".") fs::remove(fs::path(dir) / f, ec);
 }
 
+torch::Tensor stack_inputs(const std::vector<InputItem>& items) {
+  std::vector<torch::Tensor> xs;
+  for (const auto& it : items) xs.push_back(it.tensor);
+  try {
+    return torch::stack(xs);
+  } catch (const c10::Error&) {
+    throw Error("the inputs do not all have the same shape");
+  }
+}
+
 nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
   nlohmann::json out = nlohmann::json::object();
   for (auto it = d.begin(); it != d.end(); ++it)
@@ -127,14 +137,7 @@ void Explainer::check(const torch::Tensor& example) {
 
 std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   if (chunk.empty()) return {};
-  std::vector<torch::Tensor> xs;
-  for (const auto& it : chunk) xs.push_back(it.tensor);
-  torch::Tensor batch;
-  try {
-    batch = torch::stack(xs);
-  } catch (const c10::Error&) {
-    throw Error("the inputs do not all have the same shape");
-  }
+  const torch::Tensor batch = stack_inputs(chunk);
   const int64_t n = batch.size(0);
   const ModelMetadata& meta = model_.metadata();
   // A function target (a sum of classes, a region of a dense output): predictions are still the
@@ -330,14 +333,7 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
   // Everything that can be refused is refused before the first file: every input's output (one
   // forward pass each, in chunks), every method against the model, every input's output folder.
   {
-    std::vector<torch::Tensor> xs;
-    for (const auto& it : inputs) xs.push_back(it.tensor);
-    torch::Tensor batch;
-    try {
-      batch = torch::stack(xs);
-    } catch (const c10::Error&) {
-      throw Error("the inputs do not all have the same shape");
-    }
+    const torch::Tensor batch = stack_inputs(inputs);
     ReductionScope target_scope(model, request.target.reduction());  // a function target's value is what must be finite
     for_chunks(batch.size(0), kDefaultBatch, [&](int64_t b, int64_t e) {
       torch::Tensor lg = model.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat);

@@ -151,7 +151,12 @@ class SiteRecorder {
 // GuidedAny: Guided Backprop on any activation (the input stays attached; the rule passes the positive
 // part of the gradient to the activation's own backward).
 enum class ReluMode : int64_t { Guided = 0, Deconv = 1, Pass = 2, GuidedAny = 3 };
-enum class LrpRule : int64_t { Epsilon = 0, Gamma = 1, AlphaBeta = 2, ZPlus = 3, ZBox = 4, Flat = 5, WSquare = 6 };
+
+// An LRP layer's rule, parameters (by name), z^B bounds and name, for the salient::lrp_layer op that
+// wraps it: returns the id the op takes (see lrp_rules.hpp for rules as data).
+namespace lrp { struct Rule; }
+int64_t register_lrp_layer(const lrp::Rule& rule, std::map<std::string, double> params, std::vector<double> low,
+                           std::vector<double> high, std::string site);
 
 // The BatchNorm canonizer's arithmetic: the weight and bias of the convolution (or linear layer)
 // `w, b` followed by eval-mode batch norm (gamma, beta, running mean, running var, eps) as one

@@ -6,6 +6,7 @@
 
 #include "salient/error.hpp"
 #include "salient/gradients.hpp"
+#include "salient/lrp_rules.hpp"
 #include "salient/registry.hpp"
 
 namespace salient {
@@ -15,31 +16,6 @@ namespace jit = torch::jit;
 namespace {
 
 constexpr double kNormStabiliser = 1e-6;  // epsilon of pooling, additions and other affine ops (Zennit's Norm)
-
-const std::vector<std::pair<std::string, LrpRule>>& rule_table() {
-  static const std::vector<std::pair<std::string, LrpRule>> t = {
-      {"epsilon", LrpRule::Epsilon}, {"gamma", LrpRule::Gamma}, {"alpha-beta", LrpRule::AlphaBeta},
-      {"zplus", LrpRule::ZPlus},     {"zbox", LrpRule::ZBox},   {"flat", LrpRule::Flat},
-      {"wsquare", LrpRule::WSquare}};
-  return t;
-}
-
-LrpRule rule_of(const std::string& name) {
-  for (const auto& [n, r] : rule_table())
-    if (n == name) return r;
-  throw Error("lrp: unknown rule '" + name + "'");
-}
-
-// The rule a composite gives a convolution or linear layer, and whether it fixes alpha=2, beta=1.
-LrpRule composite_rule(const std::string& composite, const PathNode& p) {
-  const bool ends_flat = composite.size() > 5 && composite.compare(composite.size() - 5, 5, "-flat") == 0;
-  if (p.first && ends_flat) return LrpRule::Flat;
-  if (p.first && composite == "epsilon-gamma-box") return LrpRule::ZBox;
-  if (p.kind != OpKind::Convolution || composite == "epsilon") return LrpRule::Epsilon;  // dense layers
-  if (composite == "epsilon-gamma-box") return LrpRule::Gamma;
-  if (composite.rfind("epsilon-alpha2-beta1", 0) == 0) return LrpRule::AlphaBeta;
-  return LrpRule::ZPlus;  // epsilon-plus, epsilon-plus-flat
-}
 
 std::vector<double> parse_bounds(const nlohmann::json& v, const std::string& name) {
   if (v.is_number()) return {v.get<double>()};
@@ -63,15 +39,18 @@ std::vector<double> parse_bounds(const nlohmann::json& v, const std::string& nam
 }  // namespace
 
 const std::vector<std::string>& Lrp::composites() {
-  static const std::vector<std::string> c = {"epsilon", "epsilon-plus", "epsilon-plus-flat", "epsilon-gamma-box",
-                                             "epsilon-alpha2-beta1", "epsilon-alpha2-beta1-flat"};
+  static const std::vector<std::string> c = [] {
+    std::vector<std::string> out;
+    for (const auto& k : lrp::composites()) out.push_back(k.name);
+    return out;
+  }();
   return c;
 }
 
 const std::vector<std::string>& Lrp::rules() {
   static const std::vector<std::string> r = [] {
     std::vector<std::string> out;
-    for (const auto& kv : rule_table()) out.push_back(kv.first);
+    for (const auto& k : lrp::rules()) out.push_back(k.name);
     return out;
   }();
   return r;
@@ -164,10 +143,14 @@ BackpropGraph& Lrp::graph_for(Model& model) {
       switch (p.kind) {
         case OpKind::Convolution:
         case OpKind::Linear: {
-          const LrpRule rule = options_.rule.empty() ? composite_rule(options_.composite, p) : rule_of(options_.rule);
-          const bool fixed_ab = options_.rule.empty() && options_.composite.rfind("epsilon-alpha2-beta1", 0) == 0;
-          std::vector<double> params = {options_.epsilon, options_.gamma, fixed_ab ? 2.0 : options_.alpha,
-                                        fixed_ab ? 1.0 : options_.beta};
+          // The rule (data: lrp_rules.hpp): the one given, else the composite's for this layer, whose
+          // fixed parameters (alpha 2, beta 1) win over the options.
+          const lrp::Composite& composite = lrp::composite(options_.composite);
+          const lrp::Rule& rule = lrp::rule(options_.rule.empty() ? lrp::rule_for(composite, {p.kind == OpKind::Convolution, p.first})
+                                                                 : options_.rule);
+          lrp::Params params{{"epsilon", options_.epsilon}, {"gamma", options_.gamma}, {"alpha", options_.alpha}, {"beta", options_.beta}};
+          if (options_.rule.empty())
+            for (const auto& [k, v] : composite.fixed) params[k] = v;
           jit::Node* last = n;
           jit::Value* none = g.constant(c10::IValue());
           std::vector<jit::Value*> bn = {none, none, none, none, g.constant(0.0)};
@@ -191,8 +174,7 @@ BackpropGraph& Lrp::graph_for(Model& model) {
             args.insert(args.end(), {empty, empty, empty, g.constant(static_cast<int64_t>(1))});
           }
           args.insert(args.end(), bn.begin(), bn.end());
-          args.insert(args.end(), {g.constant(static_cast<int64_t>(rule)), g.constant(params), g.constant(options_.low),
-                                   g.constant(options_.high), g.constant(p.site)});
+          args.push_back(g.constant(register_lrp_layer(rule, params, options_.low, options_.high, p.site)));
           g.detach_input(n, 0);
           g.wrap(last, y, "salient::lrp_layer", args);
           break;

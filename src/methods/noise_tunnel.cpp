@@ -6,10 +6,6 @@
 
 namespace salient {
 
-namespace {
-const std::vector<std::string> kVariants{"smoothgrad", "smoothgrad-sq", "vargrad"};
-}  // namespace
-
 const MethodInfo& NoiseTunnel::info() const {
   static const MethodInfo i = [] {
     NoiseTunnelOptions d;
@@ -25,7 +21,7 @@ const MethodInfo& NoiseTunnel::info() const {
         {"samples", "int", d.samples, "noisy copies per input", {}},
         {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
         {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
-        {"variant", "choice", kVariants[0], "statistic of the maps", kVariants},
+        {"variant", "choice", smoothgrad_variants()[0], "statistic of the maps", smoothgrad_variants()},
         {"copies", "int", d.copies, "noisy copies per call of the base method (bounds memory)", {}},
         {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
     return m;
@@ -45,8 +41,8 @@ NoiseTunnelOptions NoiseTunnel::parse(const nlohmann::json& options) {
   o.samples = r.get_int("samples", o.samples, 1);
   o.sigma = r.get_double("sigma", o.sigma, 0.0);
   o.noise = parse_noise_kind(r.get_choice("noise", to_string(o.noise), {"gaussian", "antithetic", "quasi"}));
-  const std::string v = r.get_choice("variant", kVariants[0], kVariants);
-  o.variant = static_cast<SmoothGradVariant>(std::find(kVariants.begin(), kVariants.end(), v) - kVariants.begin());
+  const std::string v = r.get_choice("variant", smoothgrad_variants()[0], smoothgrad_variants());
+  o.variant = static_cast<SmoothGradVariant>(std::find(smoothgrad_variants().begin(), smoothgrad_variants().end(), v) - smoothgrad_variants().begin());
   o.copies = r.get_int("copies", o.copies, 1);
   o.seed = static_cast<uint64_t>(r.get_int("seed", static_cast<int64_t>(o.seed), 0));
   return o;
@@ -54,7 +50,7 @@ NoiseTunnelOptions NoiseTunnel::parse(const nlohmann::json& options) {
 
 nlohmann::json NoiseTunnel::params() const {
   return {{"base", options_.base}, {"samples", options_.samples}, {"sigma", options_.sigma},
-          {"noise", to_string(options_.noise)}, {"variant", kVariants[static_cast<int>(options_.variant)]},
+          {"noise", to_string(options_.noise)}, {"variant", smoothgrad_variants()[static_cast<int>(options_.variant)]},
           {"copies", options_.copies}, {"seed", options_.seed}, {"base_params", base_->params()}};
 }
 
@@ -81,12 +77,7 @@ torch::Tensor NoiseTunnel::compute(Model& model, const torch::Tensor& inputs, co
       if (options_.variant != SmoothGradVariant::Mean) sum_sq = sum_sq.defined() ? sum_sq + m.square().sum(0) : m.square().sum(0);
       report_progress((static_cast<double>(i) + static_cast<double>(e) / static_cast<double>(s)) / static_cast<double>(n));
     });
-    const torch::Tensor mean = sum / static_cast<double>(s);
-    switch (options_.variant) {
-      case SmoothGradVariant::Mean: maps.push_back(mean); break;
-      case SmoothGradVariant::Squared: maps.push_back(sum_sq / static_cast<double>(s)); break;
-      case SmoothGradVariant::Variance: maps.push_back((sum_sq / static_cast<double>(s) - mean.square()).clamp_min(0.0)); break;
-    }
+    maps.push_back(sample_statistic(options_.variant, sum, sum_sq, s));
   }
   out.diagnostics["noise_stdev"] = stdevs;
   return torch::stack(maps).to(torch::kFloat);

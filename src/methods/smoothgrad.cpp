@@ -8,9 +8,23 @@
 
 namespace salient {
 
+const std::vector<std::string>& smoothgrad_variants() {
+  static const std::vector<std::string> v{"smoothgrad", "smoothgrad-sq", "vargrad"};
+  return v;
+}
+
+torch::Tensor sample_statistic(SmoothGradVariant variant, const torch::Tensor& sum, const torch::Tensor& sum_sq, int64_t samples) {
+  const double s = static_cast<double>(samples);
+  switch (variant) {
+    case SmoothGradVariant::Mean: return sum / s;
+    case SmoothGradVariant::Squared: return sum_sq / s;
+    case SmoothGradVariant::Variance: return (sum_sq / s - (sum / s).square()).clamp_min(0.0);
+  }
+  return sum / s;
+}
+
 namespace {
-const std::vector<std::string> kVariants{"smoothgrad", "smoothgrad-sq", "vargrad"};
-std::string variant_name(SmoothGradVariant v) { return kVariants[static_cast<int>(v)]; }
+std::string variant_name(SmoothGradVariant v) { return smoothgrad_variants()[static_cast<int>(v)]; }
 }  // namespace
 
 const MethodInfo& SmoothGrad::info() const {
@@ -26,7 +40,7 @@ const MethodInfo& SmoothGrad::info() const {
         {"samples", "int", d.samples, "noisy copies per input", {}},
         {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
         {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
-        {"variant", "choice", variant_name(d.variant), "statistic of the gradients", kVariants},
+        {"variant", "choice", variant_name(d.variant), "statistic of the gradients", smoothgrad_variants()},
         {"batch-size", "int", d.batch, "rows per forward/backward pass, noisy copies of one or several inputs (bounds memory)", {}},
         {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
     return m;
@@ -40,8 +54,8 @@ SmoothGradOptions SmoothGrad::parse(const nlohmann::json& options) {
   o.samples = r.get_int("samples", o.samples, 1);
   o.sigma = r.get_double("sigma", o.sigma, 0.0);
   o.noise = parse_noise_kind(r.get_choice("noise", to_string(o.noise), {"gaussian", "antithetic", "quasi"}));
-  std::string v = r.get_choice("variant", variant_name(o.variant), kVariants);
-  o.variant = static_cast<SmoothGradVariant>(std::find(kVariants.begin(), kVariants.end(), v) - kVariants.begin());
+  std::string v = r.get_choice("variant", variant_name(o.variant), smoothgrad_variants());
+  o.variant = static_cast<SmoothGradVariant>(std::find(smoothgrad_variants().begin(), smoothgrad_variants().end(), v) - smoothgrad_variants().begin());
   o.batch = r.get_int("batch-size", o.batch, 1);
   o.seed = static_cast<uint64_t>(r.get_int("seed", static_cast<int64_t>(o.seed), 0));
   return o;
@@ -101,16 +115,7 @@ torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, con
     report_progress(static_cast<double>(e) / static_cast<double>(total));
   });
   std::vector<torch::Tensor> maps;
-  for (int64_t i = 0; i < n; ++i) {
-    torch::Tensor mean = sum[i] / static_cast<double>(s);
-    switch (options_.variant) {
-      case SmoothGradVariant::Mean: maps.push_back(mean); break;
-      case SmoothGradVariant::Squared: maps.push_back(sum_sq[i] / static_cast<double>(s)); break;
-      case SmoothGradVariant::Variance:
-        maps.push_back((sum_sq[i] / static_cast<double>(s) - mean.square()).clamp_min(0.0));
-        break;
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) maps.push_back(sample_statistic(options_.variant, sum[i], sum_sq[i], s));
   out.diagnostics["noise_stdev"] = stdevs;
   return torch::stack(maps).to(torch::kFloat);
 }

@@ -9,6 +9,11 @@ namespace salient {
 
 enum class SmoothGradVariant { Mean, Squared, Variance };  // smoothgrad, smoothgrad-sq, vargrad
 
+// The statistic of `samples` maps from their sum and sum of squares (float64): the mean, the mean
+// square, or the variance. Shared with noise-tunnel. Variant names: smoothgrad, smoothgrad-sq, vargrad.
+torch::Tensor sample_statistic(SmoothGradVariant variant, const torch::Tensor& sum, const torch::Tensor& sum_sq, int64_t samples);
+const std::vector<std::string>& smoothgrad_variants();
+
 struct SmoothGradOptions {
   int64_t samples = 50;
   double sigma = 0.15;  // noise standard deviation as a fraction of the input's max - min
