@@ -17,6 +17,17 @@ const Modifier kGammaDown = [](const torch::Tensor& w, const Params& p) { return
 const Modifier kOnes = [](const torch::Tensor& w, const Params&) { return torch::ones_like(w); };
 const Modifier kSquare = [](const torch::Tensor& w, const Params&) { return w * w; };
 
+// The entry of `table` called `name`, else an error listing the names.
+template <class T>
+const T& named(const std::vector<T>& table, const std::string& name, const std::string& what) {
+  std::string known;
+  for (const auto& t : table) {
+    if (t.name == name) return t;
+    known += (known.empty() ? "" : ", ") + t.name;
+  }
+  throw Error("lrp: unknown " + what + " '" + name + "' (expected one of " + known + ")");
+}
+
 // Positive contributions: x+ through w+ (with b+), x- through w-; negative ones the other way.
 std::vector<Term> positive(const Modifier& up, const Modifier& down) {
   return {{Input::XPos, up, true, 1.0}, {Input::XNeg, down, false, 1.0}};
@@ -60,14 +71,7 @@ const std::vector<Rule>& rules() {
   return r;
 }
 
-const Rule& rule(const std::string& name) {
-  std::string known;
-  for (const auto& r : rules()) {
-    if (r.name == name) return r;
-    known += (known.empty() ? "" : ", ") + r.name;
-  }
-  throw Error("lrp: unknown rule '" + name + "' (expected one of " + known + ")");
-}
+const Rule& rule(const std::string& name) { return named(rules(), name, "rule"); }
 
 const std::vector<Composite>& composites() {
   const auto any = [](const LayerInfo&) { return true; };
@@ -84,14 +88,7 @@ const std::vector<Composite>& composites() {
   return c;
 }
 
-const Composite& composite(const std::string& name) {
-  std::string known;
-  for (const auto& c : composites()) {
-    if (c.name == name) return c;
-    known += (known.empty() ? "" : ", ") + c.name;
-  }
-  throw Error("lrp: unknown composite '" + name + "' (expected one of " + known + ")");
-}
+const Composite& composite(const std::string& name) { return named(composites(), name, "composite"); }
 
 const std::string& rule_for(const Composite& c, const LayerInfo& layer) {
   for (const auto& [holds, rule] : c.map)
