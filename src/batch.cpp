@@ -91,18 +91,22 @@ class StackSink {
   std::string lines_;
 };
 
-// File names of a files-format record, made relative to DIR (prefixed with the input's folder).
-void prefix_files(nlohmann::json& record, const std::string& stem) {
-  for (auto& t : record["explained"])
-    for (auto& [name, m] : t["methods"].items()) {
-      for (const char* key : {"npy", "png", "extra_npy"}) {
-        if (!m.contains(key)) continue;
-        if (m[key].is_string()) m[key] = stem + "/" + m[key].get<std::string>();
-        else if (m[key].is_object())
-          for (auto& [k, f] : m[key].items()) f = stem + "/" + f.get<std::string>();
+// Every file a manifest line names (npy, png, extra arrays, grid, stack parts) with `prefix` before
+// it: a files-format record's names made relative to DIR ("<stem>/"), a shard's relative to the
+// merge folder ("shard-K-of-N/"). Throws nlohmann::json::exception on a line of another shape.
+void prefix_files(nlohmann::json& line, const std::string& prefix) {
+  if (line.contains("explained"))
+    for (auto& t : line["explained"])
+      for (auto& [name, m] : t.at("methods").items()) {
+        if (m.contains("map")) m["map"]["part"] = prefix + m["map"].at("part").get<std::string>();
+        for (const char* key : {"npy", "png", "extra_npy"}) {
+          if (!m.contains(key)) continue;
+          if (m[key].is_string()) m[key] = prefix + m[key].get<std::string>();
+          else if (m[key].is_object())
+            for (auto& [k, f] : m[key].items()) f = prefix + f.get<std::string>();
+        }
       }
-    }
-  if (record.contains("grid")) record["grid"] = stem + "/" + record["grid"].get<std::string>();
+  if (line.contains("grid")) line["grid"] = prefix + line["grid"].get<std::string>();
 }
 
 // The manifest line of an explained input: the explanation's record, less what is the same for
@@ -236,6 +240,8 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   } else {
     write_file_atomic(run_file.string(), nlohmann::json{{"signature", signature}, {"total", total_all}, {"count", data.size()},
                                                         {"metadata", model.metadata().to_json()}}.dump(2) + "\n");
+  }
+  if (std::error_code ec; !fs::exists(root / "ids.txt", ec)) {  // (also after a kill between the two writes)
     std::string ids;
     for (int64_t i = 0; i < data.size(); ++i) ids += data.id(i) + "\n";
     write_file_atomic((root / "ids.txt").string(), ids);
@@ -252,10 +258,15 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
       report.warnings.push_back("skipped line " + std::to_string(i + 1) + " of manifest.jsonl: not a manifest record");
       continue;
     }
-    if (j.contains("explained"))
-      for (const auto& t : j["explained"])
-        for (const auto& [name, m] : t["methods"].items())
-          if (m.contains("map")) referenced.insert(m["map"]["part"].get<std::string>());
+    try {  // valid JSON of another shape (an edited file) is skipped, not a crash
+      if (j.contains("explained"))
+        for (const auto& t : j["explained"])
+          for (const auto& [name, m] : t.at("methods").items())
+            if (m.contains("map")) referenced.insert(m["map"].at("part").get<std::string>());
+    } catch (const nlohmann::json::exception&) {
+      report.warnings.push_back("skipped line " + std::to_string(i + 1) + " of manifest.jsonl: not a manifest record");
+      continue;
+    }
     done.emplace(j["id"].get<std::string>(), std::move(j));
   }
   // Parts no line points at were written by a run killed before it appended their lines: their
@@ -347,7 +358,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
         const nlohmann::json rec = write_explanation_files(e, (root / item.input.stem).string(), model, req.explain.render, req.png);
         line["explained"] = rec["explained"];
         if (rec.contains("grid")) line["grid"] = rec["grid"];
-        prefix_files(line, item.input.stem);
+        prefix_files(line, item.input.stem + "/");
         manifest.append(line.dump() + "\n");
       } else {
         stack.add(e, line);
@@ -423,18 +434,11 @@ MergeReport merge_shards(const std::string& dir, const RenderOptions& render) {
         if (report.first_duplicated.size() < 5) report.first_duplicated.push_back(id);
       }
       listed.insert(id);
-      if (j.contains("explained"))
-        for (auto& t : j["explained"])
-          for (auto& [name, m] : t["methods"].items()) {
-            if (m.contains("map")) m["map"]["part"] = prefix + m["map"]["part"].get<std::string>();
-            for (const char* key : {"npy", "png", "extra_npy"}) {
-              if (!m.contains(key)) continue;
-              if (m[key].is_string()) m[key] = prefix + m[key].get<std::string>();
-              else if (m[key].is_object())
-                for (auto& [a, f] : m[key].items()) f = prefix + f.get<std::string>();
-            }
-          }
-      if (j.contains("grid")) j["grid"] = prefix + j["grid"].get<std::string>();
+      try {
+        prefix_files(j, prefix);
+      } catch (const nlohmann::json::exception&) {
+        continue;  // not a manifest record (as the batch run itself skips it)
+      }
       merged += j.dump() + "\n";
       ++report.lines;
     }
