@@ -108,6 +108,14 @@ bool forward_only(const Case& c) { return Registry::builtin().info(c.method).acc
 }
 
 class CaseTable : public testing::TestWithParam<Case> {};
+class ForwardOnlyCaseTable : public testing::TestWithParam<Case> {};  // the black-box methods' cases
+
+std::vector<Case> forward_only_cases() {
+  std::vector<Case> out;
+  for (const auto& c : cases())
+    if (forward_only(c) && !c.linear) out.push_back(c);
+  return out;
+}
 
 }  // namespace
 
@@ -140,17 +148,15 @@ TEST_P(CaseTable, ABatchEqualsItsInputsOneAtATime) {
     EXPECT_TRUE(close(together[i], run(c, model, x.slice(0, i, i + 1), t.slice(0, i, i + 1))[0], c.tol)) << "input " << i;
 }
 
-TEST_P(CaseTable, FrozenForwardPassesEqualThePlainModule) {
+TEST_P(ForwardOnlyCaseTable, FrozenForwardPassesEqualThePlainModule) {  // (gradients always run the plain module)
   const Case& c = GetParam();
-  if (!forward_only(c)) GTEST_SKIP() << "gradients run the plain module";
   Model frozen = model_for(c, true), plain = model_for(c, false);
   const torch::Tensor x = inputs(frozen.metadata()), t = torch::tensor({9, 2, 1}, torch::kLong);
   EXPECT_TRUE(close(run(c, frozen, x, t), run(c, plain, x, t), 1e-3));
 }
 
-TEST_P(CaseTable, OnnxEqualsTorchScript) {
+TEST_P(ForwardOnlyCaseTable, OnnxEqualsTorchScript) {  // (ONNX models run the black-box methods only)
   const Case& c = GetParam();
-  if (!forward_only(c) || c.linear) GTEST_SKIP() << "ONNX models run the black-box methods";
   Model ts = model_for(c), onnx(std::string(SALIENT_TESTDATA) + "/fashion_cnn.onnx");
   const torch::Tensor x = inputs(ts.metadata()), t = torch::tensor({9, 2, 1}, torch::kLong);
   EXPECT_TRUE(close(run(c, onnx, x, t), run(c, ts, x, t), 1e-3));
@@ -166,3 +172,13 @@ TEST_P(CaseTable, AZeroInputGivesAFiniteMap) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, CaseTable, testing::ValuesIn(cases()), name_of);
+INSTANTIATE_TEST_SUITE_P(Methods, ForwardOnlyCaseTable, testing::ValuesIn(forward_only_cases()), name_of);
+
+TEST(CaseTable, TheForwardOnlyCasesAreEveryBlackBoxMethod) {
+  std::set<std::string> black_box, covered;
+  for (const auto& name : Registry::builtin().names())
+    if (Registry::builtin().info(name).access == Access::BlackBox) black_box.insert(name);
+  for (const auto& c : forward_only_cases()) covered.insert(c.method);
+  EXPECT_EQ(covered, black_box);
+  EXPECT_GE(black_box.size(), 6u);
+}
