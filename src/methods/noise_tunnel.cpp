@@ -21,7 +21,7 @@ const MethodInfo& NoiseTunnel::info() const {
         {"samples", "int", d.samples, "noisy copies per input", {}},
         {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
         {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
-        {"variant", "choice", smoothgrad_variants()[0], "statistic of the maps", smoothgrad_variants()},
+        {"variant", "choice", to_string(d.variant), "statistic of the maps", smoothgrad_variants()},
         {"copies", "int", d.copies, "noisy copies per call of the base method (bounds memory)", {}},
         {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
     return m;
@@ -41,8 +41,7 @@ NoiseTunnelOptions NoiseTunnel::parse(const nlohmann::json& options) {
   o.samples = r.get_int("samples", o.samples, 1);
   o.sigma = r.get_double("sigma", o.sigma, 0.0);
   o.noise = parse_noise_kind(r.get_choice("noise", to_string(o.noise), {"gaussian", "antithetic", "quasi"}));
-  const std::string v = r.get_choice("variant", smoothgrad_variants()[0], smoothgrad_variants());
-  o.variant = static_cast<SmoothGradVariant>(std::find(smoothgrad_variants().begin(), smoothgrad_variants().end(), v) - smoothgrad_variants().begin());
+  o.variant = read_variant(r, o.variant);
   o.copies = r.get_int("copies", o.copies, 1);
   o.seed = static_cast<uint64_t>(r.get_int("seed", static_cast<int64_t>(o.seed), 0));
   return o;
@@ -50,7 +49,7 @@ NoiseTunnelOptions NoiseTunnel::parse(const nlohmann::json& options) {
 
 nlohmann::json NoiseTunnel::params() const {
   return {{"base", options_.base}, {"samples", options_.samples}, {"sigma", options_.sigma},
-          {"noise", to_string(options_.noise)}, {"variant", smoothgrad_variants()[static_cast<int>(options_.variant)]},
+          {"noise", to_string(options_.noise)}, {"variant", to_string(options_.variant)},
           {"copies", options_.copies}, {"seed", options_.seed}, {"base_params", base_->params()}};
 }
 

@@ -23,9 +23,13 @@ torch::Tensor sample_statistic(SmoothGradVariant variant, const torch::Tensor& s
   return sum / s;
 }
 
-namespace {
-std::string variant_name(SmoothGradVariant v) { return smoothgrad_variants()[static_cast<int>(v)]; }
-}  // namespace
+std::string to_string(SmoothGradVariant v) { return smoothgrad_variants()[static_cast<int>(v)]; }
+
+SmoothGradVariant read_variant(const OptionReader& r, SmoothGradVariant fallback) {
+  const auto& names = smoothgrad_variants();
+  const std::string v = r.get_choice("variant", to_string(fallback), names);
+  return static_cast<SmoothGradVariant>(std::find(names.begin(), names.end(), v) - names.begin());
+}
 
 const MethodInfo& SmoothGrad::info() const {
   static const MethodInfo i = [] {
@@ -40,7 +44,7 @@ const MethodInfo& SmoothGrad::info() const {
         {"samples", "int", d.samples, "noisy copies per input", {}},
         {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
         {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
-        {"variant", "choice", variant_name(d.variant), "statistic of the gradients", smoothgrad_variants()},
+        {"variant", "choice", to_string(d.variant), "statistic of the gradients", smoothgrad_variants()},
         {"batch-size", "int", d.batch, "rows per forward/backward pass, noisy copies of one or several inputs (bounds memory)", {}},
         {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
     return m;
@@ -54,8 +58,7 @@ SmoothGradOptions SmoothGrad::parse(const nlohmann::json& options) {
   o.samples = r.get_int("samples", o.samples, 1);
   o.sigma = r.get_double("sigma", o.sigma, 0.0);
   o.noise = parse_noise_kind(r.get_choice("noise", to_string(o.noise), {"gaussian", "antithetic", "quasi"}));
-  std::string v = r.get_choice("variant", variant_name(o.variant), smoothgrad_variants());
-  o.variant = static_cast<SmoothGradVariant>(std::find(smoothgrad_variants().begin(), smoothgrad_variants().end(), v) - smoothgrad_variants().begin());
+  o.variant = read_variant(r, o.variant);
   o.batch = r.get_int("batch-size", o.batch, 1);
   o.seed = static_cast<uint64_t>(r.get_int("seed", static_cast<int64_t>(o.seed), 0));
   return o;
@@ -63,7 +66,7 @@ SmoothGradOptions SmoothGrad::parse(const nlohmann::json& options) {
 
 nlohmann::json SmoothGrad::params() const {
   return {{"samples", options_.samples}, {"sigma", options_.sigma}, {"noise", to_string(options_.noise)},
-          {"variant", variant_name(options_.variant)}, {"batch-size", options_.batch}, {"seed", options_.seed}};
+          {"variant", to_string(options_.variant)}, {"batch-size", options_.batch}, {"seed", options_.seed}};
 }
 
 torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,

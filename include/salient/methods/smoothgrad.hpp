@@ -13,6 +13,9 @@ enum class SmoothGradVariant { Mean, Squared, Variance };  // smoothgrad, smooth
 // square, or the variance. Shared with noise-tunnel. Variant names: smoothgrad, smoothgrad-sq, vargrad.
 torch::Tensor sample_statistic(SmoothGradVariant variant, const torch::Tensor& sum, const torch::Tensor& sum_sq, int64_t samples);
 const std::vector<std::string>& smoothgrad_variants();
+std::string to_string(SmoothGradVariant v);
+// Reads option "variant" (one of smoothgrad_variants()), checking it with the reader's error message.
+SmoothGradVariant read_variant(const OptionReader& r, SmoothGradVariant fallback);
 
 struct SmoothGradOptions {
   int64_t samples = 50;
