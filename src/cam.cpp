@@ -21,9 +21,34 @@ Cam::Cam(MethodInfo info, CamRule rule, CamOptions options)
 
 Cam::~Cam() = default;
 
+const OptionTable<CamOptions>& cam_options_table() {
+  using O = CamOptions;
+  static const auto t = OptionTable<O>()
+      .field("layer", "string", "module path(s), comma-separated (default: the last Conv2d); see `salient layers`",
+             [](const nlohmann::json& v, const OptionContext& c, O& o) {
+               o.layers.clear();
+               if (v.is_string()) {
+                 o.layers = split_list(v.get<std::string>());
+               } else if (v.is_array()) {
+                 for (const auto& e : v) {
+                   if (!e.is_string()) throw Error(c.method + ": option 'layer' must be module paths (see `salient layers`)");
+                   o.layers.push_back(e.get<std::string>());
+                 }
+               } else {
+                 throw Error(c.method + ": option 'layer' must be a module path (see `salient layers`)");
+               }
+             },
+             [](const O& o) { return nlohmann::json(o.layers); }, "")
+      .flag("relu", &O::relu, "keep positive evidence only")
+      .integer("reshape", &O::reshape_drop, -1, ">= 0: token activations [N,T,C] to a grid, dropping this many leading tokens")
+      .integer("batch-size", &O::batch, 1, "masked inputs or ablated channels per forward pass (score-cam, ablation-cam)");
+  return t;
+}
+
 nlohmann::json Cam::params() const {
-  return {{"layer", layers_used_.empty() ? options_.layers : layers_used_}, {"relu", options_.relu},
-          {"reshape", options_.reshape_drop}, {"batch-size", options_.batch}};
+  nlohmann::json p = cam_options_table().params(options_);
+  if (!layers_used_.empty()) p["layer"] = layers_used_;  // the default layer, once resolved
+  return p;
 }
 
 LayerCapture& Cam::capture_for(Model& model) {
@@ -191,28 +216,8 @@ torch::Tensor ablation_cam(const torch::Tensor& A, const torch::Tensor&, const C
   return torch::stack(maps);
 }
 
-CamOptions parse_cam_options(const nlohmann::json& o, const std::string& name) {
-  OptionReader r(o, name);
-  CamOptions c;
-  if (o.contains("layer")) {
-    const auto& v = o["layer"];
-    if (v.is_string()) {
-      c.layers = split_list(v.get<std::string>());
-    } else if (v.is_array()) {
-      for (const auto& e : v) c.layers.push_back(e.get<std::string>());
-    } else {
-      throw Error(name + ": option 'layer' must be a module path (see `salient layers`)");
-    }
-  }
-  c.relu = r.get_bool("relu", c.relu);
-  c.reshape_drop = r.get_int("reshape", c.reshape_drop, -1);
-  c.batch = r.get_int("batch-size", c.batch, 1);
-  return c;
-}
-
 void add_cam(Registry& reg, const std::string& name, const std::string& title, const std::string& paper,
              const std::string& summary, bool gradients, CamRule rule) {
-  CamOptions d;
   MethodInfo m;
   m.name = name;
   m.title = title;
@@ -221,12 +226,9 @@ void add_cam(Registry& reg, const std::string& name, const std::string& title, c
   m.needs_gradients = gradients;
   m.paper = paper;
   m.summary = summary;
-  m.options = {{"layer", "string", "", "module path(s), comma-separated (default: the last Conv2d); see `salient layers`", {}},
-               {"relu", "bool", d.relu, "keep positive evidence only", {}},
-               {"reshape", "int", d.reshape_drop, ">= 0: token activations [N,T,C] to a grid, dropping this many leading tokens", {}},
-               {"batch-size", "int", d.batch, "masked inputs or ablated channels per forward pass (score-cam, ablation-cam)", {}}};
+  m.options = cam_options_table().specs();
   reg.add(m, [m, rule](const nlohmann::json& o, const ModelMetadata&) {
-    return std::make_unique<Cam>(m, rule, parse_cam_options(o, m.name));
+    return std::make_unique<Cam>(m, rule, cam_options_table().parse(o, {m.name, ModelMetadata{}}));
   });
 }
 

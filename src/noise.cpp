@@ -6,6 +6,11 @@
 
 namespace salient {
 
+const std::vector<std::string>& noise_names() {
+  static const std::vector<std::string> names{"gaussian", "antithetic", "quasi"};
+  return names;
+}
+
 NoiseKind parse_noise_kind(const std::string& s) {
   if (s == "gaussian") return NoiseKind::Gaussian;
   if (s == "antithetic") return NoiseKind::Antithetic;

@@ -8,6 +8,7 @@
 
 #include "salient/error.hpp"
 #include "salient/methods/smoothgrad.hpp"
+#include "salient/option_table.hpp"
 #include "salient/registry.hpp"
 #include "salient/target.hpp"
 
@@ -73,6 +74,90 @@ TEST(Registry, OptionDefaultsAreTheTypedDefaultsAndBadValuesAreRejected) {
   EXPECT_THROW(Registry::builtin().create("smoothgrad", {{"samples", "many"}}), Error);
   EXPECT_THROW(Registry::builtin().create("smoothgrad", {{"noise", "pink"}}), Error);
   EXPECT_THROW(Registry::builtin().create("saliency", {{"abs", 3}}), Error);
+}
+
+namespace {
+enum class Shade { Light, Dark };
+struct Toy {
+  int64_t count = 3;
+  double rate = 0.5;
+  bool on = true;
+  Shade shade = Shade::Dark;
+  std::string mode = "a";
+  uint64_t seed = 0;
+};
+const OptionTable<Toy>& toy_table() {
+  static const auto t = OptionTable<Toy>()
+                            .integer("count", &Toy::count, 1, "how many")
+                            .real("rate", &Toy::rate, 0.0, "how fast", 1.0, /*min_open=*/true)
+                            .flag("on", &Toy::on, "on or off")
+                            .choice("shade", &Toy::shade, {"light", "dark"}, "which shade")
+                            .choice("mode", &Toy::mode, {"a", "b"}, "which mode")
+                            .seed("seed", &Toy::seed, "seed")
+                            .finally([](Toy& o, const OptionContext& c) {
+                              if (o.mode == "b" && o.count < 2) throw Error(c.method + ": mode b needs count >= 2");
+                            });
+  return t;
+}
+}  // namespace
+
+TEST(OptionTable, ParsesValidatesReportsAndDescribesFromOneTable) {
+  const ModelMetadata meta;
+  const auto& t = toy_table();
+  // Specs: names in order, types, defaults from the struct, choices.
+  std::vector<std::string> names;
+  for (const auto& s : t.specs()) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"count", "rate", "on", "shade", "mode", "seed"}));
+  EXPECT_EQ(t.specs()[0].default_value, 3);
+  EXPECT_EQ(t.specs()[3].default_value, "dark");
+  EXPECT_EQ(t.specs()[3].choices, (std::vector<std::string>{"light", "dark"}));
+  EXPECT_EQ(t.specs()[3].type, "choice");
+  // Parse: given keys set their members, others keep the defaults, keys of other methods are ignored.
+  Toy o = t.parse({{"count", 9}, {"shade", "light"}, {"seed", 4}, {"other.key", 1}, {"steps", 5}}, {"toy", meta});
+  EXPECT_EQ(o.count, 9);
+  EXPECT_EQ(o.shade, Shade::Light);
+  EXPECT_EQ(o.seed, 4u);
+  EXPECT_DOUBLE_EQ(o.rate, 0.5);
+  // Params report every row, and reading them back gives the same options.
+  nlohmann::json p = t.params(o);
+  EXPECT_EQ(p, (nlohmann::json{{"count", 9}, {"rate", 0.5}, {"on", true}, {"shade", "light"}, {"mode", "a"}, {"seed", 4}}));
+  EXPECT_EQ(t.params(t.parse(p, {"toy", meta})), p);
+  // Validation, with the method's name in the message; the finally rule sees the whole struct.
+  auto message = [&](const nlohmann::json& j) {
+    try {
+      t.parse(j, {"toy", meta});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({{"count", 0}}).find("toy: option 'count' must be >= 1"), std::string::npos) << message({{"count", 0}});
+  EXPECT_NE(message({{"rate", 0.0}}).find("'rate' must be in (0, 1]"), std::string::npos) << message({{"rate", 0.0}});
+  EXPECT_NE(message({{"rate", 1.5}}).find("'rate'"), std::string::npos);
+  EXPECT_EQ(t.parse({{"rate", 1.0}}, {"toy", meta}).rate, 1.0);
+  EXPECT_NE(message({{"on", "yes"}}).find("'on'"), std::string::npos);
+  EXPECT_NE(message({{"shade", "grey"}}).find("unknown shade 'grey'"), std::string::npos);
+  EXPECT_NE(message({{"mode", "b"}, {"count", 1}}).find("toy: mode b needs count >= 2"), std::string::npos);
+  EXPECT_EQ(message({{"mode", "b"}, {"count", 2}}), "no error");
+}
+
+// Every registered method: params() reports each of its options, its advertised default is its
+// default (given explicitly, it changes nothing), and params read back give the same params.
+TEST(Registry, EveryMethodsParamsNameEveryOptionAndAdvertisedDefaultsAreTheDefaults) {
+  const auto& reg = Registry::builtin();
+  for (const auto& name : reg.names()) {
+    SCOPED_TRACE(name);
+    const MethodInfo& info = reg.info(name);
+    const nlohmann::json p = reg.create(name)->params();
+    nlohmann::json own = nlohmann::json::object();
+    for (const auto& o : info.options) {
+      SCOPED_TRACE(o.name);
+      ASSERT_TRUE(p.contains(o.name)) << p.dump();
+      own[o.name] = p[o.name];
+      EXPECT_EQ(reg.create(name, {{o.name, o.default_value}})->params(), p);
+    }
+    EXPECT_EQ(reg.create(name, own)->params(), p) << own.dump();
+  }
 }
 
 TEST(Registry, EveryMethodHasARowInTheReadmesMethodsTable) {

@@ -2,6 +2,7 @@
 // Noise for the sampling methods, drawn from an explicit seed so that the same seed gives the
 // same map, whatever the chunking.
 #include <string>
+#include <vector>
 
 #include <torch/script.h>
 
@@ -13,6 +14,7 @@ enum class NoiseKind {
   Quasi        // Latin-hypercube Gaussians: each coordinate's samples are one per stratum
 };
 
+const std::vector<std::string>& noise_names();  // in NoiseKind's order
 NoiseKind parse_noise_kind(const std::string&);
 std::string to_string(NoiseKind);
 

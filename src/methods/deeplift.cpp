@@ -12,9 +12,17 @@ namespace salient {
 
 namespace jit = torch::jit;
 
+const OptionTable<DeepLiftOptions>& DeepLift::options_table() {
+  using O = DeepLiftOptions;
+  static const auto t = OptionTable<O>()
+      .baseline("baseline", &O::baseline)
+      .integer("batch-size", &O::batch, 1, "inputs per pass (with their baselines: twice as many rows)")
+      .seed("seed", &O::seed, "seed of the uniform baseline");
+  return t;
+}
+
 const MethodInfo& DeepLift::info() const {
   static const MethodInfo i = [] {
-    DeepLiftOptions d;
     MethodInfo m;
     m.name = "deeplift";
     m.title = "DeepLIFT (rescale)";
@@ -22,29 +30,17 @@ const MethodInfo& DeepLift::info() const {
     m.specificity = Specificity::ModelSpecific;
     m.paper = "Shrikumar, Greenside & Kundaje 2017, Learning Important Features Through Propagating Activation Differences";
     m.summary = "differences from a baseline propagated with multipliers (f(x)-f(x0))/(x-x0); sums to f(x) - f(x0)";
-    m.options = {{"baseline", "string", d.baseline.spec, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
-                 {"batch-size", "int", d.batch, "inputs per pass (with their baselines: twice as many rows)", {}},
-                 {"seed", "int", d.seed, "seed of the uniform baseline", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
 DeepLiftOptions DeepLift::parse(const nlohmann::json& options, const ModelMetadata& meta) {
-  OptionReader r(options, "deeplift");
-  DeepLiftOptions o;
-  o.batch = r.get_int("batch-size", o.batch, 1);
-  o.seed = static_cast<uint64_t>(r.get_int("seed", 0, 0));
-  if (options.contains("baseline")) {
-    if (!options["baseline"].is_string()) throw Error("deeplift: option 'baseline' must be text");
-    o.baseline = Baseline::parse(options["baseline"].get<std::string>(), meta);
-  }
-  return o;
+  return options_table().parse(options, {"deeplift", meta});
 }
 
-nlohmann::json DeepLift::params() const {
-  return {{"baseline", options_.baseline.spec}, {"batch-size", options_.batch}, {"seed", options_.seed}};
-}
+nlohmann::json DeepLift::params() const { return options_table().params(options_); }
 
 BackpropGraph& DeepLift::graph_for(Model& model) {
   return cache_.get(model, [](BackpropGraph& g) {

@@ -7,13 +7,17 @@ namespace salient {
 
 namespace {
 
-torch::Tensor feature_ablation(const BlackBoxCall& c) {
-  FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
+struct FeatureAblationOptions : BlackBoxCommon {
+  GroupSpec features;
+};
+
+torch::Tensor feature_ablation(const BlackBoxCall& c, const FeatureAblationOptions& o) {
+  FeatureGroups g = o.features.make(c.x, c.model.metadata());
   // Row 0 keeps everything; row k+1 removes group k.
   check_coalitions("feature-ablation", g.count + 1, g.count);
   torch::Tensor z = torch::ones({g.count + 1, g.count});
   z.slice(0, 1).fill_diagonal_(0.0);
-  torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch, c.progress);
+  torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch, c.progress);
   c.diag["groups"] = g.count;
   return spread(s[0] - s.slice(0, 1), g);
 }
@@ -26,8 +30,9 @@ void register_feature_ablation(Registry& r) {
   m.title = "Feature ablation";
   m.paper = "Captum's FeatureAblation; superpixels: Achanta et al. 2012, SLIC";
   m.summary = "output drop when each feature group (superpixel, grid cell, mask label) is set to the baseline";
-  m.options = {{"features", "string", "slic", "slic[:SIZE], grid[:K], elements, or an .npy label file", {}}};
-  add_blackbox(r, m, BlackBoxOptions{}, feature_ablation);
+  OptionTable<FeatureAblationOptions> t;
+  add_features_row(t, &FeatureAblationOptions::features);
+  add_blackbox(r, m, std::move(t), feature_ablation);
 }
 
 }  // namespace salient

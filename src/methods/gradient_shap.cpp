@@ -8,46 +8,45 @@
 
 namespace salient {
 
+const OptionTable<GradientShapOptions>& GradientShap::options_table() {
+  using O = GradientShapOptions;
+  static const auto t = OptionTable<O>()
+      .integer("samples", &O::samples, 1, "random (baseline, point) draws per input")
+      .parsed<std::string>("baselines", &O::baselines_spec, "string", "zeros, or a set: a folder of images, an .npy stack [M,...], or an IDX image file",
+                           [](const std::string& s, const OptionContext&) { return s; },
+                           [](const std::string& s) { return nlohmann::json(s); })
+      .integer("baseline-count", &O::baseline_count, 1, "at most this many baselines from the set (seeded subset)")
+      .real("sigma", &O::sigma, 0.0, "input noise sd as a fraction of the input's max - min")
+      .integer("batch-size", &O::batch, 1, "draws per forward/backward pass")
+      .seed("seed", &O::seed, "random seed")
+      .finally([](O& o, const OptionContext& c) {  // the set is read once its count and seed are known
+        if (o.baselines_spec != "zeros") o.baselines = load_input_set(o.baselines_spec, c.meta, o.baseline_count, o.seed);
+      });
+  return t;
+}
+
 const MethodInfo& GradientShap::info() const {
   static const MethodInfo i = [] {
-    GradientShapOptions d;
     MethodInfo m;
     m.name = "gradient-shap";
     m.title = "GradientShap (Expected Gradients)";
     m.family = Family::Gradient;
     m.paper = "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions; Erion et al. 2021, Expected Gradients";
     m.summary = "expected (x - x0) * gradient at random points between random baselines and the input";
-    m.options = {{"samples", "int", d.samples, "random (baseline, point) draws per input", {}},
-                 {"baselines", "string", d.baselines_spec, "zeros, or a set: a folder of images, an .npy stack [M,...], or an IDX image file", {}},
-                 {"baseline-count", "int", d.baseline_count, "at most this many baselines from the set (seeded subset)", {}},
-                 {"sigma", "double", d.sigma, "input noise sd as a fraction of the input's max - min", {}},
-                 {"batch-size", "int", d.batch, "draws per forward/backward pass", {}},
-                 {"seed", "int", d.seed, "random seed", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
 GradientShapOptions GradientShap::parse(const nlohmann::json& options, const ModelMetadata& meta) {
-  OptionReader r(options, "gradient-shap");
-  GradientShapOptions o;
-  o.samples = r.get_int("samples", o.samples, 1);
-  o.baseline_count = r.get_int("baseline-count", o.baseline_count, 1);
-  o.sigma = r.get_double("sigma", o.sigma, 0.0);
-  o.batch = r.get_int("batch-size", o.batch, 1);
-  o.seed = static_cast<uint64_t>(r.get_int("seed", 0, 0));
-  if (options.contains("baselines")) {
-    if (!options["baselines"].is_string()) throw Error("gradient-shap: option 'baselines' must be text");
-    o.baselines_spec = options["baselines"].get<std::string>();
-    if (o.baselines_spec != "zeros") o.baselines = load_input_set(o.baselines_spec, meta, o.baseline_count, o.seed);
-  }
-  return o;
+  return options_table().parse(options, {"gradient-shap", meta});
 }
 
 nlohmann::json GradientShap::params() const {
-  return {{"samples", options_.samples}, {"baselines", options_.baselines_spec},
-          {"baseline-count", options_.baselines.defined() ? options_.baselines.size(0) : 1}, {"sigma", options_.sigma},
-          {"batch-size", options_.batch}, {"seed", options_.seed}};
+  nlohmann::json p = options_table().params(options_);
+  p["baseline-count"] = options_.baselines.defined() ? options_.baselines.size(0) : 1;  // as read
+  return p;
 }
 
 torch::Tensor GradientShap::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,

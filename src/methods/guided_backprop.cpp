@@ -11,7 +11,6 @@ namespace salient {
 namespace {
 
 MethodInfo guided_info(ReluMode mode) {
-  GuidedOptions d;
   MethodInfo m;
   m.family = Family::ModifiedBackprop;
   m.specificity = Specificity::ModelSpecific;
@@ -26,7 +25,7 @@ MethodInfo guided_info(ReluMode mode) {
     m.paper = "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks";
     m.summary = "gradient where every ReLU passes back the positive part of the gradient, active or not";
   }
-  m.options = {{"batch-size", "int", d.batch, "inputs per forward/backward pass", {}}};
+  m.options = GuidedBackprop::options_table().specs();
   return m;
 }
 
@@ -39,10 +38,13 @@ const MethodInfo& GuidedBackprop::info() const {
   return mode_ == ReluMode::Guided ? guided : deconv;
 }
 
+const OptionTable<GuidedOptions>& GuidedBackprop::options_table() {
+  static const auto t = OptionTable<GuidedOptions>().integer("batch-size", &GuidedOptions::batch, 1, "inputs per forward/backward pass");
+  return t;
+}
+
 GuidedOptions GuidedBackprop::parse(const nlohmann::json& options, const std::string& name) {
-  GuidedOptions o;
-  o.batch = OptionReader(options, name).get_int("batch-size", o.batch, 1);
-  return o;
+  return options_table().parse(options, {name, ModelMetadata{}});
 }
 
 BackpropGraph& GuidedBackprop::graph_for(Model& model) {

@@ -45,7 +45,7 @@ GuidedGradCam::GuidedGradCam(MethodInfo info, nlohmann::json options) : info_(st
 
 nlohmann::json GuidedGradCam::params() const {
   nlohmann::json p = cam_->params();
-  return {{"layer", p["layer"]}, {"batch-size", guided_->params()["batch-size"]}};
+  return {{"layer", p["layer"]}, {"reshape", p["reshape"]}, {"batch-size", guided_->params()["batch-size"]}};
 }
 
 torch::Tensor GuidedGradCam::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,

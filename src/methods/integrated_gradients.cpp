@@ -7,58 +7,52 @@
 
 namespace salient {
 
+const OptionTable<IntegratedGradientsOptions>& IntegratedGradients::options_table() {
+  using O = IntegratedGradientsOptions;
+  static const auto t = OptionTable<O>()
+      .field("steps", "int|auto", "quadrature nodes, or auto: doubled from 8 until the gap is within tolerance",
+             [](const nlohmann::json& v, const OptionContext& c, O& o) {
+               if (v.is_string()) {
+                 if (v != "auto") throw Error(c.method + ": option 'steps' must be a whole number >= 1 or auto");
+                 o.auto_steps = true;
+               } else {
+                 o.steps = OptionReader(nlohmann::json{{"steps", v}}, c.method).get_int("steps", o.steps, 1);
+                 o.auto_steps = false;
+               }
+             },
+             [](const O& o) { return o.auto_steps ? nlohmann::json("auto") : nlohmann::json(o.steps); })
+      .choice("quadrature", &O::quadrature, quadrature_names(), "quadrature rule on [0,1]")
+      .baseline("baseline", &O::baseline)
+      .real("tolerance", &O::tolerance, 0.0, "relative completeness gap: auto steps' goal, warned about above it")
+      .integer("max-steps", &O::max_steps, 8, "ceiling of auto steps")
+      .integer("batch-size", &O::batch, 1, "path points per forward/backward pass")
+      .seed("seed", &O::seed, "seed of the uniform baseline")
+      .finally([](O& o, const OptionContext& c) {
+        if (o.quadrature == Quadrature::Trapezoid && !o.auto_steps && o.steps < 2)
+          throw Error(c.method + ": the trapezoid rule needs steps >= 2");
+      });
+  return t;
+}
+
 const MethodInfo& IntegratedGradients::info() const {
   static const MethodInfo i = [] {
-    IntegratedGradientsOptions d;
     MethodInfo m;
     m.name = "integrated-gradients";
     m.title = "Integrated Gradients";
     m.family = Family::Gradient;
     m.paper = "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks";
     m.summary = "path integral of the gradient from a baseline to the input; attributions sum to f(x) - f(x0)";
-    m.options = {
-        {"steps", "int|auto", d.steps, "quadrature nodes, or auto: doubled from 8 until the gap is within tolerance", {}},
-        {"quadrature", "choice", to_string(d.quadrature), "quadrature rule on [0,1]", quadrature_names()},
-        {"baseline", "string", d.baseline.spec, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file", {}},
-        {"tolerance", "double", d.tolerance, "relative completeness gap: auto steps' goal, warned about above it", {}},
-        {"max-steps", "int", d.max_steps, "ceiling of auto steps", {}},
-        {"batch-size", "int", d.batch, "path points per forward/backward pass", {}},
-        {"seed", "int", d.seed, "seed of the uniform baseline", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
 IntegratedGradientsOptions IntegratedGradients::parse(const nlohmann::json& options, const ModelMetadata& meta) {
-  const std::string name = "integrated-gradients";
-  OptionReader r(options, name);
-  IntegratedGradientsOptions o;
-  if (options.contains("steps") && options["steps"].is_string()) {
-    if (options["steps"] != "auto") throw Error(name + ": option 'steps' must be a whole number >= 1 or auto");
-    o.auto_steps = true;
-  } else {
-    o.steps = r.get_int("steps", o.steps, 1);
-  }
-  o.quadrature = parse_quadrature(r.get_choice("quadrature", to_string(o.quadrature), quadrature_names()));
-  if (o.quadrature == Quadrature::Trapezoid && !o.auto_steps && o.steps < 2)
-    throw Error(name + ": the trapezoid rule needs steps >= 2");
-  o.tolerance = r.get_double("tolerance", o.tolerance, 0.0);
-  o.max_steps = r.get_int("max-steps", o.max_steps, 8);
-  o.batch = r.get_int("batch-size", o.batch, 1);
-  o.seed = static_cast<uint64_t>(r.get_int("seed", 0, 0));
-  if (options.contains("baseline")) {
-    if (!options["baseline"].is_string()) throw Error(name + ": option 'baseline' must be text");
-    o.baseline = Baseline::parse(options["baseline"].get<std::string>(), meta);
-  }
-  return o;
+  return options_table().parse(options, {"integrated-gradients", meta});
 }
 
-nlohmann::json IntegratedGradients::params() const {
-  return {{"steps", options_.auto_steps ? nlohmann::json("auto") : nlohmann::json(options_.steps)},
-          {"quadrature", to_string(options_.quadrature)}, {"baseline", options_.baseline.spec},
-          {"tolerance", options_.tolerance}, {"max-steps", options_.max_steps}, {"batch-size", options_.batch},
-          {"seed", options_.seed}};
-}
+nlohmann::json IntegratedGradients::params() const { return options_table().params(options_); }
 
 torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                                            Attribution& out) {

@@ -15,17 +15,22 @@ namespace {
 
 double log_choose(int64_t n, int64_t k) { return std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0); }
 
-torch::Tensor kernel_shap(const BlackBoxCall& c) {
-  FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
+struct KernelShapOptions : BlackBoxCommon {
+  int64_t samples = 1000;
+  GroupSpec features;
+};
+
+torch::Tensor kernel_shap(const BlackBoxCall& c, const KernelShapOptions& o) {
+  FeatureGroups g = o.features.make(c.x, c.model.metadata());
   const int64_t m = g.count;
-  check_coalitions("kernel-shap", c.options.samples, m, /*surrogate=*/true);
+  check_coalitions("kernel-shap", o.samples, m, /*surrogate=*/true);
   auto f64 = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor ends = coalition_scores(c.model, c.x, c.baseline, g, torch::stack({torch::ones({m}, f64), torch::zeros({m}, f64)}),
-                                        c.target, c.options.batch);
+                                        c.target, c.batch);
   const double fx = ends[0].item<double>(), fb = ends[1].item<double>();
   if (m == 1) return spread(torch::full({1}, fx - fb, f64), g);
   torch::Tensor z, w;
-  const bool exact = m <= 20 && (int64_t{1} << m) - 2 <= c.options.samples;
+  const bool exact = m <= 20 && (int64_t{1} << m) - 2 <= o.samples;
   if (exact) {
     const int64_t n = (int64_t{1} << m) - 2;
     z = torch::empty({n, m}, f64);
@@ -39,11 +44,11 @@ torch::Tensor kernel_shap(const BlackBoxCall& c) {
   } else {
     // Sizes drawn with probability ~ (m-1)/(s(m-s)) (the kernel summed over coalitions of size s):
     // each drawn coalition then has equal weight. Pairs (z, 1-z) halve the variance.
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(c.options.seed);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed);
     std::vector<double> p;
     for (int64_t s = 1; s < m; ++s) p.push_back((m - 1.0) / (s * (m - s)));
     torch::Tensor probs = torch::tensor(p, f64);
-    const int64_t pairs = std::max<int64_t>(1, c.options.samples / 2);
+    const int64_t pairs = std::max<int64_t>(1, o.samples / 2);
     torch::Tensor sizes = at::multinomial(probs, pairs, /*replacement=*/true, gen) + 1;
     torch::Tensor keys = at::rand({pairs, m}, gen, f64);
     torch::Tensor ranks = keys.argsort(1, false).argsort(1, false);  // a random permutation per row
@@ -51,7 +56,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c) {
     z = torch::cat({half, 1 - half});
     w = torch::ones({z.size(0)}, f64);
   }
-  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch, c.progress) - fb;
+  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch, c.progress) - fb;
   // Efficiency as a constraint: phi_last = (fx - fb) - sum(others); regress on the rest.
   const double total = fx - fb;
   torch::Tensor last = z.select(1, m - 1);
@@ -69,16 +74,15 @@ torch::Tensor kernel_shap(const BlackBoxCall& c) {
 }  // namespace
 
 void register_kernel_shap(Registry& r) {
-  BlackBoxOptions d;
-  d.samples = 1000;
   MethodInfo m;
   m.name = "kernel-shap";
   m.title = "KernelSHAP";
   m.paper = "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions";
   m.summary = "Shapley values of feature groups by Shapley-kernel weighted regression (exact enumeration for few groups)";
-  m.options = {{"samples", "int", d.samples, "coalitions evaluated (all 2^M - 2 when that is no more)", {}},
-               {"features", "string", "slic", "slic[:SIZE], grid[:K], elements, or an .npy label file", {}}};
-  add_blackbox(r, m, d, kernel_shap);
+  OptionTable<KernelShapOptions> t;
+  t.integer("samples", &KernelShapOptions::samples, 1, "coalitions evaluated (all 2^M - 2 when that is no more)");
+  add_features_row(t, &KernelShapOptions::features);
+  add_blackbox(r, m, std::move(t), kernel_shap);
 }
 
 }  // namespace salient

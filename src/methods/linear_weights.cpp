@@ -77,10 +77,17 @@ const MethodInfo& LinearWeights::info() const {
     m.needs_gradients = false;
     m.paper = "the weights of a linear/logistic model (e.g. Molnar, Interpretable Machine Learning, ch. 5.1)";
     m.summary = "for a single linear layer: its weights (global) or weights * input (local)";
-    m.options = {{"view", "choice", "local", "local: weights * input; global: the weights", {"local", "global"}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
+}
+
+const OptionTable<LinearWeightsOptions>& LinearWeights::options_table() {
+  // "local" is index 0 (global = false), "global" index 1.
+  static const auto t = OptionTable<LinearWeightsOptions>().choice("view", &LinearWeightsOptions::global, {"local", "global"},
+                                                                   "local: weights * input; global: the weights");
+  return t;
 }
 
 torch::Tensor LinearWeights::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
@@ -96,8 +103,7 @@ torch::Tensor LinearWeights::compute(Model& model, const torch::Tensor& inputs, 
 
 void register_linear_weights(Registry& r) {
   r.add(LinearWeights().info(), [](const nlohmann::json& o, const ModelMetadata&) {
-    OptionReader reader(o, "linear-weights");
-    return std::make_unique<LinearWeights>(LinearWeightsOptions{reader.get_choice("view", "local", {"local", "global"}) == "global"});
+    return std::make_unique<LinearWeights>(LinearWeights::options_table().parse(o, {"linear-weights", ModelMetadata{}}));
   });
 }
 

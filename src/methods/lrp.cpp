@@ -17,23 +17,29 @@ namespace {
 
 constexpr double kNormStabiliser = 1e-6;  // epsilon of pooling, additions and other affine ops (Zennit's Norm)
 
+// A number, numbers as a list or as comma-separated text (one per channel); "" or [] is the default.
 std::vector<double> parse_bounds(const nlohmann::json& v, const std::string& name) {
+  const std::string what = "lrp: option '" + name + "' must be a number or a comma-separated list of numbers (one per channel)";
   if (v.is_number()) return {v.get<double>()};
-  if (v.is_string()) {
-    std::vector<double> out;
-    for (const auto& item : split_list(v.get<std::string>())) {
-      try {
-        size_t used = 0;
-        out.push_back(std::stod(item, &used));
-        if (used != item.size()) throw std::invalid_argument(item);
-      } catch (const std::exception&) {
-        throw Error("lrp: option '" + name + "' must be a number or a comma-separated list of numbers (one per channel); got '" +
-                    v.get<std::string>() + "'");
-      }
+  std::vector<double> out;
+  if (v.is_array()) {
+    for (const auto& e : v) {
+      if (!e.is_number()) throw Error(what + "; got " + v.dump());
+      out.push_back(e.get<double>());
     }
-    if (!out.empty()) return out;
+    return out;
   }
-  throw Error("lrp: option '" + name + "' must be a number or a comma-separated list of numbers (one per channel)");
+  if (!v.is_string()) throw Error(what);
+  for (const auto& item : split_list(v.get<std::string>())) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stod(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw Error(what + "; got '" + v.get<std::string>() + "'");
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -56,9 +62,61 @@ const std::vector<std::string>& Lrp::rules() {
   return r;
 }
 
+const OptionTable<LrpOptions>& Lrp::options_table() {
+  using O = LrpOptions;
+  static const auto t = [] {
+    OptionTable<O> t;
+    t.choice("composite", &O::composite, composites(),
+             "rules by layer: epsilon (every layer; Captum's default), epsilon-plus (z+ convolutions), -flat (flat first "
+             "layer), epsilon-gamma-box (z^B first, gamma convolutions), epsilon-alpha2-beta1[-flat]; dense layers epsilon")
+        .field("rule", "choice", "one rule for every convolution and linear layer (overrides composite; \"\": none)",
+               [](const nlohmann::json& v, const OptionContext& c, O& o) {
+                 o.rule = v == "" ? "" : OptionReader(nlohmann::json{{"rule", v}}, c.method).get_choice("rule", "", rules());
+               },
+               [](const O& o) { return nlohmann::json(o.rule); }, nullptr, rules())
+        .real("epsilon", &O::epsilon, 0.0, "the epsilon rule's stabiliser")
+        .real("gamma", &O::gamma, 0.0, "the gamma rule's boost of positive weights")
+        .real("alpha", &O::alpha, 0.0, "rule alpha-beta: weight of positive contributions (alpha - beta = 1)")
+        .real("beta", &O::beta, 0.0, "rule alpha-beta: weight of negative contributions");
+    auto bounds = [&t](const std::string& name, std::vector<double> O::*member, const std::string& help) {
+      t.field(name, "string", help,
+              [name, member](const nlohmann::json& v, const OptionContext&, O& o) { o.*member = parse_bounds(v, name); },
+              [member](const O& o) { return nlohmann::json(o.*member); }, "");
+    };
+    bounds("low", &O::low, "z^B lowest input value, one or one per channel (default: the metadata's value_range after normalisation, else each input's minimum)");
+    bounds("high", &O::high, "z^B highest input value, one or one per channel (default: the metadata's value_range after normalisation, else each input's maximum)");
+    t.flag("canonize", &O::canonize, "fold batch norm into the convolution or linear layer before it")
+        .flag("layers", &O::layers, "report relevance in and out of every layer in the diagnostics (costs ~15 %)")
+        .integer("batch-size", &O::batch, 1, "inputs per forward/backward pass")
+        .finally([](O& o, const OptionContext& c) {
+          if (std::abs(o.alpha - o.beta - 1.0) > 1e-9)
+            throw Error("lrp: alpha - beta must be 1 (relevance is conserved only then); got alpha=" + std::to_string(o.alpha) +
+                        ", beta=" + std::to_string(o.beta));
+          // Default bounds: the model's pixel range after its normalisation, per channel, when the
+          // metadata states it; else each input's own min and max (never a [0, 1] default
+          // standardised data disobeys).
+          const ModelMetadata& meta = c.meta;
+          auto from_meta = [&](double v) {
+            std::vector<double> out;
+            if (meta.mean.empty()) return std::vector<double>{v};
+            for (size_t k = 0; k < meta.mean.size(); ++k)
+              out.push_back((v - meta.mean[k]) / (k < meta.std.size() && meta.std[k] != 0 ? meta.std[k] : 1.0));
+            return out;
+          };
+          if (meta.range_stated && o.low.empty()) o.low = from_meta(meta.range_lo);
+          if (meta.range_stated && o.high.empty()) o.high = from_meta(meta.range_hi);
+          if (o.low.empty() != o.high.empty()) throw Error("lrp: give both low and high (or neither)");
+          if (o.low.size() == o.high.size())
+            for (size_t k = 0; k < o.low.size(); ++k)
+              if (o.low[k] > o.high[k]) throw Error("lrp: z^B bound low > high in channel " + std::to_string(k));
+        });
+    return t;
+  }();
+  return t;
+}
+
 const MethodInfo& Lrp::info() const {
   static const MethodInfo i = [] {
-    LrpOptions d;
     MethodInfo m;
     m.name = "lrp";
     m.title = "Layer-wise Relevance Propagation";
@@ -67,66 +125,20 @@ const MethodInfo& Lrp::info() const {
     m.paper = "Bach et al. 2015, On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance "
               "Propagation; Montavon et al. 2019, Layer-Wise Relevance Propagation: An Overview";
     m.summary = "the output's relevance redistributed layer by layer to the input by per-layer rules; sums to f(x)";
-    m.options = {
-        {"composite", "choice", d.composite,
-         "rules by layer: epsilon (every layer; Captum's default), epsilon-plus (z+ convolutions), -flat (flat first "
-         "layer), epsilon-gamma-box (z^B first, gamma convolutions), epsilon-alpha2-beta1[-flat]; dense layers epsilon",
-         composites()},
-        {"rule", "choice", d.rule, "one rule for every convolution and linear layer (overrides composite)", rules()},
-        {"epsilon", "double", d.epsilon, "the epsilon rule's stabiliser", {}},
-        {"gamma", "double", d.gamma, "the gamma rule's boost of positive weights", {}},
-        {"alpha", "double", d.alpha, "rule alpha-beta: weight of positive contributions (alpha - beta = 1)", {}},
-        {"beta", "double", d.beta, "rule alpha-beta: weight of negative contributions", {}},
-        {"low", "string", "", "z^B lowest input value, one or one per channel (default: the metadata's value_range after normalisation, else each input's minimum)", {}},
-        {"high", "string", "", "z^B highest input value, one or one per channel (default: the metadata's value_range after normalisation, else each input's maximum)", {}},
-        {"canonize", "bool", d.canonize, "fold batch norm into the convolution or linear layer before it", {}},
-        {"layers", "bool", d.layers, "report relevance in and out of every layer in the diagnostics (costs ~15 %)", {}},
-        {"batch-size", "int", d.batch, "inputs per forward/backward pass", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
 LrpOptions Lrp::parse(const nlohmann::json& options, const ModelMetadata& meta) {
-  OptionReader r(options, "lrp");
-  LrpOptions o;
-  o.composite = r.get_choice("composite", o.composite, composites());
-  o.rule = r.get_choice("rule", o.rule, rules());
-  o.epsilon = r.get_double("epsilon", o.epsilon, 0.0);
-  o.gamma = r.get_double("gamma", o.gamma, 0.0);
-  o.alpha = r.get_double("alpha", o.alpha, 0.0);
-  o.beta = r.get_double("beta", o.beta, 0.0);
-  if (std::abs(o.alpha - o.beta - 1.0) > 1e-9)
-    throw Error("lrp: alpha - beta must be 1 (relevance is conserved only then); got alpha=" + std::to_string(o.alpha) +
-                ", beta=" + std::to_string(o.beta));
-  o.canonize = r.get_bool("canonize", o.canonize);
-  o.layers = r.get_bool("layers", o.layers);
-  o.batch = r.get_int("batch-size", o.batch, 1);
-  if (options.contains("low")) o.low = parse_bounds(options["low"], "low");
-  if (options.contains("high")) o.high = parse_bounds(options["high"], "high");
-  // Default bounds: the model's pixel range after its normalisation, per channel, when the metadata
-  // states it; else each input's own min and max (never a [0, 1] default standardised data disobeys).
-  auto from_meta = [&](double v) {
-    std::vector<double> out;
-    if (meta.mean.empty()) return std::vector<double>{v};
-    for (size_t c = 0; c < meta.mean.size(); ++c)
-      out.push_back((v - meta.mean[c]) / (c < meta.std.size() && meta.std[c] != 0 ? meta.std[c] : 1.0));
-    return out;
-  };
-  if (meta.range_stated && o.low.empty()) o.low = from_meta(meta.range_lo);
-  if (meta.range_stated && o.high.empty()) o.high = from_meta(meta.range_hi);
-  if (o.low.empty() != o.high.empty()) throw Error("lrp: give both low and high (or neither)");
-  if (o.low.size() == o.high.size())
-    for (size_t c = 0; c < o.low.size(); ++c)
-      if (o.low[c] > o.high[c]) throw Error("lrp: z^B bound low > high in channel " + std::to_string(c));
-  return o;
+  return options_table().parse(options, {"lrp", meta});
 }
 
 nlohmann::json Lrp::params() const {
-  return {{"composite", options_.composite}, {"rule", options_.rule}, {"epsilon", options_.epsilon},
-          {"gamma", options_.gamma}, {"alpha", options_.alpha}, {"beta", options_.beta}, {"low", options_.low},
-          {"high", options_.high}, {"bounds", options_.low.empty() ? "each input's min and max" : "per channel"}, {"canonize", options_.canonize}, {"layers", options_.layers},
-          {"batch-size", options_.batch}};
+  nlohmann::json p = options_table().params(options_);
+  p["bounds"] = options_.low.empty() ? "each input's min and max" : "per channel";
+  return p;
 }
 
 BackpropGraph& Lrp::graph_for(Model& model) {

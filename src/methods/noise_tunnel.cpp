@@ -6,9 +6,28 @@
 
 namespace salient {
 
+const OptionTable<NoiseTunnelOptions>& NoiseTunnel::options_table() {
+  static const OptionTable<NoiseTunnelOptions> t = [] {
+    using O = NoiseTunnelOptions;
+    OptionTable<O> t;
+    t.field("base", "string", "the method whose maps are smoothed (any other method; its options apply too)",
+            [](const nlohmann::json& v, const OptionContext& c, O& o) {
+              if (!v.is_string()) throw Error(c.method + ": option 'base' must be a method name");
+              o.base = v.get<std::string>();
+              if (o.base == "noise-tunnel") throw Error(c.method + ": the base method cannot be noise-tunnel itself");
+              Registry::builtin().info(o.base);  // an unknown name lists the known ones
+            },
+            [](const O& o) { return nlohmann::json(o.base); });
+    add_noise_rows(t, "maps")
+        .integer("copies", &O::copies, 1, "noisy copies per call of the base method (bounds memory)")
+        .seed("seed", &O::seed, "random seed: the same seed gives the same map");
+    return t;
+  }();
+  return t;
+}
+
 const MethodInfo& NoiseTunnel::info() const {
   static const MethodInfo i = [] {
-    NoiseTunnelOptions d;
     MethodInfo m;
     m.name = "noise-tunnel";
     m.title = "NoiseTunnel (SmoothGrad around any method)";
@@ -16,41 +35,20 @@ const MethodInfo& NoiseTunnel::info() const {
     m.paper = "Smilkov et al. 2017 (SmoothGrad); Adebayo et al. 2018 (VarGrad); Captum's NoiseTunnel";
     m.summary = "mean (or mean square, or variance) of a base method's maps of noisy copies of the input";
     m.options_of = "base";
-    m.options = {
-        {"base", "string", d.base, "the method whose maps are smoothed (any other method; its options apply too)", {}},
-        {"samples", "int", d.samples, "noisy copies per input", {}},
-        {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
-        {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
-        {"variant", "choice", to_string(d.variant), "statistic of the maps", smoothgrad_variants()},
-        {"copies", "int", d.copies, "noisy copies per call of the base method (bounds memory)", {}},
-        {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
 NoiseTunnelOptions NoiseTunnel::parse(const nlohmann::json& options) {
-  OptionReader r(options, "noise-tunnel");
-  NoiseTunnelOptions o;
-  if (options.is_object() && options.contains("base")) {
-    if (!options["base"].is_string()) throw Error("noise-tunnel: option 'base' must be a method name");
-    o.base = options["base"].get<std::string>();
-  }
-  if (o.base == "noise-tunnel") throw Error("noise-tunnel: the base method cannot be noise-tunnel itself");
-  Registry::builtin().info(o.base);  // an unknown name lists the known ones
-  o.samples = r.get_int("samples", o.samples, 1);
-  o.sigma = r.get_double("sigma", o.sigma, 0.0);
-  o.noise = parse_noise_kind(r.get_choice("noise", to_string(o.noise), {"gaussian", "antithetic", "quasi"}));
-  o.variant = read_variant(r, o.variant);
-  o.copies = r.get_int("copies", o.copies, 1);
-  o.seed = static_cast<uint64_t>(r.get_int("seed", static_cast<int64_t>(o.seed), 0));
-  return o;
+  return options_table().parse(options, {"noise-tunnel", ModelMetadata{}});
 }
 
 nlohmann::json NoiseTunnel::params() const {
-  return {{"base", options_.base}, {"samples", options_.samples}, {"sigma", options_.sigma},
-          {"noise", to_string(options_.noise)}, {"variant", to_string(options_.variant)},
-          {"copies", options_.copies}, {"seed", options_.seed}, {"base_params", base_->params()}};
+  nlohmann::json p = options_table().params(options_);
+  p["base_params"] = base_->params();
+  return p;
 }
 
 torch::Tensor NoiseTunnel::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,

@@ -7,27 +7,26 @@ namespace salient {
 
 const MethodInfo& Saliency::info() const {
   static const MethodInfo i = [] {
-    SaliencyOptions d;
     MethodInfo m;
     m.name = "saliency";
     m.title = "Simple gradient (saliency)";
     m.family = Family::Gradient;
     m.paper = "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks";
     m.summary = "gradient of the target output with respect to each input element; one backward pass";
-    m.options = {{"abs", "bool", d.abs, "absolute value of the gradient (as Captum's Saliency)", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
-SaliencyOptions Saliency::parse(const nlohmann::json& options) {
-  OptionReader r(options, "saliency");
-  SaliencyOptions o;
-  o.abs = r.get_bool("abs", o.abs);
-  return o;
+const OptionTable<SaliencyOptions>& Saliency::options_table() {
+  static const auto t = OptionTable<SaliencyOptions>().flag("abs", &SaliencyOptions::abs, "absolute value of the gradient (as Captum's Saliency)");
+  return t;
 }
 
-nlohmann::json Saliency::params() const { return {{"abs", options_.abs}}; }
+SaliencyOptions Saliency::parse(const nlohmann::json& options) { return options_table().parse(options, {"saliency", ModelMetadata{}}); }
+
+nlohmann::json Saliency::params() const { return options_table().params(options_); }
 
 torch::Tensor Saliency::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                                 Attribution& out) {

@@ -10,11 +10,16 @@ namespace salient {
 
 namespace {
 
-torch::Tensor shapley_sampling(const BlackBoxCall& c) {
-  FeatureGroups g = c.options.features.make(c.x, c.model.metadata());
-  const int64_t m = g.count, n = c.options.samples;
+struct ShapleySamplingOptions : BlackBoxCommon {
+  int64_t samples = 25;
+  GroupSpec features;
+};
+
+torch::Tensor shapley_sampling(const BlackBoxCall& c, const ShapleySamplingOptions& o) {
+  FeatureGroups g = o.features.make(c.x, c.model.metadata());
+  const int64_t m = g.count, n = o.samples;
   check_coalitions("shapley-sampling", m + 1, m);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(c.options.seed);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed);
   auto f64 = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor phi = torch::zeros({m}, f64);
   for (int64_t p = 0; p < n; ++p) {
@@ -23,7 +28,7 @@ torch::Tensor shapley_sampling(const BlackBoxCall& c) {
     torch::Tensor rank = torch::empty({m}, torch::kLong);
     rank.index_put_({order}, torch::arange(m, torch::kLong));
     torch::Tensor z = (rank.unsqueeze(0) < torch::arange(m + 1, torch::kLong).unsqueeze(1)).to(torch::kDouble);
-    torch::Tensor f = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.options.batch);
+    torch::Tensor f = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch);
     phi.index_add_(0, order, f.slice(0, 1) - f.slice(0, 0, m));
     c.progress(static_cast<double>(p + 1) / n);
   }
@@ -34,16 +39,15 @@ torch::Tensor shapley_sampling(const BlackBoxCall& c) {
 }  // namespace
 
 void register_shapley_sampling(Registry& r) {
-  BlackBoxOptions d;
-  d.samples = 25;
   MethodInfo m;
   m.name = "shapley-sampling";
   m.title = "Shapley value sampling";
   m.paper = "Castro, Gomez & Tejada 2009, Polynomial calculation of the Shapley value based on sampling";
   m.summary = "mean marginal contribution of each feature group over random orders";
-  m.options = {{"samples", "int", d.samples, "random permutations", {}},
-               {"features", "string", "slic", "slic[:SIZE], grid[:K], elements, or an .npy label file", {}}};
-  add_blackbox(r, m, d, shapley_sampling);
+  OptionTable<ShapleySamplingOptions> t;
+  t.integer("samples", &ShapleySamplingOptions::samples, 1, "random permutations");
+  add_features_row(t, &ShapleySamplingOptions::features);
+  add_blackbox(r, m, std::move(t), shapley_sampling);
 }
 
 }  // namespace salient

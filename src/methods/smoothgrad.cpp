@@ -25,49 +25,37 @@ torch::Tensor sample_statistic(SmoothGradVariant variant, const torch::Tensor& s
 
 std::string to_string(SmoothGradVariant v) { return smoothgrad_variants()[static_cast<int>(v)]; }
 
-SmoothGradVariant read_variant(const OptionReader& r, SmoothGradVariant fallback) {
-  const auto& names = smoothgrad_variants();
-  const std::string v = r.get_choice("variant", to_string(fallback), names);
-  return static_cast<SmoothGradVariant>(std::find(names.begin(), names.end(), v) - names.begin());
+const OptionTable<SmoothGradOptions>& SmoothGrad::options_table() {
+  static const OptionTable<SmoothGradOptions> t = [] {
+    OptionTable<SmoothGradOptions> t;
+    add_noise_rows(t, "gradients")
+        .integer("batch-size", &SmoothGradOptions::batch, 1,
+                 "rows per forward/backward pass, noisy copies of one or several inputs (bounds memory)")
+        .seed("seed", &SmoothGradOptions::seed, "random seed: the same seed gives the same map");
+    return t;
+  }();
+  return t;
 }
 
 const MethodInfo& SmoothGrad::info() const {
   static const MethodInfo i = [] {
-    SmoothGradOptions d;
     MethodInfo m;
     m.name = "smoothgrad";
     m.title = "SmoothGrad";
     m.family = Family::Gradient;
     m.paper = "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise; VarGrad: Adebayo et al. 2018";
     m.summary = "mean (or mean square, or variance) of the gradients of noisy copies of the input";
-    m.options = {
-        {"samples", "int", d.samples, "noisy copies per input", {}},
-        {"sigma", "double", d.sigma, "noise standard deviation as a fraction of the input's max - min", {}},
-        {"noise", "choice", to_string(d.noise), "noise sampler", {"gaussian", "antithetic", "quasi"}},
-        {"variant", "choice", to_string(d.variant), "statistic of the gradients", smoothgrad_variants()},
-        {"batch-size", "int", d.batch, "rows per forward/backward pass, noisy copies of one or several inputs (bounds memory)", {}},
-        {"seed", "int", d.seed, "random seed: the same seed gives the same map", {}}};
+    m.options = options_table().specs();
     return m;
   }();
   return i;
 }
 
 SmoothGradOptions SmoothGrad::parse(const nlohmann::json& options) {
-  OptionReader r(options, "smoothgrad");
-  SmoothGradOptions o;
-  o.samples = r.get_int("samples", o.samples, 1);
-  o.sigma = r.get_double("sigma", o.sigma, 0.0);
-  o.noise = parse_noise_kind(r.get_choice("noise", to_string(o.noise), {"gaussian", "antithetic", "quasi"}));
-  o.variant = read_variant(r, o.variant);
-  o.batch = r.get_int("batch-size", o.batch, 1);
-  o.seed = static_cast<uint64_t>(r.get_int("seed", static_cast<int64_t>(o.seed), 0));
-  return o;
+  return options_table().parse(options, {"smoothgrad", ModelMetadata{}});
 }
 
-nlohmann::json SmoothGrad::params() const {
-  return {{"samples", options_.samples}, {"sigma", options_.sigma}, {"noise", to_string(options_.noise)},
-          {"variant", to_string(options_.variant)}, {"batch-size", options_.batch}, {"seed", options_.seed}};
-}
+nlohmann::json SmoothGrad::params() const { return options_table().params(options_); }
 
 torch::Tensor SmoothGrad::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                                   Attribution& out) {

@@ -1,26 +1,24 @@
 #pragma once
 // The black-box (perturbation) methods: they only call the model forward, so they work on any
-// model, TorchScript or ONNX. One class; each method file supplies its rule (how it perturbs and
-// how it turns scores into a map) and its defaults.
+// model, TorchScript or ONNX. Each method file supplies its own typed options (a struct deriving
+// from BlackBoxCommon, with its option table) and its rule (how it perturbs one input and turns
+// the scores into a map); this file runs the rule over a batch and adds the shared options.
 #include <functional>
+#include <memory>
+#include <type_traits>
 
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 #include "salient/perturb.hpp"
+#include "salient/registry.hpp"
 
 namespace salient {
 
-struct BlackBoxOptions {
-  Baseline baseline;              // what removed features become (default zeros)
-  GroupSpec features;             // feature groups (feature-ablation, lime, kernel-shap, shapley-sampling)
-  int64_t samples = 0;            // masks / samples / permutations
-  int64_t batch = 32;             // perturbed inputs per forward pass
+// The options every black-box method has.
+struct BlackBoxCommon {
+  Baseline baseline;   // what removed features become (default zeros)
+  int64_t batch = 32;  // perturbed inputs per forward pass
   uint64_t seed = 0;
-  std::vector<int64_t> window;    // occlusion: window shape (trailing dims; empty = auto)
-  std::vector<int64_t> stride;    // occlusion: strides (empty = half the window)
-  int64_t grid = 7;               // rise: mask grid cells per side
-  double keep = 0.5;              // rise: probability a cell is kept
-  double kernel_width = 0.25;     // lime: exponential kernel width on cosine distance
-  double ridge = 1.0;             // lime: ridge penalty
 };
 
 // One input x (no batch dimension) and its baseline -> the map of x's shape; may add per-input
@@ -30,32 +28,74 @@ struct BlackBoxCall {
   const torch::Tensor& x;
   const torch::Tensor& baseline;
   int64_t target;
-  const BlackBoxOptions& options;
+  int64_t batch;                                 // perturbed inputs per forward pass
+  uint64_t seed;
   nlohmann::json& diag;                          // per-input scalars
   std::map<std::string, torch::Tensor>& extra;   // per-input extra maps (x's shape)
   std::function<void(double)> progress;          // fraction of this input's forward passes done
 };
-using BlackBoxRule = std::function<torch::Tensor(const BlackBoxCall&)>;
 
-class BlackBox final : public Method {
+// The loop over a batch's inputs, whatever the method's options.
+class BlackBox : public Method {
  public:
-  BlackBox(MethodInfo info, BlackBoxRule rule, BlackBoxOptions options)
-      : info_(std::move(info)), rule_(std::move(rule)), options_(std::move(options)) {}
+  explicit BlackBox(MethodInfo info) : info_(std::move(info)) {}
   const MethodInfo& info() const override { return info_; }
-  nlohmann::json params() const override;
-  void check(Model&, const torch::Tensor& example) override { options_.baseline.make(example[0], options_.seed); }
+  void check(Model&, const torch::Tensor& example) override { common().baseline.make(example[0], common().seed); }
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
+  virtual const BlackBoxCommon& common() const = 0;
+  virtual torch::Tensor explain_one(const BlackBoxCall& call) = 0;
 
  private:
   MethodInfo info_;
-  BlackBoxRule rule_;
-  BlackBoxOptions options_;
 };
 
-// Registers a black-box method: `info.options` lists its own options (read from JSON into
-// BlackBoxOptions by the shared parser); baseline, batch-size and seed are added for every one.
-void add_blackbox(class Registry& reg, MethodInfo info, BlackBoxOptions defaults, BlackBoxRule rule);
+template <class O>
+class TypedBlackBox final : public BlackBox {
+ public:
+  using Rule = std::function<torch::Tensor(const BlackBoxCall&, const O&)>;
+  TypedBlackBox(MethodInfo info, std::shared_ptr<const OptionTable<O>> table, Rule rule, O options)
+      : BlackBox(std::move(info)), table_(std::move(table)), rule_(std::move(rule)), options_(std::move(options)) {}
+  nlohmann::json params() const override { return table_->params(options_); }
+
+ protected:
+  const BlackBoxCommon& common() const override { return options_; }
+  torch::Tensor explain_one(const BlackBoxCall& call) override { return rule_(call, options_); }
+
+ private:
+  std::shared_ptr<const OptionTable<O>> table_;
+  Rule rule_;
+  O options_;
+};
+
+// The `features` row of the methods that perturb feature groups (a GroupSpec member).
+template <class O>
+OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
+  return t.template parsed<GroupSpec>(
+      "features", m, "string", "slic[:SIZE], grid[:K], elements, or an .npy label file",
+      [](const std::string& s, const OptionContext&) { return GroupSpec::parse(s); },
+      [](const GroupSpec& g) { return nlohmann::json(g.spec); });
+}
+
+// Registers a black-box method: `table` holds its own options; baseline, batch-size and seed are
+// added to it for every one. Access, family and gradients are set here.
+template <class O>
+void add_blackbox(Registry& reg, MethodInfo info, OptionTable<O> table, typename TypedBlackBox<O>::Rule rule) {
+  static_assert(std::is_base_of_v<BlackBoxCommon, O>, "black-box options derive from BlackBoxCommon");
+  table.baseline("baseline", &O::baseline,
+                 "what removed features become: zeros (0 after normalisation), black (pixel 0 before it), a number V, "
+                 "blur[:SIGMA], uniform, or a file")
+      .integer("batch-size", &O::batch, 1, "perturbed inputs per forward pass")
+      .seed("seed", &O::seed, "random seed");
+  info.access = Access::BlackBox;
+  info.needs_gradients = false;
+  info.family = Family::Perturbation;
+  info.options = table.specs();
+  auto shared = std::make_shared<const OptionTable<O>>(std::move(table));
+  reg.add(info, [info, shared, rule](const nlohmann::json& o, const ModelMetadata& meta) {
+    return std::make_unique<TypedBlackBox<O>>(info, shared, rule, shared->parse(o, {info.name, meta}));
+  });
+}
 
 }  // namespace salient

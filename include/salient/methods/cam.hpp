@@ -7,6 +7,7 @@
 
 #include "salient/layers.hpp"
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -16,6 +17,9 @@ struct CamOptions {
   int64_t reshape_drop = -1;        // >= 0: activations are tokens [N,T,C]; drop this many, make a grid
   int64_t batch = 32;               // masked inputs / ablated channels per forward (score-cam, ablation-cam)
 };
+
+// The CAMs' options (one table for every variant): layer, relu, reshape, batch-size.
+const OptionTable<CamOptions>& cam_options_table();
 
 // What a rule sees: activations A [N,C,h,w], gradients G (undefined when the variant needs none),
 // and, for forward-only variants, the model, the capture and the inputs.

@@ -7,6 +7,7 @@
 #include "salient/backprop.hpp"
 #include "salient/baseline.hpp"
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -21,6 +22,7 @@ class DeepLift final : public Method {
   explicit DeepLift(DeepLiftOptions options = {}) : options_(std::move(options)) {}
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
+  static const OptionTable<DeepLiftOptions>& options_table();
   static DeepLiftOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
   void check(Model& model, const torch::Tensor& example) override {
     options_.baseline.make(example[0], options_.seed);

@@ -4,6 +4,7 @@
 // where x' is the input with optional Gaussian noise.
 #include "salient/gradients.hpp"
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -22,6 +23,7 @@ class GradientShap final : public Method {
   explicit GradientShap(GradientShapOptions options = {}) : options_(std::move(options)) {}
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
+  static const OptionTable<GradientShapOptions>& options_table();
   static GradientShapOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
 
  protected:

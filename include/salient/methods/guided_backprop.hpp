@@ -5,6 +5,7 @@
 // Grad-CAM map. Every other op keeps its gradient.
 #include "salient/backprop.hpp"
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -16,7 +17,8 @@ class GuidedBackprop final : public Method {
  public:
   GuidedBackprop(ReluMode mode, GuidedOptions options);
   const MethodInfo& info() const override;
-  nlohmann::json params() const override { return {{"batch-size", options_.batch}}; }
+  nlohmann::json params() const override { return options_table().params(options_); }
+  static const OptionTable<GuidedOptions>& options_table();
   static GuidedOptions parse(const nlohmann::json& options, const std::string& name);
   void check(Model& model, const torch::Tensor&) override { graph_for(model); }
 

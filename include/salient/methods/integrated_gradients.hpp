@@ -5,6 +5,7 @@
 #include "salient/baseline.hpp"
 #include "salient/gradients.hpp"
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 #include "salient/path.hpp"
 
 namespace salient {
@@ -26,6 +27,7 @@ class IntegratedGradients final : public Method {
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
   void check(Model&, const torch::Tensor& example) override { options_.baseline.make(example[0], options_.seed); }
+  static const OptionTable<IntegratedGradientsOptions>& options_table();
   static IntegratedGradientsOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
 
  protected:

@@ -3,6 +3,7 @@
 // layer. Its weight row of the target is the global explanation; weight * input the local one.
 // Any other model gets an error naming the operation that makes it non-linear.
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -18,7 +19,8 @@ class LinearWeights final : public Method {
  public:
   explicit LinearWeights(LinearWeightsOptions options = {}) : options_(options) {}
   const MethodInfo& info() const override;
-  nlohmann::json params() const override { return {{"view", options_.global ? "global" : "local"}}; }
+  nlohmann::json params() const override { return options_table().params(options_); }
+  static const OptionTable<LinearWeightsOptions>& options_table();
 
  protected:
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;

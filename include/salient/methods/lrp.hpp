@@ -8,6 +8,7 @@
 // stabilisers absorb: the gap is reported per input, and per layer.
 #include "salient/backprop.hpp"
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -28,6 +29,7 @@ class Lrp final : public Method {
   explicit Lrp(LrpOptions options = {}) : options_(std::move(options)) {}
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
+  static const OptionTable<LrpOptions>& options_table();
   static LrpOptions parse(const nlohmann::json& options, const ModelMetadata& meta);
   static const std::vector<std::string>& composites();
   static const std::vector<std::string>& rules();

@@ -25,6 +25,7 @@ class NoiseTunnel final : public Method {
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
   void check(Model& model, const torch::Tensor& example) override { base_->check(model, example); }
+  static const OptionTable<NoiseTunnelOptions>& options_table();
   static NoiseTunnelOptions parse(const nlohmann::json& options);
 
  protected:

@@ -1,6 +1,7 @@
 #pragma once
 // Simple gradient (Simonyan et al. 2014): d f(x)[target] / dx, one backward pass.
 #include "salient/method.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -13,6 +14,7 @@ class Saliency final : public Method {
   explicit Saliency(SaliencyOptions options = {}) : options_(options) {}
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
+  static const OptionTable<SaliencyOptions>& options_table();
   static SaliencyOptions parse(const nlohmann::json& options);
 
  protected:

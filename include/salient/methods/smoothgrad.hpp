@@ -4,6 +4,7 @@
 #include "salient/gradients.hpp"
 #include "salient/method.hpp"
 #include "salient/noise.hpp"
+#include "salient/option_table.hpp"
 
 namespace salient {
 
@@ -14,8 +15,16 @@ enum class SmoothGradVariant { Mean, Squared, Variance };  // smoothgrad, smooth
 torch::Tensor sample_statistic(SmoothGradVariant variant, const torch::Tensor& sum, const torch::Tensor& sum_sq, int64_t samples);
 const std::vector<std::string>& smoothgrad_variants();
 std::string to_string(SmoothGradVariant v);
-// Reads option "variant" (one of smoothgrad_variants()), checking it with the reader's error message.
-SmoothGradVariant read_variant(const OptionReader& r, SmoothGradVariant fallback);
+
+// The rows SmoothGrad and NoiseTunnel share: samples, sigma, noise and variant (of what: "gradients",
+// "maps"), over members of those names.
+template <class O>
+OptionTable<O>& add_noise_rows(OptionTable<O>& t, const std::string& of) {
+  return t.integer("samples", &O::samples, 1, "noisy copies per input")
+      .real("sigma", &O::sigma, 0.0, "noise standard deviation as a fraction of the input's max - min")
+      .choice("noise", &O::noise, noise_names(), "noise sampler")
+      .choice("variant", &O::variant, smoothgrad_variants(), "statistic of the " + of);
+}
 
 struct SmoothGradOptions {
   int64_t samples = 50;
@@ -31,6 +40,7 @@ class SmoothGrad final : public Method {
   explicit SmoothGrad(SmoothGradOptions options = {}) : options_(options) {}
   const MethodInfo& info() const override;
   nlohmann::json params() const override;
+  static const OptionTable<SmoothGradOptions>& options_table();
   static SmoothGradOptions parse(const nlohmann::json& options);
 
  protected:
