@@ -45,8 +45,8 @@ std::optional<int64_t> env_int(const char* name) {
 }
 
 // A map key of the stacked layout: the method, or <method>.top<r> for rank r of a top-k target.
-std::string stack_key(const std::string& method, size_t rank, size_t ranks) {
-  return ranks > 1 ? method + ".top" + std::to_string(rank + 1) : method;
+std::string stack_key(const std::string& method, size_t rank, bool several) {
+  return several ? method + ".top" + std::to_string(rank + 1) : method;
 }
 
 // Stacked maps: rows collect per key and are written as DIR/maps/<key>/part-NNNNN.npy, all keys'
@@ -59,7 +59,7 @@ class StackSink {
     const size_t ranks = e.maps.size();
     for (size_t r = 0; r < ranks; ++r)
       for (const auto& [name, mm] : e.maps[r]) {
-        const std::string key = stack_key(name, r, ranks);
+        const std::string key = stack_key(name, r, e.several);
         auto& rows = rows_[key];
         line["explained"][r]["methods"][name]["map"] = {{"part", "maps/" + key + "/" + part_name(next_)},
                                                         {"row", static_cast<int64_t>(rows.size())}};

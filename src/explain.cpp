@@ -130,7 +130,25 @@ Method& Explainer::method(const std::string& name) {
 }
 
 void Explainer::check(const torch::Tensor& example) {
-  ReductionScope target_scope(model_, request_.target.reduction());  // methods see a function target's value
+  if (!request_.target.layer().empty())  // an inner neuron: only methods that call the model as a function
+    for (size_t m = 0; m < methods_.size(); ++m) {
+      const MethodInfo& info = methods_[m]->info();
+      std::string name = request_.methods[m];
+      bool specific = info.specificity == Specificity::ModelSpecific;
+      if (!info.options_of.empty()) {  // noise-tunnel: its base method decides
+        const nlohmann::json p = methods_[m]->params();
+        if (p.contains(info.options_of) && p[info.options_of].is_string()) {
+          name = p[info.options_of].get<std::string>();
+          specific = Registry::builtin().info(name).specificity == Specificity::ModelSpecific;
+        }
+      }
+      if (specific)
+        throw Error("target '" + request_.target.to_string() + "': " + name +
+                    " builds its own pass over the whole model and cannot explain an inner neuron; use a "
+                    "model-agnostic method (saliency, input-x-gradient, integrated-gradients, smoothgrad, gradient-shap, "
+                    "noise-tunnel around them, or a black-box method)");
+    }
+  ReductionScope target_scope(model_, request_.target);  // methods see a function target's value
   for (auto& m : methods_) m->check(model_, example.to(model_.device()));
   checked_ = true;
 }
@@ -152,7 +170,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
                                      : Model::OutputReduction());
     for_chunks(n, chunk_, [&](int64_t b, int64_t e) { outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
   }
-  ReductionScope target_scope(model_, fn);  // from here on the model's output is the target function's
+  ReductionScope target_scope(model_, request_.target);  // from here on the model's output is the target function's
   if (fn) for_chunks(n, chunk_, [&](int64_t b, int64_t e) { fn_outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
   torch::Tensor logits = torch::cat(outs);
   const torch::Tensor fn_values = fn ? torch::cat(fn_outs) : torch::Tensor();
@@ -175,9 +193,13 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   if (!checked_) check(x.slice(0, 0, 1));
   // One output column is a binary model: sigmoid of a logit (or the probability itself).
   const bool binary = lg.size(1) == 1;
-  const torch::Tensor probs = meta.output == "probabilities" ? lg : binary ? lg.sigmoid() : lg.softmax(1);
-  const auto targets = fn ? request_.target.resolve(fv) : request_.target.resolve(lg);
-  const int ranks = request_.target.count();
+  // Independent labels (multi-label metadata): each column's own sigmoid.
+  const torch::Tensor probs = meta.output == "probabilities" ? lg : (binary || meta.multi_label) ? lg.sigmoid() : lg.softmax(1);
+  const auto targets = fn ? request_.target.resolve(fv) : request_.target.resolve(lg, probs);
+  // Ranks: the most classes any input has (a threshold target's count varies by input); an input
+  // with fewer repeats its last class in the passes and keeps only its own ranks.
+  int ranks = 1;
+  for (const auto& t : targets) ranks = std::max(ranks, static_cast<int>(t.size()));
   const int64_t top = std::min<int64_t>(request_.top_predictions, lg.size(1));
   // Read once into accessors: per-input tensor ops (an item() per number) cost more than a
   // saliency map of the demo CNN.
@@ -191,12 +213,14 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   std::map<std::string, std::string> failed;  // a method that failed on this chunk: the others' work is kept
   for (int r = 0; r < ranks; ++r) {
     torch::Tensor t = torch::empty({g}, torch::kLong);
-    for (int64_t i = 0; i < g; ++i) t[i] = targets[i][r];
+    for (int64_t i = 0; i < g; ++i) t[i] = targets[i][std::min<size_t>(static_cast<size_t>(r), targets[i].size() - 1)];
     for (size_t m = 0; m < methods_.size(); ++m) {
       const std::string& name = request_.methods[m];
       if (failed.count(name)) continue;
       try {
         results[r][m] = run_method(*methods_[m], model_, x, t, chunk_, name, request_.progress);
+      } catch (const Cancelled&) {
+        throw;
       } catch (const Error& e) {
         failed.emplace(name, name + ": " + std::string(e.what()));
         failures_.emplace(name, Error(name + ": " + std::string(e.what()), e.kind()));
@@ -225,8 +249,15 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
     if (binary) j["binary"] = "one output column: its probability is the sigmoid of the logit (positive class)";
     j["target"] = request_.target.to_string();
     j["explained"] = nlohmann::json::array();
-    ex.maps.resize(ranks);
-    for (int r = 0; r < ranks; ++r) {
+    const int own = static_cast<int>(targets[k].size());
+    ex.several = request_.target.several();
+    ex.maps.resize(own);
+    if (request_.target.kind() == Target::Kind::Threshold && prob_a[k][targets[k][0]] < request_.target.threshold()) {
+      ex.warnings.push_back("no class reached probability " + request_.target.to_string().substr(6) +
+                            ": the top class is explained");
+      j["warnings"] = {ex.warnings.back()};
+    }
+    for (int r = 0; r < own; ++r) {
       const int64_t c = fn ? -1 : targets[k][r];
       ex.targets.push_back(c);
       const double score = fn ? fv[k][0].item<double>() : lg_a[k][c];
@@ -272,7 +303,7 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
     const int64_t c = e.targets[r];
     for (const auto& [name, mm] : e.maps[r]) {
       nlohmann::json& mj = j["explained"][r]["methods"][name];
-      const std::string base = ranks > 1 ? name + "_c" + std::to_string(c) : name;
+      const std::string base = e.several ? name + "_c" + std::to_string(c) : name;
       nlohmann::json npy = base + ".npy";
       if (model.packed()) {  // a model of several inputs: one map per input, named by its argument
         const auto parts = model.unpack(mm.map.unsqueeze(0));
@@ -305,7 +336,7 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
         written.insert(base + ".png");
         mj["png"] = base + ".png";
         panels.push_back(heat);
-        captions.push_back(ranks > 1 && c >= 0 ? name + ": " + meta.label(c) : name);
+        captions.push_back(e.several && c >= 0 ? name + ": " + meta.label(c) : name);
       }
     }
   }
@@ -334,13 +365,13 @@ std::vector<ExplainedInput> explain(Model& model, const std::vector<InputItem>& 
   // forward pass each, in chunks), every method against the model, every input's output folder.
   {
     const torch::Tensor batch = stack_inputs(inputs);
-    ReductionScope target_scope(model, request.target.reduction());  // a function target's value is what must be finite
+    ReductionScope target_scope(model, request.target);  // a function target's value is what must be finite
     for_chunks(batch.size(0), kDefaultBatch, [&](int64_t b, int64_t e) {
       torch::Tensor lg = model.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat);
       for (int64_t i = 0; i < e - b; ++i)
         if (!torch::isfinite(lg[i]).all().item<bool>())
           throw Error("the model's output for input '" + inputs[b + i].stem + "' is not finite (NaN or Inf): nothing to explain");
-      request.target.resolve(lg);  // a class index out of range
+      if (request.target.kind() != Target::Kind::Threshold) request.target.resolve(lg);  // a class index out of range
     });
     explainer.check(batch.slice(0, 0, 1));  // (under the target's scope: methods see its value)
     for (const auto& item : inputs) check_writable_dir((fs::path(request.out_dir) / item.stem).string());

@@ -210,6 +210,11 @@ LayerCapture::Result LayerCapture::run(const torch::Tensor& inputs) {
   return r;
 }
 
+torch::Tensor LayerCapture::activation(const torch::Tensor& inputs, size_t index) {
+  auto elems = run_on_module(*capture_, model_, inputs).toTupleRef().elements();
+  return elems.at(1 + index).toTensor();
+}
+
 torch::Tensor LayerCapture::run_replacing(size_t index, const torch::Tensor& inputs, const torch::Tensor& replacement) {
   torch::NoGradGuard no_grad;
   if (!replace_.at(index)) {

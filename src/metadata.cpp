@@ -41,6 +41,7 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
     if (j.contains("mean")) m.mean = j.at("mean").get<std::vector<double>>();
     if (j.contains("std")) m.std = j.at("std").get<std::vector<double>>();
     m.output = j.value("output", std::string("logits"));
+    m.multi_label = j.value("multi_label", false);
   } catch (const nlohmann::json::exception& e) {
     throw Error("model metadata '" + path + "' has a field of the wrong type");
   }
@@ -94,6 +95,7 @@ nlohmann::json ModelMetadata::to_json() const {
   j["mean"] = mean;
   j["std"] = std;
   j["output"] = output;
+  j["multi_label"] = multi_label;
   return j;
 }
 

@@ -10,6 +10,7 @@
 
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
+#include "salient/layers.hpp"
 #include "salient/onnx.hpp"
 
 namespace salient {
@@ -242,7 +243,25 @@ torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, b
 torch::Tensor Model::forward(const torch::Tensor& batch) {
   if (backend_ == Backend::Onnx)
     throw Error("'" + path_ + "' is an ONNX model, which gives no gradients: use a black-box method (see `salient methods`)");
+  if (!output_layer_.empty()) return layer_output(batch.to(device_, dtype_));
   return run_module(module_, batch.to(device_, dtype_), true);
+}
+
+void Model::set_output_layer(const std::string& path) {
+  if (path == output_layer_) return;
+  if (!path.empty() && backend_ == Backend::Onnx)
+    throw Error("an inner-neuron target (layer:...) needs a TorchScript model; '" + path_ + "' is ONNX");
+  layer_capture_ = path.empty() ? nullptr : std::make_shared<LayerCapture>(*this, std::vector<std::string>{path});
+  output_layer_ = path;
+}
+
+torch::Tensor Model::layer_output(const torch::Tensor& x) {
+  torch::Tensor a = layer_capture_->activation(x);
+  torch::Tensor t = reduction_ ? reduction_(a) : a.flatten(1);
+  if (t.dim() == 1) t = t.unsqueeze(1);
+  if (t.dim() != 2 || t.size(0) != x.size(0))
+    throw Error("layer '" + output_layer_ + "' gave shape " + shape_str(t.sizes()) + " for a batch of " + std::to_string(x.size(0)));
+  return t;
 }
 
 void Model::choose_forward_copy(const torch::Tensor& x) {
@@ -306,6 +325,7 @@ torch::Tensor Model::predict(const torch::Tensor& batch) {
     return out;
   }
   torch::Tensor x = batch.to(device_, dtype_);
+  if (!output_layer_.empty()) return layer_output(x);  // the plain module: its layers are the user's
   if (!mode_settled_) choose_forward_copy(x);
   return fast_ ? run_module(*fast_, x, true) : run_module(module_, x, true);
 }

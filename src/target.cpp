@@ -1,8 +1,10 @@
 #include "salient/target.hpp"
 
 #include <cctype>
+#include <sstream>
 
 #include "salient/error.hpp"
+#include "salient/method.hpp"
 #include "salient/image.hpp"
 #include "salient/npy.hpp"
 
@@ -76,8 +78,69 @@ Target Target::region(int64_t cls, torch::Tensor mask, std::string text) {
   return t;
 }
 
+Target Target::neuron(std::string layer, std::vector<int64_t> index, std::string text) {
+  if (layer.empty()) throw Error("target '" + text + "': no layer given (layer:PATH:INDEX; see `salient layers`)");
+  if (index.empty()) throw Error("target '" + text + "': no neuron index given (layer:PATH:I[,J,...])");
+  for (int64_t i : index)
+    if (i < 0) throw Error("target '" + text + "': a neuron index must be >= 0");
+  Target t;
+  t.kind_ = Kind::Function;
+  t.text_ = std::move(text);
+  t.layer_ = std::move(layer);
+  const std::string name = t.text_;
+  t.reduce_ = [index, name](const torch::Tensor& act) {
+    // act: the layer's output [N, ...]; one index per dimension after the batch.
+    const int64_t rank = act.dim() - 1;
+    if (static_cast<int64_t>(index.size()) != rank)
+      throw Error("target '" + name + "': the layer's output is " + c10::str(act.sizes().slice(1)) + " per input: give " +
+                  std::to_string(rank) + " index" + (rank == 1 ? "" : "es") + ", got " + std::to_string(index.size()));
+    torch::Tensor v = act;
+    for (size_t d = 0; d < index.size(); ++d) {
+      if (index[d] >= v.size(1))
+        throw Error("target '" + name + "': index " + std::to_string(index[d]) + " is out of range in dimension " +
+                    std::to_string(d + 1) + " of the layer's output " + c10::str(act.sizes().slice(1)));
+      v = v.select(1, index[d]);
+    }
+    return v.unsqueeze(1);
+  };
+  return t;
+}
+
+Target Target::above(double threshold) {
+  if (!(threshold > 0 && threshold < 1)) throw Error("target above:P needs 0 < P < 1, got " + std::to_string(threshold));
+  Target t;
+  t.kind_ = Kind::Threshold;
+  t.threshold_ = threshold;
+  std::ostringstream s;
+  s << "above:" << threshold;
+  t.text_ = s.str();
+  return t;
+}
+
 Target Target::parse(const std::string& text, const ModelMetadata& meta) {
   if (text.empty() || text == "top") return top();
+  if (text.rfind("layer:", 0) == 0) {
+    const size_t colon = text.rfind(':');
+    const std::string path = colon > 5 ? text.substr(6, colon - 6) : "";
+    std::vector<int64_t> index;
+    for (const auto& item : split_list(colon > 5 ? text.substr(colon + 1) : "")) {
+      if (!all_digits(item) || item.size() > 12) throw Error("target '" + text + "': neuron index '" + item + "' is not a whole number >= 0");
+      index.push_back(std::stoll(item));
+    }
+    return neuron(path, index, text);
+  }
+  if (text.rfind("above:", 0) == 0) {
+    const std::string p = text.substr(6);
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(p, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (p.empty() || used != p.size()) throw Error("target '" + text + "': expected above:P with P a probability in (0, 1)");
+    return above(v);
+  }
   auto one_class = [&](const std::string& part) -> int64_t {
     if (all_digits(part)) {
       if (part.size() > 12) throw Error("target '" + text + "': class '" + part + "' is out of range");
@@ -127,9 +190,22 @@ Target Target::parse(const std::string& text, const ModelMetadata& meta) {
               (known.empty() ? std::string(" (the model has no label metadata)") : " (labels: " + known + ")"));
 }
 
-std::vector<std::vector<int64_t>> Target::resolve(const torch::Tensor& outputs) const {
+std::vector<std::vector<int64_t>> Target::resolve(const torch::Tensor& outputs, const torch::Tensor& probabilities) const {
   const int64_t n = outputs.size(0), k = outputs.size(1);
   std::vector<std::vector<int64_t>> out(n);
+  if (kind_ == Kind::Threshold) {
+    if (!probabilities.defined()) throw Error("target " + text_ + " needs the model's probabilities", ErrorKind::Internal);
+    // Each input's classes at or above the threshold, most probable first; none: the top class.
+    const torch::Tensor p = probabilities.detach().to(torch::kCPU, torch::kDouble).contiguous();
+    const torch::Tensor order = std::get<1>(p.sort(1, /*descending=*/true)).contiguous();
+    const auto pa = p.accessor<double, 2>();
+    const auto oa = order.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < k && pa[i][oa[i][j]] >= threshold_; ++j) out[i].push_back(oa[i][j]);
+      if (out[i].empty()) out[i].push_back(oa[i][0]);
+    }
+    return out;
+  }
   if (kind_ == Kind::Function) {  // outputs are the reduction's [N, 1]
     for (auto& v : out) v = {0};
     return out;
@@ -155,7 +231,8 @@ std::string Target::to_string() const {
     case Kind::Top: return "top";
     case Kind::TopK: return "top-" + std::to_string(k_);
     case Kind::Index: return std::to_string(index_);
-    case Kind::Function: return text_;
+    case Kind::Function:
+    case Kind::Threshold: return text_;
   }
   return "top";
 }

@@ -2,6 +2,9 @@
 // dense output (segmentation), with closed forms on linear models.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
+
 #include "helpers.hpp"
 #include "salient/error.hpp"
 #include "salient/explain.hpp"
@@ -110,4 +113,118 @@ TEST(Targets, AFunctionTargetOnTheCommandLine) {
                                  " --method saliency --target region:1 --out " + test::quoted(dir / "x"));
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("needs a dense output"), std::string::npos) << bad.err;
+}
+
+namespace {
+// out = relu(hidden(x)) @ V^T with hidden(x) = x @ W^T + b, a submodule: an inner layer to target.
+torch::jit::Module two_layer_module(const torch::Tensor& w, const torch::Tensor& b, const torch::Tensor& v) {
+  torch::jit::Module hidden("Hidden");
+  hidden.register_parameter("weight", w.clone(), false);
+  hidden.register_parameter("bias", b.clone(), false);
+  hidden.define("def forward(self, x):\n    return torch.matmul(x, self.weight.t()) + self.bias\n");
+  torch::jit::Module m("TwoLayer");
+  m.register_module("hidden", hidden);
+  m.register_parameter("v", v.clone(), false);
+  m.define("def forward(self, x):\n    return torch.matmul(torch.relu(self.hidden.forward(x)), self.v.t())\n");
+  return m;
+}
+}  // namespace
+
+TEST(Targets, AnInnerNeuronIsExplainedByTheModelAgnosticMethodsWithItsClosedForm) {
+  torch::manual_seed(4);
+  const torch::Tensor w = torch::randn({5, 7}), b = torch::randn({5}), v = torch::randn({3, 5}), x = torch::randn({2, 7});
+  Model model(two_layer_module(w, b, v));
+  const Target t = Target::parse("layer:hidden:2", ModelMetadata{});
+  ASSERT_EQ(t.layer(), "hidden");
+  // The neuron h_2 = w_2 . x + b_2 is linear in x: its gradient is w_2, IG from zeros is x * w_2,
+  // and removing feature k (to 0) drops it by w_2k x_k.
+  const torch::Tensor g = run("saliency", {{"abs", false}}, model, t, x);
+  for (int64_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::allclose(g[i], w[2], 1e-5, 1e-6)) << g[i];
+  EXPECT_TRUE(torch::allclose(run("integrated-gradients", {{"steps", 4}}, model, t, x), x * w[2], 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(run("feature-ablation", {{"features", "elements"}}, model, t, x), x * w[2], 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(run("noise-tunnel", {{"base", "saliency"}, {"abs", false}, {"samples", 3}}, model, t, x),
+                              w[2].expand({2, 7}), 1e-4, 1e-5));
+  // The model's own output is untouched afterwards: a class target explains the class again.
+  const torch::Tensor cls = run("saliency", {{"abs", false}}, model, Target::index(0), x);
+  EXPECT_FALSE(torch::allclose(cls[0], w[2], 1e-3, 1e-3));
+  // Index errors name the layer's shape; methods with their own pass over the model are refused.
+  auto message = [&](const std::string& method, const std::string& target) {
+    try {
+      run(method, {}, model, Target::parse(target, ModelMetadata{}), x);
+    } catch (const salient::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("saliency", "layer:hidden:9").find("out of range"), std::string::npos) << message("saliency", "layer:hidden:9");
+  EXPECT_NE(message("saliency", "layer:hidden:1,2").find("give 1 index"), std::string::npos) << message("saliency", "layer:hidden:1,2");
+  EXPECT_NE(message("saliency", "layer:hiden:1").find("hidden"), std::string::npos) << message("saliency", "layer:hiden:1");
+  EXPECT_NE(message("lrp", "layer:hidden:1").find("lrp builds its own pass"), std::string::npos) << message("lrp", "layer:hidden:1");
+  EXPECT_THROW(Target::parse("layer:hidden:", ModelMetadata{}), salient::Error);
+  EXPECT_THROW(Target::parse("layer:hidden:-1", ModelMetadata{}), salient::Error);
+}
+
+TEST(Targets, AMultiLabelThresholdExplainsEveryClassAboveItMostProbableFirst) {
+  // logits = x[:4] + 0 (identity on the first four features; the last two weigh in the gradient
+  // only), so the probabilities (sigmoid per column) are set by x.
+  torch::Tensor w = torch::zeros({4, 6});
+  w.slice(1, 0, 4) = torch::eye(4);
+  w.slice(1, 4, 6) = torch::randn({4, 2});
+  Model model(test::linear_module(w, torch::zeros({4})), {}, [] {
+    ModelMetadata m;
+    m.multi_label = true;
+    m.labels = {"cat", "dog", "car", "sky"};
+    return m;
+  }());
+  const torch::Tensor x = torch::tensor({{-2.0, 3.0, -1.0, 1.0, 0.0, 0.0}, {-1.0, -2.0, -3.0, -0.5, 0.0, 0.0}});
+  ExplainRequest req;
+  req.methods = {"saliency"};
+  req.method_options = {{"abs", false}};
+  req.target = Target::parse("above:0.6", model.metadata());
+  Explainer ex(model, req, prepare(req, model.metadata()));
+  const auto out = ex.run({{"a", "", x[0], {}}, {"b", "", x[1], {}}});
+  ASSERT_EQ(out.size(), 2u);
+  // Input a: dog (sigmoid(3) = 0.95) then sky (sigmoid(1) = 0.73); cat and car are below 0.6.
+  EXPECT_EQ(out[0].targets, (std::vector<int64_t>{1, 3}));
+  ASSERT_EQ(out[0].maps.size(), 2u);
+  EXPECT_TRUE(torch::allclose(out[0].maps[0].at("saliency").map, w[1]));
+  EXPECT_TRUE(torch::allclose(out[0].maps[1].at("saliency").map, w[3]));
+  EXPECT_TRUE(out[0].warnings.empty());
+  // Probabilities are each column's sigmoid, not a softmax.
+  EXPECT_NEAR(out[0].probabilities[1].item<double>(), 1.0 / (1.0 + std::exp(-3.0)), 1e-6);
+  // Input b: nothing reaches 0.6; its top class (sky, -0.5) is explained, with a warning.
+  EXPECT_EQ(out[1].targets, (std::vector<int64_t>{3}));
+  ASSERT_EQ(out[1].maps.size(), 1u);
+  EXPECT_TRUE(torch::allclose(out[1].maps[0].at("saliency").map, w[3]));
+  ASSERT_EQ(out[1].warnings.size(), 1u);
+  EXPECT_NE(out[1].warnings[0].find("no class reached"), std::string::npos);
+  EXPECT_THROW(Target::parse("above:1.5", model.metadata()), salient::Error);
+  EXPECT_THROW(Target::parse("above:x", model.metadata()), salient::Error);
+}
+
+TEST(Targets, NeuronAndThresholdTargetsOnTheCommandLine) {
+  test::TempDir dir;
+  const std::string model = test::quoted(test::demo_model()), in = test::quoted(test::first_sample());
+  const auto r = test::run_cli("explain -m " + model + " -i " + in + " --method saliency,integrated-gradients --target layer:fc1:3 --out " +
+                               test::quoted(dir / "n"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_npy(dir / "n/7-sneaker/saliency.npy").sizes(), read_npy(dir / "n/7-sneaker/integrated-gradients.npy").sizes());
+  const auto t = test::run_cli("explain -m " + model + " -i " + in + " --method saliency --target above:0.001 --out " + test::quoted(dir / "t"));
+  ASSERT_EQ(t.code, 0) << t.err;
+  // Every class at or above the threshold has its file, named by its class, most probable first.
+  std::ifstream f(dir / "t/7-sneaker/explanation.json");
+  const nlohmann::json j = nlohmann::json::parse(f);
+  ASSERT_GE(j["explained"].size(), 1u);
+  double last = 1.0;
+  for (const auto& e : j["explained"]) {
+    EXPECT_GE(e["probability"].get<double>(), 0.001);
+    EXPECT_LE(e["probability"].get<double>(), last);
+    last = e["probability"].get<double>();
+    const std::string file = "saliency_c" + std::to_string(e["class"].get<int64_t>()) + ".npy";
+    EXPECT_EQ(e["methods"]["saliency"]["npy"], file);
+    EXPECT_TRUE(std::filesystem::exists(dir / ("t/7-sneaker/" + file))) << file;
+  }
+  const auto bad = test::run_cli("explain -m " + model + " -i " + in + " --method grad-cam --target layer:fc1:3 --out " + test::quoted(dir / "x"));
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("cannot explain an inner neuron"), std::string::npos) << bad.err;
 }

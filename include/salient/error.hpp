@@ -21,6 +21,13 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
+// Thrown from a progress callback to stop a method between chunks (a cancelled or timed-out job):
+// the explain core lets it through rather than record it as the method's failure.
+class Cancelled : public std::runtime_error {
+ public:
+  explicit Cancelled(const std::string& why = "cancelled") : std::runtime_error(why) {}
+};
+
 // The first line of an exception's message, without LibTorch's C++ stack trace.
 std::string one_line(const std::exception& e);
 

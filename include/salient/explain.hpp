@@ -46,6 +46,8 @@ struct Explanation {
   InputItem input;
   std::vector<int64_t> predicted;                   // top classes
   std::vector<int64_t> targets;                     // explained classes, one per rank
+  bool several = false;                             // the target may name several classes per input
+                                                    // (top-k, above:P): files and keys name the class
   torch::Tensor probabilities;                      // [K] of every class
   std::vector<std::map<std::string, MethodMap>> maps;  // [rank][method]; failed methods absent
   std::vector<std::string> warnings;                // the methods' warnings for this input

@@ -49,6 +49,9 @@ class LayerCapture {
   };
   // One forward pass. Activations carry autograd history when `inputs` requires grad.
   Result run(const torch::Tensor& inputs);
+  // The activation of path `index` alone (the model's output is not selected nor reduced): what an
+  // inner-neuron target reads. Carries autograd history when `inputs` requires grad.
+  torch::Tensor activation(const torch::Tensor& inputs, size_t index = 0);
   // The output when the activation of path `index` is replaced by `replacement` (its batch may be
   // larger than the input's one row: the input is broadcast). Forward-only; for ablation methods.
   torch::Tensor run_replacing(size_t index, const torch::Tensor& inputs, const torch::Tensor& replacement);

@@ -19,6 +19,8 @@ struct ModelMetadata {
   bool range_stated = false;              // value_range was in the file (else [0, 1] is a default)
   std::vector<double> mean, std;          // ... then normalised per channel: (v - mean) / std
   std::string output = "logits";          // "logits" (softmax for probabilities) or "probabilities"
+  bool multi_label = false;               // independent labels: each column's probability is its
+                                          // sigmoid (of a logit), not a softmax over the columns
   bool present = false;                   // false when no sidecar file was found
 
   // Reads `path`; throws salient::Error naming the file and the field on a malformed file.

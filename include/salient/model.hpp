@@ -32,6 +32,8 @@ struct ForwardMode {
 
 enum class Backend { TorchScript, Onnx };
 
+class LayerCapture;
+
 class Model {
  public:
   // Loads a traced or scripted TorchScript file, or an ONNX file (by its `.onnx` extension) through
@@ -72,6 +74,12 @@ class Model {
   void set_output_reduction(OutputReduction f) { reduction_ = std::move(f); }
   const OutputReduction& output_reduction() const { return reduction_; }
 
+  // An inner layer's output as the explained output (an inner-neuron target, `layer:PATH:INDEX`):
+  // forward() and predict() run the model up to module `path` and return its activation, reduced
+  // by the output reduction (which picks the neuron). Empty: the model's output. TorchScript only.
+  void set_output_layer(const std::string& path);
+  const std::string& output_layer() const { return output_layer_; }
+
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
   torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
 
@@ -106,6 +114,9 @@ class Model {
   std::vector<std::vector<int64_t>> input_shapes_;
   std::vector<std::string> input_names_;  // forward's arguments after self
   OutputReduction reduction_;
+  std::string output_layer_;
+  std::shared_ptr<LayerCapture> layer_capture_;  // built for output_layer_
+  torch::Tensor layer_output(const torch::Tensor& x);
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).
