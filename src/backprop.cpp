@@ -429,8 +429,11 @@ struct RecorderState {
   std::map<std::string, size_t> index;
 };
 
+// One per thread: a recorder hears the backward passes of its own thread only (LibTorch runs a CPU
+// backward on the thread that called it), so concurrent explanations in a server do not mix.
+// (A CUDA backward runs on the device's autograd thread: per-layer totals are then not recorded.)
 RecorderState& recorder() {
-  static RecorderState s;
+  static thread_local RecorderState s;
   return s;
 }
 

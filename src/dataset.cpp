@@ -263,6 +263,7 @@ Dataset Dataset::open(const std::string& spec, const ModelMetadata& meta, Resize
   d.spec_ = spec;
   std::error_code ec;
   if (spec.empty()) throw Error("no data given (--data)");
+  check_file_access(spec);
   if (!fs::exists(spec, ec)) throw Error("data '" + spec + "' does not exist");
   const std::string ext = lower_extension(spec);
   if (fs::is_directory(spec, ec)) d.source_ = open_folder(spec, meta, resize);

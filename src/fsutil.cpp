@@ -211,7 +211,21 @@ void check_regular_file(const std::string& path, const std::string& what) {
   if (!fs::is_regular_file(st)) throw Error(what + " '" + path + "' is not a regular file (a pipe or a device?)");
 }
 
+namespace {
+thread_local bool t_no_files = false;
+}
+
+NoFileAccess::NoFileAccess() : saved_(t_no_files) { t_no_files = true; }
+NoFileAccess::~NoFileAccess() { t_no_files = saved_; }
+
+void check_file_access(const std::string& path) {
+  if (t_no_files)
+    throw Error("'" + path + "' looks like a file path, and this server opens no file named in a request "
+                "(send arrays or images in the request instead)");
+}
+
 std::string read_file(const std::string& path, uintmax_t max_bytes) {
+  check_file_access(path);
   check_regular_file(path, "file");
   std::error_code ec;
   const uintmax_t size = fs::file_size(path, ec);

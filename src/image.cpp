@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <cctype>
 #include <cstdlib>
 #include <set>
@@ -38,25 +39,44 @@ double at_or_first(const std::vector<double>& v, size_t i, double fallback) {
 }
 
 // Sends the process's stderr to /dev/null for its lifetime (decoders write warnings there).
+// Silences fd 2 while decoders run (libpng/libjpeg print their own complaints; ours is the one
+// line). Re-entrant across threads: the first of overlapping silencers redirects, the last
+// restores, under one lock (two plain dup2 pairs interleaved would leave stderr at /dev/null).
 class StderrSilencer {
  public:
   StderrSilencer() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (depth()++ > 0) return;
     std::fflush(stderr);
-    saved_ = ::dup(2);
+    saved() = ::dup(2);
     int devnull = ::open("/dev/null", O_WRONLY);
-    if (saved_ >= 0 && devnull >= 0) ::dup2(devnull, 2);
+    if (saved() >= 0 && devnull >= 0) ::dup2(devnull, 2);
     if (devnull >= 0) ::close(devnull);
   }
   ~StderrSilencer() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--depth() > 0) return;
     std::fflush(stderr);
-    if (saved_ >= 0) {
-      ::dup2(saved_, 2);
-      ::close(saved_);
+    if (saved() >= 0) {
+      ::dup2(saved(), 2);
+      ::close(saved());
+      saved() = -1;
     }
   }
 
  private:
-  int saved_ = -1;
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& depth() {
+    static int d = 0;
+    return d;
+  }
+  static int& saved() {
+    static int fd = -1;
+    return fd;
+  }
 };
 
 uint32_t be32(const std::string& b, size_t i) {
@@ -169,6 +189,7 @@ bool is_image_path(const std::string& path) {
 }
 
 std::vector<std::string> image_files_in(const std::string& folder) {
+  check_file_access(folder);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(folder))
     if (e.is_regular_file() && is_image_path(e.path().string())) files.push_back(e.path().string());
@@ -177,8 +198,16 @@ std::vector<std::string> image_files_in(const std::string& folder) {
   return files;
 }
 
+ImageHeader image_header(const std::string& bytes) {
+  const Dimensions d = read_dimensions(bytes);
+  return {d.format, d.width, d.height};
+}
+
 InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize resize) {
-  const std::string bytes = read_file(path);
+  return decode_image(read_file(path), path, meta, resize);
+}
+
+InputItem decode_image(const std::string& bytes, const std::string& path, const ModelMetadata& meta, Resize resize) {
   const Dimensions dims = read_dimensions(bytes);
   if (dims.format.empty())
     throw Error("'" + path + "' is not an image Salient reads (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM)");

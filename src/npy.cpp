@@ -95,8 +95,9 @@ NpyHeader parse_npy_header(const std::string& bytes, const std::string& path) {
   return h;
 }
 
-torch::Tensor read_npy_any(const std::string& path) {
-  const std::string bytes = read_file(path);
+torch::Tensor read_npy_any(const std::string& path) { return decode_npy(read_file(path), path); }
+
+torch::Tensor decode_npy(const std::string& bytes, const std::string& path) {
   const NpyHeader h = parse_npy_header(bytes, path);
   if (bytes.size() - h.data_offset < h.count * h.item)
     throw Error("'" + path + "' is not a valid .npy file (truncated data: expected " + std::to_string(h.count * h.item) +

@@ -60,6 +60,21 @@ std::string fingerprint(const std::string& path);
 // unreadable.
 constexpr uintmax_t kMaxFileBytes = uintmax_t{1} << 30;
 std::string read_file(const std::string& path, uintmax_t max_bytes = kMaxFileBytes);
+
+// While a NoFileAccess lives on a thread (a server parsing a request), every read of a file by
+// name on that thread (read_file, folders, data sets) throws salient::Error instead: no path that
+// came in a request is ever opened, whichever option or target carried it.
+class NoFileAccess {
+ public:
+  NoFileAccess();
+  ~NoFileAccess();
+  NoFileAccess(const NoFileAccess&) = delete;
+  NoFileAccess& operator=(const NoFileAccess&) = delete;
+
+ private:
+  bool saved_;
+};
+void check_file_access(const std::string& path);  // throws under a NoFileAccess
 // Throws salient::Error unless `path` is an existing regular file (`what` names it: "model file").
 void check_regular_file(const std::string& path, const std::string& what);
 

@@ -36,6 +36,16 @@ int64_t max_image_pixels();
 // Decodes an image file and preprocesses it per `meta` (channel order, value range, mean/std,
 // input shape). A size or channel mismatch is an error naming expected vs got, unless `resize`.
 InputItem load_image(const std::string& path, const ModelMetadata& meta, Resize resize = Resize::None);
+// The same from the file's bytes (an upload): `name` stands for the file in messages and the stem.
+InputItem decode_image(const std::string& bytes, const std::string& name, const ModelMetadata& meta,
+                       Resize resize = Resize::None);
+// An image's format and size from its header alone (format empty: not an image Salient reads;
+// width/height -1: a header cut short). What a server checks against its pixel cap before decoding.
+struct ImageHeader {
+  std::string format;
+  int64_t width = -1, height = -1;
+};
+ImageHeader image_header(const std::string& bytes);
 // Loads image files, folders of images (sorted by name) and .npy stacks (each of a stack's N rows
 // becomes one input `stem_i`). An input with a non-finite value (NaN/Inf) is an error naming it.
 std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta,

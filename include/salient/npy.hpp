@@ -19,6 +19,7 @@ struct NpyHeader {
 NpyHeader parse_npy_header(const std::string& bytes, const std::string& path);  // throws salient::Error
 torch::Tensor read_npy_any(const std::string& path);    // in the file's dtype; throws salient::Error
 torch::Tensor read_npy(const std::string& path);        // as float32; throws salient::Error
+torch::Tensor decode_npy(const std::string& bytes, const std::string& name);  // an .npy file's bytes, in its dtype
 std::string encode_npy(const torch::Tensor& tensor);    // float32 bytes with header
 void write_npy(const std::string& path, const torch::Tensor& tensor);  // atomic
 
