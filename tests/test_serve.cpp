@@ -1,0 +1,567 @@
+// `salient serve` over real HTTP on loopback: answers equal the CLI's maps bit for bit, every limit
+// answers its status, no request reads a file, malformed requests leave the server up, concurrent
+// clients get correct answers, SIGTERM stops it cleanly.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "helpers.hpp"
+#include "salient/error.hpp"
+#include "salient/npy.hpp"
+#include "salient/registry.hpp"
+#include "salient/serve.hpp"
+
+extern char** environ;
+
+using namespace salient;
+using nlohmann::json;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string b64(const std::string& bytes) {
+  static const char* c = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    out += {c[v >> 18], c[(v >> 12) & 63], c[(v >> 6) & 63], c[v & 63]};
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t v = uint8_t(bytes[i]) << 16;
+    out += {c[v >> 18], c[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
+    out += {c[v >> 18], c[(v >> 12) & 63], c[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+torch::Tensor from_nested(const json& j) {
+  std::vector<int64_t> shape;
+  const json* p = &j;
+  while (p->is_array()) {
+    shape.push_back(static_cast<int64_t>(p->size()));
+    p = &(*p)[0];
+  }
+  std::vector<float> v;
+  std::function<void(const json&)> walk = [&](const json& e) {
+    if (e.is_array())
+      for (const auto& x : e) walk(x);
+    else
+      v.push_back(e.get<float>());
+  };
+  walk(j);
+  return torch::from_blob(v.data(), shape, torch::kFloat).clone();
+}
+
+// A server of its own on a free loopback port, serving until destroyed.
+struct Running {
+  std::unique_ptr<serve::Server> server;
+  std::thread thread;
+  int port = 0;
+  explicit Running(serve::ServeOptions o) {
+    o.port = 0;
+    server = std::make_unique<serve::Server>(std::move(o));
+    port = server->bind();
+    thread = std::thread([this] { server->run(); });
+  }
+  ~Running() {
+    server->stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+};
+
+serve::ServeOptions demo_options() {
+  serve::ServeOptions o;
+  o.models = {{"fashion_cnn", test::demo_model()}};
+  o.data = test::source_dir() + "/models/samples";
+  o.workers = 2;
+  o.queue = 64;
+  o.timeout = 60;
+  o.max_body = 2u << 20;
+  o.max_pixels = 1000000;
+  // As many LibTorch threads as the CLI's default (all cores): the same float sums, bit for bit.
+  o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return o;
+}
+
+Running& demo() {
+  static Running r(demo_options());
+  return r;
+}
+
+json body_of(const httplib::Result& r) {
+  EXPECT_TRUE(r) << "no answer";
+  if (!r) return json();
+  json j = json::parse(r->body, nullptr, false);
+  return j;
+}
+
+// Every error is JSON {"error": "..."}.
+void expect_error_body(int got, const std::string& body, int status, const std::string& words) {
+  EXPECT_EQ(got, status) << body;
+  const json j = json::parse(body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << body;
+  EXPECT_NE(j["error"].get<std::string>().find(words), std::string::npos) << j["error"];
+}
+void expect_error(const httplib::Result& r, int status, const std::string& words) {
+  ASSERT_TRUE(r) << "no answer";
+  expect_error_body(r->status, r->body, status, words);
+}
+
+std::string sample_png() { return slurp(test::first_sample()); }  // 7-sneaker.png
+
+}  // namespace
+
+TEST(Serve, DescribesModelsMethodsAndHealth) {
+  auto c = demo().client();
+  json h = body_of(c.Get("/healthz"));
+  EXPECT_EQ(h["status"], "ok");
+  json models = body_of(c.Get("/v1/models"));
+  ASSERT_EQ(models["models"].size(), 1u);
+  EXPECT_EQ(models["models"][0]["name"], "fashion_cnn");
+  json m = body_of(c.Get("/v1/models/fashion_cnn"));
+  EXPECT_EQ(m["labels"].size(), 10u);
+  EXPECT_EQ(m["labels"][7], "Sneaker");
+  bool conv2 = false;
+  for (const auto& l : m["layers"]) conv2 = conv2 || (l["path"] == "conv2" && l["shape"] == json({1, 64, 14, 14}));
+  EXPECT_TRUE(conv2) << m["layers"].dump();
+  json methods = body_of(c.Get("/v1/methods"));
+  EXPECT_EQ(methods.size(), Registry::builtin().names().size());
+  expect_error(c.Get("/v1/models/nope"), 404, "unknown model 'nope'");
+  expect_error(c.Get("/no/such/thing"), 404, "no such endpoint");
+}
+
+TEST(Serve, MapsOfEveryApiEqualTheCommandLinesBitForBit) {
+  test::TempDir dir;
+  const auto cli = test::run_cli("explain -m " + test::quoted(test::demo_model()) + " -i " + test::quoted(test::first_sample()) +
+                                 " --method saliency,smoothgrad --samples 8 --out " + test::quoted(dir / "o"));
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  const torch::Tensor saliency = read_npy(dir / "o/7-sneaker/saliency.npy");
+  const torch::Tensor smooth = read_npy(dir / "o/7-sneaker/smoothgrad.npy");
+  auto c = demo().client();
+
+  // Salient's API, multipart upload: map URLs, .npy bytes equal to the CLI's file.
+  httplib::MultipartFormDataItems form = {{"image", sample_png(), "7-sneaker.png", "image/png"},
+                                          {"methods", "saliency,smoothgrad", "", ""},
+                                          {"options", R"({"samples": 8})", "", ""}};
+  auto r = c.Post("/api/explain", form);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["predictions"][0]["class"], 7);
+  for (const auto& [method, want] : {std::pair{"saliency", saliency}, std::pair{"smoothgrad", smooth}}) {
+    const std::string url = j["results"][method]["map"];
+    auto npy = c.Get(url.c_str());
+    ASSERT_TRUE(npy && npy->status == 200) << url;
+    EXPECT_TRUE(torch::equal(decode_npy(npy->body, "map"), want)) << method;
+    EXPECT_FLOAT_EQ(j["results"][method]["max"].get<float>(), want.max().item<float>());
+    auto png = c.Get(j["results"][method]["overlay"].get<std::string>().c_str());
+    ASSERT_TRUE(png && png->status == 200);
+    EXPECT_EQ(png->body.substr(1, 3), "PNG");
+  }
+  json stored = body_of(c.Get(j["explanation"].get<std::string>().c_str()));
+  EXPECT_EQ(stored["id"], j["id"]);
+
+  // The same as JSON with a base64 image, and by data-set id.
+  json same = body_of(c.Post("/api/explain", json{{"image", b64(sample_png())}, {"method", "saliency"}}.dump(), "application/json"));
+  auto npy = c.Get(same["results"]["saliency"]["map"].get<std::string>().c_str());
+  EXPECT_TRUE(torch::equal(decode_npy(npy->body, "map"), saliency));
+  json by_id = body_of(c.Post("/api/explain", json{{"id", "7-sneaker.png"}, {"method", "saliency"}}.dump(), "application/json"));
+  ASSERT_TRUE(by_id.contains("results")) << by_id.dump();
+  npy = c.Get(by_id["results"]["saliency"]["map"].get<std::string>().c_str());
+  EXPECT_TRUE(torch::equal(decode_npy(npy->body, "map"), saliency));
+
+  // KServe v1 :explain, a nested list back.
+  json k = body_of(c.Post("/v1/models/fashion_cnn:explain",
+                          json{{"instances", {{{"b64", b64(sample_png())}}}}, {"parameters", {{"methods", "saliency,smoothgrad"}, {"options", {{"samples", 8}}}}}}.dump(),
+                          "application/json"));
+  ASSERT_EQ(k["explanations"].size(), 1u) << k.dump().substr(0, 300);
+  EXPECT_TRUE(torch::equal(from_nested(k["explanations"][0]["explained"][0]["maps"]["saliency"]), saliency));
+  EXPECT_TRUE(torch::equal(from_nested(k["explanations"][0]["explained"][0]["maps"]["smoothgrad"]), smooth));
+
+  // TorchServe: the raw image as the body.
+  auto t = c.Post("/explanations/fashion_cnn?method=saliency", sample_png(), "image/png");
+  ASSERT_TRUE(t && t->status == 200) << (t ? t->body : "");
+  EXPECT_TRUE(torch::equal(from_nested(json::parse(t->body)), saliency));
+
+  // KServe :predict: the sample's class, probabilities that sum to 1.
+  json p = body_of(c.Post("/v1/models/fashion_cnn:predict", json{{"instances", {{{"b64", b64(sample_png())}}}}}.dump(), "application/json"));
+  EXPECT_EQ(p["predictions"][0]["class"], 7);
+  EXPECT_NEAR(from_nested(p["predictions"][0]["probabilities"]).sum().item<double>(), 1.0, 1e-5);
+}
+
+TEST(Serve, JobsReportProgressAndResultsAndDataIsBrowsedById) {
+  auto c = demo().client();
+  json job = body_of(c.Post("/api/jobs", json{{"id", "3-dress.png"}, {"method", "integrated-gradients"}, {"options", {{"steps", 16}}}}.dump(),
+                            "application/json"));
+  ASSERT_TRUE(job.contains("id")) << job.dump();
+  json state;
+  for (int i = 0; i < 600; ++i) {
+    state = body_of(c.Get(("/api/jobs/" + job["id"].get<std::string>()).c_str()));
+    if (state["status"] == "done" || state["status"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(state["status"], "done") << state.dump();
+  EXPECT_EQ(state["result"]["predictions"][0]["class"], 3);
+  EXPECT_LT(state["result"]["results"]["integrated-gradients"]["diagnostics"]["relative_gap"].get<double>(), 0.05);
+  expect_error(c.Get("/api/jobs/0123"), 404, "no job");
+
+  json list = body_of(c.Get("/api/data?limit=3&offset=2"));
+  EXPECT_EQ(list["total"], 10);
+  ASSERT_EQ(list["items"].size(), 3u);
+  EXPECT_EQ(list["items"][0]["id"], "2-pullover.png");
+  auto png = c.Get(list["items"][0]["url"].get<std::string>().c_str());
+  ASSERT_TRUE(png && png->status == 200);
+  EXPECT_EQ(png->body.substr(1, 3), "PNG");
+  json sneakers = body_of(c.Get("/api/data?predicted=7"));
+  ASSERT_EQ(sneakers["items"].size(), 1u) << sneakers.dump();
+  EXPECT_EQ(sneakers["items"][0]["id"], "7-sneaker.png");
+  expect_error(c.Get("/api/data?limit=abc"), 400, "limit");
+
+  const std::string metrics = c.Get("/metrics")->body;
+  EXPECT_NE(metrics.find("salient_requests_total{endpoint=\"POST /api/jobs\",status=\"202\"}"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("salient_request_seconds_bucket{le=\"+Inf\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("salient_queue_depth"), std::string::npos);
+}
+
+TEST(Serve, EveryLimitAnswersItsStatusAsJson) {
+  auto c = demo().client();
+  const std::string png = sample_png();
+  // 413: the body, and an image whose header declares too many pixels (never decoded).
+  expect_error(c.Post("/api/explain", std::string(3u << 20, 'x'), "application/json"), 413, "--max-body");
+  std::string big = png.substr(0, 16);  // signature, IHDR's length and type; then its width and height
+  const uint32_t side = 4000;
+  for (int k = 0; k < 2; ++k)
+    for (int b = 3; b >= 0; --b) big += static_cast<char>((side >> (8 * b)) & 0xFF);
+  big += png.substr(24);
+  expect_error(c.Post("/api/explain", json{{"image", b64(big)}}.dump(), "application/json"), 413, "4000x4000");
+  // 400: a bad option, an option over the server's cap, an unknown option, bad JSON, no input.
+  const json image = {{"image", b64(png)}};
+  auto with = [&](json extra) {
+    json j = image;
+    j.update(extra);
+    return c.Post("/api/explain", j.dump(), "application/json");
+  };
+  expect_error(with({{"method", "smoothgrad"}, {"options", {{"samples", "many"}}}}), 400, "samples");
+  expect_error(with({{"method", "smoothgrad"}, {"options", {{"smoothgrad.samples", 50000}}}}), 400, "above this server's cap of 1000");
+  expect_error(with({{"method", "saliency"}, {"options", {{"smaples", 5}}}}), 400, "smaples");
+  expect_error(with({{"method", "nonesuch"}}), 404, "unknown method 'nonesuch'");
+  expect_error(with({{"model", "nope"}}), 404, "unknown model");
+  expect_error(with({{"target", "top-50"}}), 400, "cap");
+  expect_error(c.Post("/api/explain", "{\"image\": ", "application/json"), 400, "JSON");
+  expect_error(c.Post("/api/explain", "{}", "application/json"), 400, "exactly one input");
+  expect_error(c.Post("/v1/models/fashion_cnn:explain", json{{"instances", json::array({json::array({json::array({1, 2}), json::array({3})})})}}.dump(), "application/json"), 400, "rectangular");
+  expect_error(c.Post("/v1/models/fashion_cnn:predict", json{{"instances", json::array()}}.dump(), "application/json"), 400, "instances");
+}
+
+TEST(Serve, NoRequestEverReadsAFile) {
+  auto c = demo().client();
+  const json image = {{"image", b64(sample_png())}};
+  test::TempDir dir;
+  write_npy(dir / "mask.npy", torch::ones({28, 28}));
+  write_npy(dir / "base.npy", torch::zeros({1, 28, 28}));
+  auto with = [&](json extra) {
+    json j = image;
+    j.update(extra);
+    return c.Post("/api/explain", j.dump(), "application/json");
+  };
+  // Paths in options and targets that the CLI would read: existing files, relative and absolute.
+  expect_error(with({{"method", "integrated-gradients"}, {"options", {{"baseline", dir / "base.npy"}}}}), 400, "opens no file");
+  expect_error(with({{"method", "gradient-shap"}, {"options", {{"baselines", test::source_dir() + "/models/samples"}}}}), 400, "opens no file");
+  expect_error(with({{"method", "lime"}, {"options", {{"features", dir / "mask.npy"}}}}), 400, "opens no file");
+  expect_error(with({{"method", "saliency"}, {"target", "region:1:" + (dir / "mask.npy")}}), 400, "opens no file");
+  expect_error(with({{"method", "integrated-gradients"}, {"options", {{"baseline", "../../../../etc/passwd"}}}}), 400, "opens no file");
+  // Traversal in URLs: no route serves a path.
+  for (const char* url : {"/api/data/../../../etc/passwd", "/api/data/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd",
+                          "/api/results/../../etc/passwd", "/api/data//etc/passwd", "/api/results/00/..%2f..%2fetc%2fpasswd.npy"}) {
+    auto r = c.Get(url);
+    ASSERT_TRUE(r) << url;
+    EXPECT_EQ(r->status, 404) << url << " " << r->body;
+    EXPECT_EQ(r->body.find("root:"), std::string::npos) << url;
+  }
+  // What the service may read is the data set, by id only.
+  EXPECT_EQ(c.Get("/api/data/0-t-shirt-top.png")->status, 200);
+}
+
+TEST(Serve, ATokenIsRequiredWhenGivenAndAnOpenAddressNeedsOne) {
+  serve::ServeOptions o = demo_options();
+  o.data.clear();
+  o.token = "0123456789abcdef0123";
+  Running r(o);
+  auto c = r.client();
+  expect_error(c.Get("/v1/models"), 401, "Bearer");
+  c.set_bearer_token_auth("wrong-token-wrong-token");
+  expect_error(c.Get("/v1/models"), 401, "Bearer");
+  c.set_bearer_token_auth("0123456789abcdef0123");
+  EXPECT_EQ(c.Get("/v1/models")->status, 200);
+  httplib::Client open("127.0.0.1", r.port);
+  EXPECT_EQ(open.Get("/healthz")->status, 200);  // liveness probes need no token
+  serve::ServeOptions wide = demo_options();
+  wide.host = "0.0.0.0";
+  try {
+    serve::Server s(wide);
+    ADD_FAILURE() << "an open address without a token was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--token-file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Serve, AFullQueueIs503ALongRequestIs504AndACancelledJobStopsWithinAChunk) {
+  serve::ServeOptions o = demo_options();
+  o.data.clear();
+  o.workers = 1;
+  o.queue = 0;
+  o.timeout = 1.0;
+  o.caps.samples = 100000;
+  Running r(o);
+  auto c = r.client();
+  const json slow = {{"image", b64(sample_png())}, {"method", "smoothgrad"}, {"options", {{"samples", 50000}, {"batch-size", 1}}}};
+  // A job occupies the only worker; a request then finds no room: 503 with Retry-After.
+  json job = body_of(c.Post("/api/jobs", slow.dump(), "application/json"));
+  ASSERT_TRUE(job.contains("id")) << job.dump();
+  const std::string url = "/api/jobs/" + job["id"].get<std::string>();
+  for (int i = 0; i < 200 && body_of(c.Get(url.c_str()))["status"] != "running"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto busy = c.Post("/api/explain", json{{"image", b64(sample_png())}}.dump(), "application/json");
+  expect_error(busy, 503, "busy");
+  EXPECT_TRUE(busy->has_header("Retry-After"));
+  // Cancelled: it stops at its next chunk (one pass of one row here), long before its 50,000.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.Delete(url.c_str())->status, 200);
+  json state;
+  for (int i = 0; i < 500; ++i) {
+    state = body_of(c.Get(url.c_str()));
+    if (state["status"] != "running" && state["status"] != "queued") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(state["status"], "cancelled") << state.dump();
+  EXPECT_LT(stop_s, 0.5);
+  EXPECT_LT(state["progress"]["smoothgrad"].get<double>(), 0.5);
+  // A synchronous request past --timeout: 504, and the worker is free again afterwards.
+  expect_error(c.Post("/api/explain", slow.dump(), "application/json"), 504, "--timeout");
+  json ok;
+  for (int i = 0; i < 100; ++i) {  // the timed-out task stops at its next chunk
+    auto a = c.Post("/api/explain", json{{"image", b64(sample_png())}}.dump(), "application/json");
+    if (a && a->status == 200) {
+      ok = json::parse(a->body);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(ok.contains("results"));
+  // A job past the timeout reads as 504 timed-out.
+  json late = body_of(c.Post("/api/jobs", slow.dump(), "application/json"));
+  const std::string late_url = "/api/jobs/" + late["id"].get<std::string>();
+  int status = 200;
+  std::string body;
+  for (int i = 0; i < 300 && status == 200; ++i) {
+    auto last = c.Get(late_url.c_str());
+    ASSERT_TRUE(last);
+    status = last->status;
+    body = last->body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  expect_error_body(status, body, 504, "timed out");
+}
+
+TEST(Serve, AThousandMalformedRequestsGetFourHundredsAndTheServerStaysUp) {
+  auto& s = demo();
+  auto rss_kb = [] {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return 0L;
+  };
+  std::mt19937 gen(7);
+  auto random_bytes = [&](size_t n) {
+    std::string b(n, '\0');
+    for (auto& ch : b) ch = static_cast<char>(gen() & 0xFF);
+    return b;
+  };
+  const std::string png = sample_png();
+  const std::vector<std::string> paths = {"/api/explain", "/api/jobs", "/v1/models/fashion_cnn:explain", "/v1/models/fashion_cnn:predict",
+                                          "/explanations/fashion_cnn", "/v1/models/x:explain", "/api/results/ab/c.npy"};
+  const std::vector<std::string> bodies = {
+      "{", "[]", "null", "{\"image\": 5}", "{\"image\": \"@@@\"}", "{\"array\": [[[[[[[[[[1]]]]]]]]]]}", "{\"array\": [1, \"a\"]}",
+      "{\"instances\": [{\"b64\": \"" + b64(png.substr(0, 60)) + "\"}]}", "{\"instances\": [[1e999]]}", "{\"npy\": \"" + b64("\x93NUMPY garbage") + "\"}",
+      "{\"image\": \"" + b64(png.substr(0, png.size() / 2)) + "\"}", "{\"array\": " + std::string(5000, '[') + "}",
+      "{\"id\": \"../../etc/passwd\"}", "{\"image\": \"" + b64(png) + "\", \"options\": [1]}",
+      "{\"image\": \"" + b64(png) + "\", \"target\": \"layer:nothing:1\"}", "{\"image\": \"" + b64(png) + "\", \"methods\": {\"a\": 1}}"};
+  auto one_round = [&](int n) {
+    int bad = 0;
+    for (int i = 0; i < n; ++i) {
+      httplib::Client c("127.0.0.1", s.port);
+      c.set_read_timeout(30, 0);
+      const std::string& path = paths[gen() % paths.size()];
+      auto send = [&]() {
+        switch (i % 5) {
+          case 0: return c.Post(path.c_str(), random_bytes(gen() % 4096), "application/json");
+          case 1: return c.Post(path.c_str(), bodies[gen() % bodies.size()], "application/json");
+          case 2: {  // broken multipart
+            std::string body = "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + png.substr(0, gen() % png.size());
+            if (gen() % 2) body += "\r\n--XyZ--\r\n";
+            return c.Post(path.c_str(), body, "multipart/form-data; boundary=XyZ");
+          }
+          case 3: {  // absurd headers
+            httplib::Headers h = {{"X-Junk", std::string(gen() % 8000, 'a')}, {"Content-Type", random_bytes(16)}};
+            return c.Post(path.c_str(), h, random_bytes(64), "text/plain");
+          }
+          default: return c.Post(path.c_str(), random_bytes(gen() % 256), "image/png");
+        }
+      };
+      auto r = send();
+      if (!r) continue;  // the server may close on a request it cannot parse
+      EXPECT_GE(r->status, 400) << path;
+      EXPECT_LT(r->status, 500) << path << " " << r->body;
+      bad += r->status >= 400 && r->status < 500;
+    }
+    // Truncated uploads on raw sockets: a Content-Length the body never reaches.
+    for (int i = 0; i < n / 50; ++i) {
+      httplib::Client c("127.0.0.1", s.port);
+      c.set_connection_timeout(1, 0);
+      c.set_read_timeout(0, 200000);
+      httplib::Headers h = {{"Content-Length", "100000"}};
+      c.Post("/api/explain", h, png.substr(0, 100), "application/json");  // the client sends 100 bytes, claims 100000
+    }
+    return bad;
+  };
+  one_round(100);  // warm-up: allocator pools and caches reach their size
+  const long before = rss_kb();
+  const int bad = one_round(1000);
+  const long after = rss_kb();
+  EXPECT_GE(bad, 900);
+  auto h = s.client().Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_LT(static_cast<double>(after), 1.10 * static_cast<double>(before)) << before << " kB -> " << after << " kB";
+}
+
+TEST(Serve, EightClientsTimesFiftyRequestsAllAnsweredCorrectly) {
+  auto& s = demo();
+  const std::vector<std::string> methods = {"saliency", "input-x-gradient", "grad-cam", "occlusion", "smoothgrad"};
+  const std::vector<std::string> samples = {"0-t-shirt-top.png", "1-trouser.png", "5-sandal.png", "7-sneaker.png", "9-ankle-boot.png"};
+  auto request = [&](const std::string& method, const std::string& sample) {
+    json options = method == "smoothgrad" ? json{{"samples", 4}} : method == "occlusion" ? json{{"window", "7x7"}} : json::object();
+    return json{{"id", sample}, {"method", method}, {"options", options}}.dump();
+  };
+  // References one at a time, then the same requests from 8 clients at once must give the same bits.
+  std::map<std::pair<std::string, std::string>, std::string> reference;
+  auto map_of = [&](httplib::Client& c, const std::string& body, const std::string& method) -> std::string {
+    auto r = c.Post("/api/explain", body, "application/json");
+    if (!r || r->status != 200) return "";
+    auto npy = c.Get(json::parse(r->body)["results"][method]["map"].get<std::string>().c_str());
+    return npy && npy->status == 200 ? npy->body : "";
+  };
+  {
+    auto c = s.client();
+    for (const auto& m : methods)
+      for (const auto& x : samples) {
+        reference[{m, x}] = map_of(c, request(m, x), m);
+        ASSERT_FALSE((reference[{m, x}].empty())) << m << " " << x;
+      }
+  }
+  std::atomic<int> correct{0}, wrong{0};
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 8; ++k)
+    clients.emplace_back([&, k] {
+      auto c = s.client();
+      for (int i = 0; i < 50; ++i) {
+        const std::string& m = methods[(k + i) % methods.size()];
+        const std::string& x = samples[(k * 7 + i * 3) % samples.size()];
+        const std::string got = map_of(c, request(m, x), m);
+        (got == reference[{m, x}] && !got.empty() ? correct : wrong)++;
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(correct.load(), 400);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST(Serve, TheCommandStartsPrintsItsPortAndStopsOnSigterm) {
+  test::TempDir dir;
+  const std::string out = dir / "out";
+  pid_t pid = 0;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const std::string model = test::demo_model();
+  std::vector<std::string> args = {SALIENT_CLI, "serve", "--model", model, "--port", "0", "--workers", "1"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ASSERT_EQ(posix_spawn(&pid, SALIENT_CLI, &actions, nullptr, argv.data(), environ), 0);
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    const std::string text = slurp(out);
+    const auto at = text.find("127.0.0.1:");
+    if (at != std::string::npos && text.find(' ', at) != std::string::npos) port = std::stoi(text.substr(at + 10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(port, 0) << slurp(out);
+  httplib::Client c("127.0.0.1", port);
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(slurp(out).find("stopped"), std::string::npos);
+  // A bad model is a start-up error: exit 2, one line.
+  const auto bad = test::run_cli("serve --model " + test::quoted(dir / "missing.pt") + " --port 0");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("missing.pt"), std::string::npos) << bad.err;
+}
+
+TEST(Serve, ResultsAreKeptWithinTheCacheBoundsNewestFirst) {
+  serve::ServeOptions o = demo_options();
+  o.data.clear();
+  o.cache_entries = 3;
+  Running r(o);
+  auto c = r.client();
+  const std::string body = json{{"image", b64(sample_png())}, {"method", "saliency"}}.dump();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(body_of(c.Post("/api/explain", body, "application/json"))["id"]);
+  // Reading the second-newest makes it the most recently used; then two more push out the rest.
+  EXPECT_EQ(c.Get(("/api/results/" + ids[3] + "/saliency.npy").c_str())->status, 200);
+  for (int i = 0; i < 2; ++i) ids.push_back(body_of(c.Post("/api/explain", body, "application/json"))["id"]);
+  for (int i = 0; i < 7; ++i) {
+    const bool kept = i == 3 || i >= 5;
+    EXPECT_EQ(c.Get(("/api/results/" + ids[i] + "/saliency.npy").c_str())->status, kept ? 200 : 404) << i;
+  }
+  expect_error(c.Get(("/api/results/" + ids[0] + "/explanation.json").c_str()), 404, "results are kept");
+  // By bytes: a budget below two results keeps the newest alone.
+  serve::ServeOptions small = demo_options();
+  small.data.clear();
+  small.cache_bytes = 12000;  // one demo result: input 3 KB + picture 2.3 KB + map 3 KB
+  Running t(small);
+  auto d = t.client();
+  const std::string first = body_of(d.Post("/api/explain", body, "application/json"))["id"];
+  const std::string second = body_of(d.Post("/api/explain", body, "application/json"))["id"];
+  EXPECT_EQ(d.Get(("/api/results/" + first + "/saliency.npy").c_str())->status, 404);
+  EXPECT_EQ(d.Get(("/api/results/" + second + "/saliency.npy").c_str())->status, 200);
+}
