@@ -10,14 +10,17 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <thread>
 #include <cstring>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "salient/explain.hpp"
 #include "salient/gradients.hpp"
 #include "salient/registry.hpp"
 
@@ -84,6 +87,21 @@ std::function<void(benchmark::State&)> named(const std::string& model, const std
                                              const nlohmann::json& options = nlohmann::json::object()) {
   std::shared_ptr<Method> m = Registry::builtin().create(method, options);
   return [model, m](benchmark::State& s) { time_method(s, model, *m); };
+}
+
+// What POST /api/explain computes for one input, in-process: new method instances, the explain
+// core's predictions, the method, the record. bench/serve.sh divides the served latency by it.
+void explain_in_process(benchmark::State& state, const std::string& name, const std::string& method) {
+  Model& m = *g_models[name];
+  InputItem item;
+  item.stem = "x";
+  item.tensor = batch_of(name, 1)[0].contiguous();
+  timed(state, [&] {
+    ExplainRequest req;
+    req.methods = {method};
+    Explainer ex(m, req, prepare(req, m.metadata()));
+    benchmark::DoNotOptimize(ex.run({item}).at(0).maps.size());
+  });
 }
 
 const char* cam_layer(const std::string& name) { return name == "demo" ? "conv2" : "layer4"; }
@@ -154,6 +172,16 @@ int main(int argc, char** argv) {
     };
     reg("floor_fwd_bwd/1", [name](benchmark::State& s) { floor_forward_backward(s, name, 1); }, small, reps);
     reg("saliency", named(name, "saliency"), small, reps);
+    reg("explain/saliency", [name](benchmark::State& s) { explain_in_process(s, name, "saliency"); }, small, reps);
+    // The same on a thread of its own, as a server's worker runs it: LibTorch's CPU kernels keep
+    // fewer cores busy there (cpu_per_wall ~1.65 of 2 against 2.0 on the main thread).
+    reg("explain-thread/saliency", [name](benchmark::State& s) {
+      std::thread t([&] {
+        at::init_num_threads();
+        explain_in_process(s, name, "saliency");
+      });
+      t.join();
+    }, small, reps);
     reg("grad-cam", named(name, "grad-cam", {{"layer", cam_layer(name)}}), small, reps);
     // Modified back-propagation: one forward and one (rewritten) backward; DeepLIFT's batch holds the
     // input and its baseline.

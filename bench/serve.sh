@@ -3,7 +3,8 @@
 #   - saliency on the demo CNN through POST /api/explain at 1, 4 and 16 concurrent clients:
 #     requests/s, p50 and p99 latency;
 #   - server overhead: p50 latency of /api/explain saliency on ResNet-18 (one client) / the same
-#     method in-process (salient_bench's median, the same input shape), measured in this one run.
+#     explain in-process (salient_bench's resnet18/explain/saliency: new method instances, the
+#     predictions, the method, the record, as the server computes them), measured in this one run.
 #   bash bench/serve.sh [BUILD_DIR]        (after building; ~3 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,12 @@ command -v hey >/dev/null || { echo "bench/serve.sh needs hey (apt-get install h
 mkdir -p "$build/bench"
 [ -f "$build/bench/resnet18_traced.pt" ] || /usr/bin/python3 tools/export_resnet18.py "$build/bench"
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 start() {  # start MODEL WORKERS -> sets port
   "$build/salient" serve --model "$1" --port 0 --workers "$2" --queue 64 >"$work/serve.out" 2>"$work/serve.err" &
+  server=$!
   for _ in $(seq 1 200); do
     port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/serve.out" | head -n1)
     [ -n "$port" ] && return 0
@@ -24,9 +27,9 @@ start() {  # start MODEL WORKERS -> sets port
   cat "$work/serve.err" >&2
   exit 1
 }
-# hey's summary -> "requests/s p50_ms p99_ms"
+# hey's summary -> "requests/s p50_ms p99_ms"; any answer but 200 is an error of the benchmark.
 summary() {
-  awk '/Requests\/sec/ {r=$2} /50%% in/ {p50=$3} /99%% in/ {p99=$3} END {printf "%.1f %.2f %.2f\n", r, p50*1000, p99*1000}'
+  tee "$work/hey.out" | awk '/Requests\/sec/ {r=$2} /50% in/ {p50=$3} /99% in/ {p99=$3} END {printf "%.1f %.2f %.2f\n", r, p50*1000, p99*1000}'
 }
 
 # Demo CNN: one input, saliency.
@@ -42,9 +45,10 @@ echo "| clients | requests/s | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
 for c in 1 4 16; do
   read -r rps p50 p99 < <(hey -n $((c * 100)) -c "$c" -m POST -T application/json -D "$work/demo.json" "$url" | summary)
+  grep -q "\[200\]" "$work/hey.out" && ! grep -E "^\s+\[[013-9][0-9]{2}\]" "$work/hey.out" || { cat "$work/hey.out" >&2; exit 1; }
   echo "| $c | $rps | $p50 | $p99 |"
 done
-kill %1; wait 2>/dev/null || true
+kill "$server"; wait "$server" 2>/dev/null || true
 
 # ResNet-18: /api/explain saliency (one client, p50) against the in-process method.
 /usr/bin/python3 - "$work/resnet.json" <<'EOF'
@@ -58,8 +62,15 @@ start "$build/bench/resnet18_traced.pt" 1
 url="http://127.0.0.1:$port/api/explain"
 hey -n 10 -c 1 -m POST -T application/json -D "$work/resnet.json" "$url" >/dev/null
 read -r _ served_p50 _ < <(hey -n 60 -c 1 -m POST -T application/json -D "$work/resnet.json" "$url" | summary)
-kill %1; wait 2>/dev/null || true
-"$build/salient_bench" --resnet "$build/bench/resnet18_traced.pt" --threads 2 --benchmark_filter='^resnet18/saliency$' \
+grep -q "\[200\]" "$work/hey.out" && ! grep -E "^\s+\[[013-9][0-9]{2}\]" "$work/hey.out" || { cat "$work/hey.out" >&2; exit 1; }
+kill "$server"; wait "$server" 2>/dev/null || true
+"$build/salient_bench" --resnet "$build/bench/resnet18_traced.pt" --threads 2 --benchmark_filter='^resnet18/explain(-thread)?/saliency/' \
   --benchmark_out="$work/inproc.json" --benchmark_out_format=json >/dev/null 2>&1
-inproc=$(/usr/bin/python3 -c "import json,sys; print([b['real_time'] for b in json.load(open('$work/inproc.json'))['benchmarks'] if b.get('aggregate_name')=='median'][0])")
-/usr/bin/python3 -c "print(f'ResNet-18 saliency: served p50 {$served_p50:.1f} ms / in-process {$inproc:.1f} ms = {$served_p50/$inproc:.3f}')"
+/usr/bin/python3 - "$work/inproc.json" "$served_p50" <<'EOF'
+import json, sys
+med = {b["run_name"].split("/iterations")[0]: b for b in json.load(open(sys.argv[1]))["benchmarks"] if b.get("aggregate_name") == "median"}
+served = float(sys.argv[2])
+main, thread = med["resnet18/explain/saliency"], med["resnet18/explain-thread/saliency"]
+print(f"ResNet-18 /api/explain saliency: served p50 {served:.1f} ms / in-process (main thread) {main['real_time']:.1f} ms = {served / main['real_time']:.2f}")
+print(f"  in-process on a thread of its own: {thread['real_time']:.1f} ms (cpu/wall {thread['cpu_per_wall']:.2f}; main thread {main['cpu_per_wall']:.2f}); served / that = {served / thread['real_time']:.2f}")
+EOF

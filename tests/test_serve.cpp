@@ -70,6 +70,13 @@ torch::Tensor from_nested(const json& j) {
   return torch::from_blob(v.data(), shape, torch::kFloat).clone();
 }
 
+json tensor_to_nested(const torch::Tensor& t) {
+  if (t.dim() == 0) return t.item<double>();
+  json a = json::array();
+  for (int64_t i = 0; i < t.size(0); ++i) a.push_back(tensor_to_nested(t[i]));
+  return a;
+}
+
 // A server of its own on a free loopback port, serving until destroyed.
 struct Running {
   std::unique_ptr<serve::Server> server;
@@ -272,6 +279,10 @@ TEST(Serve, EveryLimitAnswersItsStatusAsJson) {
   expect_error(with({{"target", "top-50"}}), 400, "cap");
   expect_error(c.Post("/api/explain", "{\"image\": ", "application/json"), 400, "JSON");
   expect_error(c.Post("/api/explain", "{}", "application/json"), 400, "exactly one input");
+  // An array or .npy is a stack [N, ...] as the CLI reads an .npy: one input here.
+  const json two = tensor_to_nested(torch::zeros({2, 1, 28, 28})), one = tensor_to_nested(torch::zeros({1, 1, 28, 28}));
+  expect_error(c.Post("/api/explain", json{{"array", two}}.dump(), "application/json"), 400, "holding one input");
+  EXPECT_EQ(c.Post("/api/explain", json{{"array", one}, {"method", "occlusion"}}.dump(), "application/json")->status, 200);
   expect_error(c.Post("/v1/models/fashion_cnn:explain", json{{"instances", json::array({json::array({json::array({1, 2}), json::array({3})})})}}.dump(), "application/json"), 400, "rectangular");
   expect_error(c.Post("/v1/models/fashion_cnn:predict", json{{"instances", json::array()}}.dump(), "application/json"), 400, "instances");
 }
@@ -525,9 +536,23 @@ TEST(Serve, TheCommandStartsPrintsItsPortAndStopsOnSigterm) {
   auto h = c.Get("/healthz");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
+  // A request on a kept-alive connection first; then SIGTERM must end the process, quickly (the
+  // signal's thread and the main thread both stop the server: neither may wait on the other).
+  auto served = c.Post("/api/explain", json{{"image", b64(sample_png())}}.dump(), "application/json");
+  ASSERT_TRUE(served);
+  EXPECT_EQ(served->status, 200);
   kill(pid, SIGTERM);
   int status = 0;
-  waitpid(pid, &status, 0);
+  pid_t done = 0;
+  for (int i = 0; i < 300 && done == 0; ++i) {
+    done = waitpid(pid, &status, WNOHANG);
+    if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (done == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL() << "salient serve did not stop within 15 s of SIGTERM";
+  }
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_NE(slurp(out).find("stopped"), std::string::npos);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <ATen/Parallel.h>
+
 #include "salient/error.hpp"
 
 namespace salient::serve {
@@ -134,6 +136,9 @@ size_t Pool::depth() const {
 }
 
 void Pool::stop() {
+  // One caller joins; a concurrent one (a signal's thread and the main thread) waits for it, then
+  // finds nothing left to do (two joins of one thread would be undefined).
+  std::lock_guard<std::mutex> joining(join_mutex_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_ && threads_.empty()) return;
@@ -152,6 +157,7 @@ void Pool::stop() {
 }
 
 void Pool::loop(size_t worker) {
+  at::init_num_threads();  // LibTorch's intra-op settings for a thread it did not start
   for (;;) {
     std::shared_ptr<Task> task;
     {

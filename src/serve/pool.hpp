@@ -90,6 +90,7 @@ class Pool {
   std::vector<std::map<std::string, std::unique_ptr<Model>>> models_;  // [worker][name]
   std::vector<std::thread> threads_;
   mutable std::mutex mutex_;
+  std::mutex join_mutex_;
   std::condition_variable ready_;
   std::deque<std::shared_ptr<Task>> queue_;
   std::vector<std::shared_ptr<Task>> running_;

@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <list>
 #include <random>
@@ -47,7 +48,13 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
 
 // Strict base64 (RFC 4648, padding optional, whitespace skipped): 400 on anything else.
 std::string base64_decode(const std::string& in, const std::string& what) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const std::array<int8_t, 256> value = [] {
+    std::array<int8_t, 256> v;
+    v.fill(-1);
+    const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < chars.size(); ++i) v[static_cast<uint8_t>(chars[i])] = static_cast<int8_t>(i);
+    return v;
+  }();
   std::string out;
   out.reserve(in.size() * 3 / 4);
   uint32_t acc = 0;
@@ -59,8 +66,8 @@ std::string base64_decode(const std::string& in, const std::string& what) {
       ++pad;
       continue;
     }
-    const size_t v = chars.find(c);
-    if (v == std::string::npos || pad > 0) throw HttpError(400, what + " is not valid base64");
+    const int v = value[static_cast<uint8_t>(c)];
+    if (v < 0 || pad > 0) throw HttpError(400, what + " is not valid base64");
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {
@@ -243,7 +250,7 @@ struct Server::Impl {
 
   const ModelDescription& model(const std::string& name) const;
   InputItem image_input(const std::string& bytes, const std::string& name, const ModelMetadata& meta) const;
-  InputItem array_input(const torch::Tensor& t, const std::string& name, const ModelMetadata& meta) const;
+  InputItem array_input(const torch::Tensor& t, const std::string& name, const ModelMetadata& meta, bool stack = false) const;
   InputItem instance(const json& j, size_t i, const ModelMetadata& meta) const;
   ExplainWork explain_work(const std::string& model, const json& methods, const json& options, const std::string& target,
                            std::vector<InputItem> inputs) const;
@@ -332,9 +339,19 @@ InputItem Server::Impl::image_input(const std::string& bytes, const std::string&
   return decode_image(bytes, name, meta, Resize::Stretch);
 }
 
-InputItem Server::Impl::array_input(const torch::Tensor& t, const std::string& name, const ModelMetadata& meta) const {
+// One input. A KServe instance has no batch dimension; `stack` (an .npy or array of /api/explain)
+// is read as the CLI reads an .npy, a stack [N, ...], which must hold one input here — unless its
+// shape is the metadata's input shape itself.
+InputItem Server::Impl::array_input(const torch::Tensor& t, const std::string& name, const ModelMetadata& meta, bool stack) const {
   torch::Tensor x = t;
-  if (!meta.input_shape.empty() && x.dim() == static_cast<int64_t>(meta.input_shape.size()) + 1 && x.size(0) == 1) x = x[0];
+  const bool bare = !meta.input_shape.empty() && x.sizes().vec() == meta.input_shape;
+  if (stack && !bare) {
+    if (x.dim() < 2 || x.size(0) != 1)
+      throw HttpError(400, name + " has shape " + c10::str(x.sizes()) + ": it is read as a stack [N, ...] holding one input, [1, ...]" +
+                               (meta.input_shape.empty() ? "" : " (or the model's input shape " + c10::str(c10::IntArrayRef(meta.input_shape)) + ")"));
+    x = x[0];
+  }
+  if (!stack && !meta.input_shape.empty() && x.dim() == static_cast<int64_t>(meta.input_shape.size()) + 1 && x.size(0) == 1) x = x[0];
   if (!meta.input_shape.empty() && x.sizes().vec() != meta.input_shape)
     throw HttpError(400, name + " has shape " + c10::str(x.sizes()) + ", the model expects " + c10::str(c10::IntArrayRef(meta.input_shape)));
   check_finite(x, name);
@@ -585,9 +602,9 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req) const {
       throw HttpError(400, e.what());
     }
     if (t.numel() > o.max_pixels * 4) throw HttpError(413, "npy has more values than this server takes");
-    inputs.push_back(array_input(t.to(torch::kFloat), "npy", d.meta));
+    inputs.push_back(array_input(t.to(torch::kFloat), "npy", d.meta, /*stack=*/true));
   }
-  if (!array.is_null()) inputs.push_back(array_input(tensor_from_json(array, o.max_pixels * 4, "array"), "array", d.meta));
+  if (!array.is_null()) inputs.push_back(array_input(tensor_from_json(array, o.max_pixels * 4, "array"), "array", d.meta, /*stack=*/true));
   if (!data_id.empty()) {
     if (!data) throw HttpError(404, "this server has no --data");
     auto it = data_index.find(data_id);
@@ -669,6 +686,7 @@ void Server::Impl::routes() {
   http.set_read_timeout(5, 0);
   http.set_write_timeout(30, 0);
   http.set_keep_alive_max_count(100);
+  http.set_tcp_nodelay(true);  // small JSON answers go out at once, not after a delayed ACK (40 ms)
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = Clock::now();
     if (!o.cors.empty()) {
