@@ -285,3 +285,16 @@ TEST(PathOptions, BadOptionsAreOneLineErrors) {
     EXPECT_NE(std::string(e.what()).find("[2,2]"), std::string::npos) << e.what();
   }
 }
+
+// f(x) = 1000 + 1e-9 w.x in float32: f(x) - f(x0) rounds to 0 while the path integral is ~1e-9.
+// The gap is below the outputs' float32 resolution: no warning (it read 1e5 % before the floor).
+TEST(IntegratedGradients, ADifferenceBelowFloatResolutionIsNoCompletenessWarning) {
+  torch::manual_seed(5);
+  const torch::Tensor w = torch::randn({1, 6}) * 1e-9, x = torch::randn({1, 6});
+  Model model(test::linear_module(w, torch::full({1}, 1000.0)));
+  Attribution a = Registry::builtin().create("integrated-gradients", {{"steps", 8}})->attribute(model, x, torch::zeros({1}, torch::kLong));
+  EXPECT_EQ(a.diagnostics["f(x)-f(x0)"][0].get<double>(), 0.0);
+  EXPECT_NE(a.diagnostics["sum"][0].get<double>(), 0.0);
+  EXPECT_LT(relative_gap(a), 0.01);
+  EXPECT_TRUE(a.diagnostics["warning"][0].is_null()) << a.diagnostics.dump();
+}

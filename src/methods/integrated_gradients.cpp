@@ -1,5 +1,6 @@
 #include "salient/methods/integrated_gradients.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include "salient/error.hpp"
@@ -77,7 +78,9 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
     for (;;) {
       attr = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps), options_.batch);
       g = std::abs(attr.sum().item<double>() - d);
-      r = g / std::max(std::abs(d), 1e-12);
+      // Relative to f(x) - f(x0), floored at the float32 resolution of the outputs: a difference
+      // below it (a neuron the input barely moves, an offset output) is not a gap to warn about.
+      r = g / std::max({std::abs(d), 1e-6 * std::max(std::abs(f[i].item<double>()), std::abs(f[n + i].item<double>())), 1e-12});
       if (!options_.auto_steps || r <= options_.tolerance || steps * 2 > options_.max_steps) break;
       steps *= 2;
     }
