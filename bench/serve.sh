@@ -2,7 +2,8 @@
 # `salient serve` under load, with Debian's `hey` (apt-get install hey):
 #   - saliency on the demo CNN through POST /api/explain at 1, 4 and 16 concurrent clients:
 #     requests/s, p50 and p99 latency;
-#   - server overhead: p50 latency of /api/explain saliency on ResNet-18 (one client) / the same
+#   - server overhead: p50 latency of /api/explain saliency on ResNet-18 (one client, a multipart
+#     .npy upload) / the same
 #     explain in-process (salient_bench's resnet18/explain/saliency: new method instances, the
 #     predictions, the method, the record, as the server computes them), measured in this one run.
 #   bash bench/serve.sh [BUILD_DIR]        (after building; ~3 minutes on 2 cores)
@@ -50,18 +51,21 @@ for c in 1 4 16; do
 done
 kill "$server"; wait "$server" 2>/dev/null || true
 
-# ResNet-18: /api/explain saliency (one client, p50) against the in-process method.
-/usr/bin/python3 - "$work/resnet.json" <<'EOF'
-import base64, io, json, sys
+# ResNet-18: /api/explain saliency (one client, p50) against the in-process explain; the input an
+# .npy uploaded as a multipart file part (binary: no base64 to decode).
+/usr/bin/python3 - "$work/resnet.multipart" <<'EOF'
+import io, sys
 import numpy as np
 buf = io.BytesIO()
 np.save(buf, np.random.RandomState(0).randn(1, 3, 224, 224).astype(np.float32))
-json.dump({"npy": base64.b64encode(buf.getvalue()).decode(), "method": "saliency"}, open(sys.argv[1], "w"))
+part = b'--XyZ\r\nContent-Disposition: form-data; name="npy"; filename="x.npy"\r\nContent-Type: application/octet-stream\r\n\r\n'
+open(sys.argv[1], "wb").write(part + buf.getvalue() + b'\r\n--XyZ\r\nContent-Disposition: form-data; name="methods"\r\n\r\nsaliency\r\n--XyZ--\r\n')
 EOF
 start "$build/bench/resnet18_traced.pt" 1
 url="http://127.0.0.1:$port/api/explain"
-hey -n 10 -c 1 -m POST -T application/json -D "$work/resnet.json" "$url" >/dev/null
-read -r _ served_p50 _ < <(hey -n 60 -c 1 -m POST -T application/json -D "$work/resnet.json" "$url" | summary)
+type="multipart/form-data; boundary=XyZ"
+hey -n 10 -c 1 -m POST -T "$type" -D "$work/resnet.multipart" "$url" >/dev/null
+read -r _ served_p50 _ < <(hey -n 60 -c 1 -m POST -T "$type" -D "$work/resnet.multipart" "$url" | summary)
 grep -q "\[200\]" "$work/hey.out" && ! grep -E "^\s+\[[013-9][0-9]{2}\]" "$work/hey.out" || { cat "$work/hey.out" >&2; exit 1; }
 kill "$server"; wait "$server" 2>/dev/null || true
 "$build/salient_bench" --resnet "$build/bench/resnet18_traced.pt" --threads 2 --benchmark_filter='^resnet18/explain(-thread)?/saliency/' \
