@@ -120,6 +120,16 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
+bool parse_number(const std::string& text, double& value) {
+  try {
+    size_t used = 0;
+    value = std::stod(text, &used);
+    return used == text.size();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 std::vector<std::string> split_list(const std::string& text, const std::string& separators) {
   std::vector<std::string> out;
   std::string cur;

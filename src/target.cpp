@@ -130,15 +130,8 @@ Target Target::parse(const std::string& text, const ModelMetadata& meta) {
     return neuron(path, index, text);
   }
   if (text.rfind("above:", 0) == 0) {
-    const std::string p = text.substr(6);
-    size_t used = 0;
     double v = 0;
-    try {
-      v = std::stod(p, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (p.empty() || used != p.size()) throw Error("target '" + text + "': expected above:P with P a probability in (0, 1)");
+    if (!parse_number(text.substr(6), v)) throw Error("target '" + text + "': expected above:P with P a probability in (0, 1)");
     return above(v);
   }
   auto one_class = [&](const std::string& part) -> int64_t {

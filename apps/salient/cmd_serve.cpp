@@ -17,16 +17,12 @@ namespace {
 
 // "10MB", "512KB", "1GB" or a number of bytes.
 size_t parse_size(const std::string& text) {
-  size_t used = 0;
+  const size_t digits = text.find_first_not_of("0123456789.");
+  const std::string unit = digits == std::string::npos ? "" : text.substr(digits);
   double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  std::string unit = text.substr(used);
-  double scale = unit.empty() || unit == "B" ? 1 : unit == "KB" ? 1024.0 : unit == "MB" ? 1048576.0 : unit == "GB" ? 1073741824.0 : -1;
-  if (used == 0 || scale < 0 || !(v > 0) || v * scale > 4e9)
+  const bool number = parse_number(text.substr(0, digits), v);
+  const double scale = unit.empty() || unit == "B" ? 1 : unit == "KB" ? 1024.0 : unit == "MB" ? 1048576.0 : unit == "GB" ? 1073741824.0 : -1;
+  if (!number || scale < 0 || !(v > 0) || v * scale > 4e9)
     throw Error("--max-body '" + text + "' is not a size such as 10MB, 512KB or 1048576 (at most 4GB)");
   return static_cast<size_t>(v * scale);
 }

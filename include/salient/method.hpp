@@ -110,6 +110,10 @@ void add_warning(nlohmann::json& diagnostics, int64_t n, int64_t i, const std::s
 // Levenshtein distance: how "did you mean" suggestions (option keys, layer paths) pick the closest.
 size_t edit_distance(const std::string& a, const std::string& b);
 
+// The whole of `text` as a number ("0.5", "1e3"); false when it is empty, not a number or has
+// anything after it.
+bool parse_number(const std::string& text, double& value);
+
 // Splits "a, b,c" (or "4x4" with separators ",x") into its non-empty, space-trimmed items.
 std::vector<std::string> split_list(const std::string& text, const std::string& separators = ",");
 

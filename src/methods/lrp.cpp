@@ -31,13 +31,9 @@ std::vector<double> parse_bounds(const nlohmann::json& v, const std::string& nam
   }
   if (!v.is_string()) throw Error(what);
   for (const auto& item : split_list(v.get<std::string>())) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stod(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw Error(what + "; got '" + v.get<std::string>() + "'");
-    }
+    double x = 0;
+    if (!parse_number(item, x)) throw Error(what + "; got '" + v.get<std::string>() + "'");
+    out.push_back(x);
   }
   return out;
 }

@@ -262,6 +262,7 @@ struct Server::Impl {
   std::string store(const std::string& model, Explanation e, const RenderOptions& render, json& response);
   std::shared_ptr<Stored> stored(const std::string& id);
   std::shared_ptr<std::vector<std::pair<int64_t, double>>> predictions_of_data();
+  std::shared_ptr<Job> job_of(const std::string& id);
   void handle_api_explain(const httplib::Request& req, httplib::Response& res, bool job);
   ExplainWork api_work(const httplib::Request& req) const;
 };
@@ -653,6 +654,13 @@ void Server::Impl::handle_api_explain(const httplib::Request& req, httplib::Resp
   send_json(res, {{"id", job->id}, {"status", "queued"}, {"url", "/api/jobs/" + job->id}}, 202);
 }
 
+std::shared_ptr<Job> Server::Impl::job_of(const std::string& id) {
+  std::lock_guard<std::mutex> lock(jobs_mutex);
+  auto it = jobs.find(id);
+  if (it == jobs.end()) throw HttpError(404, "no job '" + id + "'");
+  return it->second;
+}
+
 std::shared_ptr<std::vector<std::pair<int64_t, double>>> Server::Impl::predictions_of_data() {
   {
     std::lock_guard<std::mutex> lock(data_mutex);
@@ -878,13 +886,7 @@ void Server::Impl::routes() {
   http.Post("/api/explain", guard([this](const httplib::Request& req, httplib::Response& res) { handle_api_explain(req, res, false); }));
   http.Post("/api/jobs", guard([this](const httplib::Request& req, httplib::Response& res) { handle_api_explain(req, res, true); }));
   http.Get(R"(/api/jobs/([0-9a-f]+))", guard([this](const httplib::Request& req, httplib::Response& res) {
-    std::shared_ptr<Job> job;
-    {
-      std::lock_guard<std::mutex> lock(jobs_mutex);
-      auto it = jobs.find(req.matches[1]);
-      if (it == jobs.end()) throw HttpError(404, "no job '" + std::string(req.matches[1]) + "'");
-      job = it->second;
-    }
+    const std::shared_ptr<Job> job = job_of(req.matches[1]);
     const auto st = job->task->state();
     static const char* names[] = {"queued", "running", "done", "failed", "cancelled"};
     json j = {{"id", job->id}, {"status", names[static_cast<int>(st)]}, {"progress", job->task->progress()},
@@ -907,13 +909,7 @@ void Server::Impl::routes() {
     send_json(res, j);
   }));
   http.Delete(R"(/api/jobs/([0-9a-f]+))", guard([this](const httplib::Request& req, httplib::Response& res) {
-    std::shared_ptr<Job> job;
-    {
-      std::lock_guard<std::mutex> lock(jobs_mutex);
-      auto it = jobs.find(req.matches[1]);
-      if (it == jobs.end()) throw HttpError(404, "no job '" + std::string(req.matches[1]) + "'");
-      job = it->second;
-    }
+    const std::shared_ptr<Job> job = job_of(req.matches[1]);
     job->task->cancel("cancelled by a DELETE");
     send_json(res, {{"id", job->id}, {"status", "cancelling"}});
   }));
@@ -964,11 +960,7 @@ void Server::Impl::routes() {
     }
     double min_conf = 0;
     if (req.has_param("min_confidence")) {
-      try {
-        min_conf = std::stod(req.get_param_value("min_confidence"));
-      } catch (const std::exception&) {
-        throw HttpError(400, "min_confidence must be a number");
-      }
+      if (!parse_number(req.get_param_value("min_confidence"), min_conf)) throw HttpError(400, "min_confidence must be a number");
     }
     auto preds = need ? predictions_of_data() : nullptr;
     const ModelMetadata& meta = models.at(default_model).meta;
