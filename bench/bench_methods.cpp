@@ -173,8 +173,10 @@ int main(int argc, char** argv) {
     reg("floor_fwd_bwd/1", [name](benchmark::State& s) { floor_forward_backward(s, name, 1); }, small, reps);
     reg("saliency", named(name, "saliency"), small, reps);
     reg("explain/saliency", [name](benchmark::State& s) { explain_in_process(s, name, "saliency"); }, small, reps);
-    // The same on a thread of its own, as a server's worker runs it: LibTorch's CPU kernels keep
-    // fewer cores busy there (cpu_per_wall ~1.65 of 2 against 2.0 on the main thread).
+    // The same on a second thread while the main thread has an OpenMP team of its own: libgomp then
+    // counts more threads than cores and sleeps between parallel regions instead of spinning
+    // (cpu_per_wall ~1.3-1.65 of 2). `salient serve` avoids it: its main thread never computes with
+    // more than one intra-op thread.
     reg("explain-thread/saliency", [name](benchmark::State& s) {
       std::thread t([&] {
         at::init_num_threads();

@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <httplib.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -217,6 +219,41 @@ TEST(Serve, MapsOfEveryApiEqualTheCommandLinesBitForBit) {
   json p = body_of(c.Post("/v1/models/fashion_cnn:predict", json{{"instances", {{{"b64", b64(sample_png())}}}}}.dump(), "application/json"));
   EXPECT_EQ(p["predictions"][0]["class"], 7);
   EXPECT_NEAR(from_nested(p["predictions"][0]["probabilities"]).sum().item<double>(), 1.0, 1e-5);
+}
+
+// An image of another size than the model's input is an error unless the request says how to
+// resize it; then the map is the CLI's with the same --resize, bit for bit.
+TEST(Serve, AnImageOfAnotherSizeIsResizedOnlyWhenTheRequestSaysHow) {
+  test::TempDir dir;
+  cv::Mat big;
+  cv::resize(cv::imread(test::first_sample(), cv::IMREAD_UNCHANGED), big, cv::Size(40, 56), 0, 0, cv::INTER_NEAREST);
+  const std::string file = dir / "big.png";
+  ASSERT_TRUE(cv::imwrite(file, big));
+  const std::string png = slurp(file);
+  auto c = demo().client();
+  expect_error(c.Post("/api/explain", json{{"image", b64(png)}, {"method", "saliency"}}.dump(), "application/json"), 400,
+               "image is 40x56 (WxH), the model takes 28x28: send resize=stretch or resize=crop");
+  expect_error(c.Post("/explanations/fashion_cnn?method=saliency", png, "image/png"), 400, "body is 40x56");
+  expect_error(c.Post("/api/explain", json{{"image", b64(png)}, {"resize", "zoom"}}.dump(), "application/json"), 400,
+               "resize must be \"none\", \"stretch\" or \"crop\", got \"zoom\"");
+  for (const std::string how : {"stretch", "crop"}) {
+    const auto cli = test::run_cli("explain -m " + test::quoted(test::demo_model()) + " -i " + test::quoted(file) +
+                                   " --method saliency --resize " + how + " --out " + test::quoted(dir / how));
+    ASSERT_EQ(cli.code, 0) << cli.err;
+    const torch::Tensor want = read_npy(dir.path / how / "big/saliency.npy");
+    json j = body_of(c.Post("/api/explain", json{{"image", b64(png)}, {"method", "saliency"}, {"resize", how}}.dump(), "application/json"));
+    ASSERT_TRUE(j.contains("results")) << j.dump();
+    auto npy = c.Get(j["results"]["saliency"]["map"].get<std::string>().c_str());
+    EXPECT_TRUE(torch::equal(decode_npy(npy->body, "map"), want)) << how;
+    json k = body_of(c.Post("/v1/models/fashion_cnn:explain",
+                            json{{"instances", {{{"b64", b64(png)}}}}, {"parameters", {{"method", "saliency"}, {"resize", how}}}}.dump(),
+                            "application/json"));
+    ASSERT_EQ(k["explanations"].size(), 1u) << k.dump().substr(0, 300);
+    EXPECT_TRUE(torch::equal(from_nested(k["explanations"][0]["explained"][0]["maps"]["saliency"]), want)) << how;
+    auto t = c.Post(("/explanations/fashion_cnn?method=saliency&resize=" + how).c_str(), png, "image/png");
+    ASSERT_TRUE(t && t->status == 200) << (t ? t->body : "");
+    EXPECT_TRUE(torch::equal(from_nested(json::parse(t->body)), want)) << how;
+  }
 }
 
 TEST(Serve, JobsReportProgressAndResultsAndDataIsBrowsedById) {

@@ -33,7 +33,7 @@ void add_serve(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", "serve explanations over HTTP (KServe v1, TorchServe and Salient's API; see the README)");
   struct Flags {
     std::vector<std::string> models;
-    std::string device = "cpu", output, metadata, data, host = "127.0.0.1", max_body = "10MB", token_file, cors;
+    std::string device = "cpu", output, metadata, data, host = "127.0.0.1", max_body = "10MB", token_file, cors, resize = "none";
     int port = 8080, workers = 1, queue = 16, threads = 0;
     int64_t max_pixels = 25000000;
     double timeout = 120;
@@ -42,6 +42,7 @@ void add_serve(CLI::App& app) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("--model,-m", f->models, "a model, or NAME=PATH (repeatable; the first is the default)")->required();
   cmd->add_option("--data", f->data, "a data set to browse by id (folder, list, .npy, IDX)");
+  add_resize_option(cmd, f->resize);  // --data images of another size than the model's input
   cmd->add_option("--host", f->host, "address to listen on (anything but loopback needs --token-file or --insecure)")->capture_default_str();
   cmd->add_option("--port", f->port, "port (0: any free one, printed)")->capture_default_str();
   cmd->add_option("--workers", f->workers, "explanations computed at once (each with its own model instances)")->capture_default_str();
@@ -72,6 +73,7 @@ void add_serve(CLI::App& app) {
     o.model.metadata_path = f->metadata;
     o.model.freeze = f->freeze;
     o.data = f->data;
+    o.data_resize = parse_resize(f->resize);
     o.host = f->host;
     o.port = f->port;
     o.workers = f->workers;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "salient/image.hpp"
 #include "salient/model.hpp"
 
 namespace salient::serve {
@@ -34,6 +35,7 @@ struct ServeOptions {
   std::vector<std::pair<std::string, std::string>> models;
   ModelOptions model;         // device, --output, --metadata (first model), --freeze
   std::string data;           // --data: a data set to browse by id (Dataset::open's kinds)
+  Resize data_resize = Resize::None;  // --resize: --data images of another size than the model's input
   std::string host = "127.0.0.1";
   int port = 8080;            // 0: any free port (see Server::port())
   int workers = 1;            // explanations at once

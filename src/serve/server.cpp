@@ -249,9 +249,9 @@ struct Server::Impl {
   void routes();
 
   const ModelDescription& model(const std::string& name) const;
-  InputItem image_input(const std::string& bytes, const std::string& name, const ModelMetadata& meta) const;
+  InputItem image_input(const std::string& bytes, const std::string& name, const ModelMetadata& meta, Resize resize) const;
   InputItem array_input(const torch::Tensor& t, const std::string& name, const ModelMetadata& meta, bool stack = false) const;
-  InputItem instance(const json& j, size_t i, const ModelMetadata& meta) const;
+  InputItem instance(const json& j, size_t i, const ModelMetadata& meta, Resize resize) const;
   ExplainWork explain_work(const std::string& model, const json& methods, const json& options, const std::string& target,
                            std::vector<InputItem> inputs) const;
   std::shared_ptr<Task> submit(const std::string& model, Task::Work work);
@@ -289,7 +289,13 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
   default_model = o.models.front().first;
   set_max_image_pixels(o.max_pixels);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  set_threads(o.threads > 0 ? std::min(o.threads, cores) : std::max(1, cores / std::max(1, o.workers)));
+  const int threads = o.threads > 0 ? std::min(o.threads, cores) : std::max(1, cores / std::max(1, o.workers));
+  // Loading and describing run on this thread with one intra-op thread, so that it never starts an
+  // OpenMP team of its own: libgomp counts every team's threads, and once they outnumber the cores
+  // it stops spinning between parallel regions and sleeps in the kernel instead (its "throttled"
+  // spin), which made a worker's ResNet-18 saliency 1.2-1.4x slower than the same work on a process
+  // whose only team is the one computing. The workers take `threads` when they start.
+  set_threads(1);
   pool = std::make_unique<Pool>(o.workers, static_cast<size_t>(o.queue), o.models, o.model);
   // Describe each model on worker 0's instance, before the threads start.
   for (const auto& [name, path] : o.models) {
@@ -318,9 +324,10 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
     models.emplace(name, std::move(d));
   }
   if (!o.data.empty()) {
-    data = std::make_unique<Dataset>(Dataset::open(o.data, models.at(default_model).meta, Resize::Stretch));
+    data = std::make_unique<Dataset>(Dataset::open(o.data, models.at(default_model).meta, o.data_resize));
     for (int64_t i = 0; i < data->size(); ++i) data_index.emplace(data->id(i), i);
   }
+  set_threads(threads);
   pool->start();
   routes();
 }
@@ -331,13 +338,21 @@ const ModelDescription& Server::Impl::model(const std::string& name) const {
   return it->second;
 }
 
-InputItem Server::Impl::image_input(const std::string& bytes, const std::string& name, const ModelMetadata& meta) const {
+InputItem Server::Impl::image_input(const std::string& bytes, const std::string& name, const ModelMetadata& meta,
+                                    Resize resize) const {
   const ImageHeader h = image_header(bytes);
   if (h.format.empty()) throw HttpError(400, name + " is not an image Salient reads (PNG, JPEG, BMP, TIFF, WebP, PGM/PPM)");
   if (h.width > 0 && h.height > 0 && h.width * h.height > o.max_pixels)
     throw HttpError(413, name + " declares " + std::to_string(h.width) + "x" + std::to_string(h.height) +
                              " pixels, more than this server's cap of " + std::to_string(o.max_pixels) + " (--max-pixels)");
-  return decode_image(bytes, name, meta, Resize::Stretch);
+  // Another size than the model's input is resized only when the request says how (as the CLI's
+  // --resize): a stretched photo gives a map of a picture the user did not send.
+  if (resize == Resize::None && meta.input_shape.size() == 3 && h.width > 0 && h.height > 0 &&
+      (h.width != meta.input_shape[2] || h.height != meta.input_shape[1]))
+    throw HttpError(400, name + " is " + std::to_string(h.width) + "x" + std::to_string(h.height) + " (WxH), the model takes " +
+                             std::to_string(meta.input_shape[2]) + "x" + std::to_string(meta.input_shape[1]) +
+                             ": send resize=stretch or resize=crop (short side to size/0.875, centre crop)");
+  return decode_image(bytes, name, meta, resize);
 }
 
 // One input. A KServe instance has no batch dimension; `stack` (an .npy or array of /api/explain)
@@ -364,12 +379,24 @@ InputItem Server::Impl::array_input(const torch::Tensor& t, const std::string& n
   return item;
 }
 
+// A request's "resize": absent or "none" (another size is a 400), "stretch" or "crop".
+static Resize request_resize(const json& v) {
+  if (v.is_null()) return Resize::None;
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    if (s == "none") return Resize::None;
+    if (s == "stretch") return Resize::Stretch;
+    if (s == "crop") return Resize::Crop;
+  }
+  throw HttpError(400, "resize must be \"none\", \"stretch\" or \"crop\", got " + v.dump());
+}
+
 // A KServe instance: {"b64": "<image bytes>"} or a nested list of numbers.
-InputItem Server::Impl::instance(const json& j, size_t i, const ModelMetadata& meta) const {
+InputItem Server::Impl::instance(const json& j, size_t i, const ModelMetadata& meta, Resize resize) const {
   const std::string name = "instance " + std::to_string(i);
   if (j.is_object() && j.contains("b64")) {
     if (!j["b64"].is_string()) throw HttpError(400, name + ": b64 must be text");
-    return image_input(base64_decode(j["b64"].get<std::string>(), name), name, meta);
+    return image_input(base64_decode(j["b64"].get<std::string>(), name), name, meta, resize);
   }
   if (j.is_array()) return array_input(tensor_from_json(j, o.max_pixels * 4, name), name, meta);
   throw HttpError(400, name + " must be {\"b64\": \"<image bytes>\"} or a nested list of numbers");
@@ -565,7 +592,7 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req) const {
   json array;
   if (req.is_multipart_form_data()) {
     auto text = [&](const std::string& key) -> std::string { return req.has_file(key) ? req.get_file_value(key).content : ""; };
-    for (const char* key : {"model", "methods", "method", "target"})
+    for (const char* key : {"model", "methods", "method", "target", "resize"})
       if (req.has_file(key)) body[key] = text(key);
     if (req.has_file("options")) {
       body["options"] = json::parse(text("options"), nullptr, false);
@@ -594,7 +621,7 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req) const {
   std::vector<InputItem> inputs;
   const int given = !image_bytes.empty() + !npy_bytes.empty() + !array.is_null() + !data_id.empty();
   if (given != 1) throw HttpError(400, "give exactly one input: image, npy, array or id");
-  if (!image_bytes.empty()) inputs.push_back(image_input(image_bytes, "image", d.meta));
+  if (!image_bytes.empty()) inputs.push_back(image_input(image_bytes, "image", d.meta, request_resize(body.value("resize", json()))));
   if (!npy_bytes.empty()) {
     torch::Tensor t;
     try {
@@ -815,7 +842,8 @@ void Server::Impl::routes() {
     parameters = body.value("parameters", json::object());
     if (!parameters.is_object()) throw HttpError(400, "parameters must be an object");
     std::vector<InputItem> inputs;
-    for (size_t i = 0; i < body["instances"].size(); ++i) inputs.push_back(instance(body["instances"][i], i, d.meta));
+    const Resize resize = request_resize(parameters.value("resize", json()));
+    for (size_t i = 0; i < body["instances"].size(); ++i) inputs.push_back(instance(body["instances"][i], i, d.meta, resize));
     return inputs;
   };
   http.Post(R"(/v1/models/([^/:]+):predict)", guard([this, instances_of](const httplib::Request& req, httplib::Response& res) {
@@ -873,7 +901,7 @@ void Server::Impl::routes() {
       if (body.is_discarded()) throw HttpError(400, "the body is not valid JSON");
       inputs.push_back(array_input(tensor_from_json(body.is_object() && body.contains("data") ? body["data"] : body, o.max_pixels * 4, "body"), "body", d.meta));
     } else {
-      inputs.push_back(image_input(req.body, "body", d.meta));
+      inputs.push_back(image_input(req.body, "body", d.meta, request_resize(req.has_param("resize") ? json(req.get_param_value("resize")) : json())));
     }
     const std::string method = req.has_param("method") ? req.get_param_value("method") : "integrated-gradients";
     const std::string target = req.has_param("target") ? req.get_param_value("target") : "top";
