@@ -258,7 +258,7 @@ struct Server::Impl {
   void wait(const std::shared_ptr<Task>& task);
   std::shared_ptr<Task> submit_explain(ExplainWork w, std::shared_ptr<std::vector<Explanation>> out);
   std::vector<Explanation> run_explain(ExplainWork w);
-  json api_response(const std::string& id, const std::string& model, const Explanation& e, const RenderOptions& render);
+  json api_response(const std::string& id, const std::string& model, const Explanation& e);
   std::string store(const std::string& model, Explanation e, const RenderOptions& render, json& response);
   std::shared_ptr<Stored> stored(const std::string& id);
   std::shared_ptr<std::vector<std::pair<int64_t, double>>> predictions_of_data();
@@ -509,8 +509,7 @@ std::vector<Explanation> Server::Impl::run_explain(ExplainWork w) {
   return std::move(*out);
 }
 
-json Server::Impl::api_response(const std::string& id, const std::string& model_name, const Explanation& e,
-                                const RenderOptions& render) {
+json Server::Impl::api_response(const std::string& id, const std::string& model_name, const Explanation& e) {
   const ModelDescription& d = model(model_name);
   json results = json::object();
   json explained = json::array();
@@ -534,7 +533,6 @@ json Server::Impl::api_response(const std::string& id, const std::string& model_
     }
     explained.push_back(ex);
   }
-  (void)render;
   json j = {{"id", id},
             {"model", d.name},
             {"input", {{"shape", e.input.tensor.sizes().vec()}, {"id", e.input.stem}}},
@@ -553,7 +551,7 @@ std::string Server::Impl::store(const std::string& model_name, Explanation e, co
   auto s = std::make_shared<Stored>();
   s->model = model_name;
   s->render = render;
-  response = api_response(id, model_name, e, render);
+  response = api_response(id, model_name, e);
   s->response = response;
   s->bytes = static_cast<size_t>(e.input.tensor.numel()) * 4 + e.input.display.total() * e.input.display.elemSize();
   for (const auto& rank : e.maps)
