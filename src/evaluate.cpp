@@ -1,6 +1,5 @@
 #include "salient/evaluate.hpp"
 
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 #include <filesystem>
@@ -47,9 +46,7 @@ nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index,
     line["methods"][req.methods[k]] = j;
   }
   // The baseline every method should beat: features in a random order.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(req.seed + static_cast<uint64_t>(index));
-  const int64_t p = x.dim() == 3 ? x.size(1) * x.size(2) : x.numel();
-  const torch::Tensor order = at::randperm(p, gen, torch::TensorOptions().dtype(torch::kLong));
+  const torch::Tensor order = metrics::random_order(x, req.seed + static_cast<uint64_t>(index));
   const torch::Tensor dummy = torch::zeros(x.dim() == 3 ? std::vector<int64_t>{x.size(1), x.size(2)} : x.sizes().vec());
   const metrics::MetricContext c{model, *methods[0], x, target, dummy, canvas, req.steps, req.seed};
   nlohmann::json r = nlohmann::json::object();

@@ -28,6 +28,7 @@ struct Caps {
   int64_t copies = 256;          // noise-tunnel
   int64_t top_k = 10;            // top-K targets
   int64_t instances = 64;        // inputs per request
+  int64_t check_copies = 16;     // noisy copies of POST /api/checks
 };
 
 struct ServeOptions {

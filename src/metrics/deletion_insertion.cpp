@@ -1,10 +1,18 @@
 // Deletion and insertion curves (Petsiuk et al. 2018): remove (or put back) features in the order
 // of their relevance and follow the target's probability; a faithful map makes deletion fall fast
 // (low AUC) and insertion rise fast (high AUC).
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "salient/metrics/metrics.hpp"
 #include "salient/metrics/metric.hpp"
 
 namespace salient::metrics {
+
+torch::Tensor random_order(const torch::Tensor& x, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const int64_t p = x.dim() == 3 ? x.size(1) * x.size(2) : x.numel();
+  return at::randperm(p, gen, torch::TensorOptions().dtype(torch::kLong));
+}
 
 namespace {
 

@@ -49,9 +49,11 @@ torch::Tensor shown(const torch::Tensor& map) {
 }  // namespace
 
 std::vector<RandomisationStep> randomisation(Model& model, Method& method, const torch::Tensor& x, int64_t target,
-                                             bool cascading, uint64_t seed) {
+                                             bool cascading, uint64_t seed, std::vector<torch::Tensor>* maps,
+                                             const std::function<void(double)>& progress) {
   torch::Tensor t = torch::full({1}, target, torch::kLong);
   const torch::Tensor original = shown(method.attribute(model, x.unsqueeze(0), t).map[0]);
+  if (maps) maps->push_back(original);
   // Layers: modules that own parameters, from the output side back.
   std::vector<std::string> layers;
   for (const auto& item : model.module().named_modules()) {
@@ -79,6 +81,8 @@ std::vector<RandomisationStep> randomisation(Model& model, Method& method, const
     Model randomised(copy, ModelOptions{model.device().str()}, model.metadata());
     torch::Tensor m = shown(method.attribute(randomised, x.unsqueeze(0), t).map[0]);
     steps.push_back({layer, spearman(original, m), ssim(original, m)});
+    if (maps) maps->push_back(m);
+    if (progress) progress(static_cast<double>(steps.size()) / static_cast<double>(layers.size()));
   }
   return steps;
 }

@@ -10,20 +10,24 @@
 
 namespace salient::metrics {
 
+double relative_change(const torch::Tensor& base, const torch::Tensor& moved) {
+  const torch::Tensor b = base.to(torch::kDouble), m = moved.to(torch::kDouble);
+  // Relative to the larger of the two maps: bounded (<= 2) even when one map is all zeros.
+  const double scale = std::max({b.norm().item<double>(), m.norm().item<double>(), 1e-300});
+  return (m - b).norm().item<double>() / scale;
+}
+
 Sensitivity sensitivity(Model& model, Method& method, const torch::Tensor& x, int64_t target, int samples, double radius,
                         uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::Tensor t = torch::full({1}, target, torch::kLong);
   torch::Tensor base = method.attribute(model, x.unsqueeze(0), t).map[0].to(torch::kDouble);
-  const double base_norm = base.norm().item<double>();
   const double r = radius * (x.max() - x.min()).item<double>();
   Sensitivity s;
   for (int i = 0; i < samples; ++i) {
     torch::Tensor u = at::rand(x.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat)).to(x.options());
     torch::Tensor moved = method.attribute(model, (x + (u * 2 - 1) * r).unsqueeze(0), t).map[0].to(torch::kDouble);
-    // Relative to the larger of the two maps: bounded (<= 2) even when one map is all zeros.
-    const double scale = std::max({base_norm, moved.norm().item<double>(), 1e-300});
-    const double d = (moved - base).norm().item<double>() / scale;
+    const double d = relative_change(base, moved);
     s.max = std::max(s.max, d);
     s.mean += d / samples;
   }

@@ -15,12 +15,14 @@
 #include <thread>
 
 #include "pool.hpp"
+#include "salient/checks.hpp"
 #include "salient/dataset.hpp"
 #include "salient/error.hpp"
 #include "salient/explain.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/image.hpp"
 #include "salient/layers.hpp"
+#include "salient/metrics/metrics.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
 
@@ -45,6 +47,25 @@ void send_json(httplib::Response& res, const json& j, int status = 200) {
 void send_error(httplib::Response& res, int status, const std::string& message) {
   send_json(res, json{{"error", message}}, status);
 }
+
+std::string base64_encode(const std::string& bytes) {
+  static const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint8_t(bytes[i + 2]);
+    out += {chars[v >> 18], chars[(v >> 12) & 63], chars[(v >> 6) & 63], chars[v & 63]};
+  }
+  if (i < bytes.size()) {
+    const uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (i + 1 < bytes.size() ? uint32_t(uint8_t(bytes[i + 1])) << 8 : 0);
+    out += {chars[v >> 18], chars[(v >> 12) & 63], i + 1 < bytes.size() ? chars[(v >> 6) & 63] : '=', '='};
+  }
+  return out;
+}
+
+// A map inside a JSON answer: {"npy": base64 of its .npy bytes} (the page reads .npy either way).
+json npy_json(const torch::Tensor& t) { return {{"npy", base64_encode(encode_npy(t))}}; }
 
 // Strict base64 (RFC 4648, padding optional, whitespace skipped): 400 on anything else.
 std::string base64_decode(const std::string& in, const std::string& what) {
@@ -264,7 +285,8 @@ struct Server::Impl {
   std::shared_ptr<std::vector<std::pair<int64_t, double>>> predictions_of_data();
   std::shared_ptr<Job> job_of(const std::string& id);
   void handle_api_explain(const httplib::Request& req, httplib::Response& res, bool job);
-  ExplainWork api_work(const httplib::Request& req) const;
+  ExplainWork api_work(const httplib::Request& req, json* body_out = nullptr, const std::string& default_methods = "saliency") const;
+  void handle_api_checks(const httplib::Request& req, httplib::Response& res);
 };
 
 Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
@@ -584,7 +606,7 @@ std::shared_ptr<Stored> Server::Impl::stored(const std::string& id) {
 
 // /api/explain's input: JSON {"image": b64 | "array": [...] | "npy": b64 | "id": data id, ...} or
 // multipart (a file part "image" or "npy", text parts model, methods, target, options as JSON).
-ExplainWork Server::Impl::api_work(const httplib::Request& req) const {
+ExplainWork Server::Impl::api_work(const httplib::Request& req, json* body_out, const std::string& default_methods) const {
   json body = json::object();
   std::string image_bytes, npy_bytes, data_id;
   json array;
@@ -639,8 +661,96 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req) const {
     item.input.stem = data_id;
     inputs.push_back(std::move(item.input));
   }
-  const json methods = body.contains("methods") ? body["methods"] : body.contains("method") ? body["method"] : json();
-  return explain_work(d.name, methods, body.value("options", json()), body.value("target", std::string("top")), std::move(inputs));
+  const json methods = body.contains("methods") ? body["methods"] : body.contains("method") ? body["method"] : json(default_methods);
+  ExplainWork w = explain_work(d.name, methods, body.value("options", json()), body.value("target", std::string("top")), std::move(inputs));
+  if (body_out) *body_out = std::move(body);
+  return w;
+}
+
+// POST /api/checks: the viewer's panels on one input, one class. "check": "noise" (k noisy copies'
+// maps and each method's max-sensitivity over them), "faithfulness" (deletion and insertion curves
+// of the first method's map against a random order) or "randomisation" (its maps as the layers are
+// randomised from the output side, with each step's rank correlation). Maps come back inline as
+// {"npy": base64}. Runs on a worker like an explanation (queue, timeout, cancel at shutdown).
+void Server::Impl::handle_api_checks(const httplib::Request& req, httplib::Response& res) {
+  json body;
+  const std::string check = [&] {
+    const json peek = req.is_multipart_form_data() ? json() : json::parse(req.body, nullptr, false);
+    if (!peek.is_object() || !peek.contains("check") || !peek["check"].is_string())
+      throw HttpError(400, "/api/checks takes a JSON body with \"check\": \"noise\", \"faithfulness\" or \"randomisation\"");
+    return peek["check"].get<std::string>();
+  }();
+  if (check != "noise" && check != "faithfulness" && check != "randomisation")
+    throw HttpError(400, "check must be \"noise\", \"faithfulness\" or \"randomisation\", got \"" + check + "\"");
+  auto w = std::make_shared<ExplainWork>(api_work(req, &body, check == "noise" ? "saliency,smoothgrad" : "saliency"));
+  const Target::Kind kind = w->request.target.kind();
+  if ((kind != Target::Kind::Top && kind != Target::Kind::Index) || !w->request.target.layer().empty())
+    throw HttpError(400, "a check explains one class: give target top, a class index or a label");
+  auto number = [&](const char* key, double fallback, double lo, double hi) {
+    if (!body.contains(key)) return fallback;
+    if (!body[key].is_number()) throw HttpError(400, std::string(key) + " must be a number");
+    const double v = body[key].get<double>();
+    auto text = [](double d) {
+      std::ostringstream os;
+      os << d;
+      return os.str();
+    };
+    if (!(v >= lo && v <= hi)) throw HttpError(400, std::string(key) + " must be in [" + text(lo) + ", " + text(hi) + "], got " + text(v));
+    return v;
+  };
+  const int copies = static_cast<int>(number("copies", 4, 1, static_cast<double>(o.caps.check_copies)));
+  const double sigma = number("sigma", 0.015, 1e-6, 0.2);
+  const int steps = static_cast<int>(number("steps", 20, 2, static_cast<double>(o.caps.steps)));
+  const uint64_t seed = static_cast<uint64_t>(number("seed", 0, 0, 9007199254740992.0));
+  auto out = std::make_shared<json>();
+  wait(submit(w->model, [w, out, check, copies, sigma, steps, seed](Model& model, Task& task) {
+    const torch::Tensor x = w->inputs.at(0).tensor;
+    const torch::Tensor logits = model.predict(x.unsqueeze(0));
+    const int64_t target = w->request.target.resolve(logits).at(0).at(0);
+    json j = {{"check", check}, {"target", target}, {"label", model.metadata().label(target)}};
+    auto progress = [&task, &check](double f) {
+      task.set_progress(check, f);
+      task.checkpoint();
+    };
+    std::vector<Method*> methods;
+    for (auto& m : *w->methods) {
+      m->set_progress([&task](double) { task.checkpoint(); });
+      methods.push_back(m.get());
+    }
+    if (check == "noise") {
+      const checks::NoisyCopies n = checks::noisy_copies(model, methods, x, target, copies, sigma, seed, progress);
+      j["sigma"] = n.sigma;
+      j["sigma_fraction"] = sigma;
+      j["predicted"] = n.predicted;
+      j["methods"] = json::object();
+      for (size_t k = 0; k < methods.size(); ++k) {
+        json maps = json::array();
+        for (const auto& m : n.maps[k]) maps.push_back(npy_json(m));
+        j["methods"][w->request.methods[k]] = {{"maps", maps}, {"max_sensitivity", n.max_sensitivity[k]}};
+      }
+    } else {
+      Method& method = *methods.at(0);
+      j["method"] = w->request.methods.at(0);
+      if (check == "faithfulness") {
+        const torch::Tensor map = method.attribute(model, x.unsqueeze(0), torch::full({1}, target, torch::kLong)).map[0];
+        progress(0.2);
+        const checks::Faithfulness f = checks::faithfulness(model, x, target, map, steps, seed);
+        auto curve = [](const metrics::Curve& c) { return json{{"auc", c.auc}, {"score", c.score}, {"fraction", c.fraction}}; };
+        j["deletion"] = curve(f.deletion);
+        j["insertion"] = curve(f.insertion);
+        j["random"] = {{"deletion", curve(f.random_deletion)}, {"insertion", curve(f.random_insertion)}};
+      } else {
+        std::vector<torch::Tensor> maps;
+        const auto st = metrics::randomisation(model, method, x, target, /*cascading=*/true, seed, &maps, progress);
+        j["original"] = npy_json(maps.at(0));
+        j["steps"] = json::array();
+        for (size_t i = 0; i < st.size(); ++i)
+          j["steps"].push_back({{"layer", st[i].layer}, {"spearman", st[i].spearman}, {"ssim", st[i].ssim}, {"map", npy_json(maps.at(i + 1))}});
+      }
+    }
+    *out = std::move(j);
+  }));
+  send_json(res, *out);
 }
 
 void Server::Impl::handle_api_explain(const httplib::Request& req, httplib::Response& res, bool as_job) {
@@ -910,6 +1020,7 @@ void Server::Impl::routes() {
   }));
 
   http.Post("/api/explain", guard([this](const httplib::Request& req, httplib::Response& res) { handle_api_explain(req, res, false); }));
+  http.Post("/api/checks", guard([this](const httplib::Request& req, httplib::Response& res) { handle_api_checks(req, res); }));
   http.Post("/api/jobs", guard([this](const httplib::Request& req, httplib::Response& res) { handle_api_explain(req, res, true); }));
   http.Get(R"(/api/jobs/([0-9a-f]+))", guard([this](const httplib::Request& req, httplib::Response& res) {
     const std::shared_ptr<Job> job = job_of(req.matches[1]);

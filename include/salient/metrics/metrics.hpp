@@ -38,6 +38,10 @@ Curve deletion(Model&, const torch::Tensor& x, int64_t target, const torch::Tens
 Curve insertion(Model&, const torch::Tensor& x, int64_t target, const torch::Tensor& map, Canvas canvas, int steps = 20,
                 const torch::Tensor& order = {});
 
+// A seeded random feature order for x (over pixels for an image [C,H,W], over elements otherwise):
+// the baseline every map's curves should beat.
+torch::Tensor random_order(const torch::Tensor& x, uint64_t seed);
+
 // ---- aopc.cpp: Samek et al. 2017, region perturbation ----
 // Mean over k = 1..steps of f(x) - f(x with the k most (MoRF) or least (LeRF) relevant r x r
 // regions replaced by the canvas).
@@ -56,6 +60,9 @@ struct Sensitivity {
 // Over `samples` points x' uniform in the L-infinity ball of radius `radius` x the input's range.
 Sensitivity sensitivity(Model&, Method&, const torch::Tensor& x, int64_t target, int samples = 10,
                         double radius = 0.02, uint64_t seed = 0);
+// How far `moved` is from `base`: ||moved - base|| / max(||base||, ||moved||), in [0, 2], 0 for
+// two zero maps (sensitivity's distance; the viewer's noise panel uses it on its copies).
+double relative_change(const torch::Tensor& base, const torch::Tensor& moved);
 
 // ---- randomisation.cpp: Adebayo et al. 2018 ----
 struct RandomisationStep {
@@ -66,8 +73,10 @@ struct RandomisationStep {
 // Re-initialises the parameters of a copy of the model layer by layer from the output side
 // (cascading: each step keeps the earlier randomisations; independent: one layer at a time) and
 // compares the maps. Layers are the modules that own parameters, in definition order.
+// `maps` (optional) receives the compared |maps| as 2-D planes: the original first, then one per step.
 std::vector<RandomisationStep> randomisation(Model&, Method&, const torch::Tensor& x, int64_t target, bool cascading,
-                                             uint64_t seed = 0);
+                                             uint64_t seed = 0, std::vector<torch::Tensor>* maps = nullptr,
+                                             const std::function<void(double)>& progress = {});
 double spearman(const torch::Tensor& a, const torch::Tensor& b);
 double ssim(const torch::Tensor& a, const torch::Tensor& b);  // 2-D maps, 7x7 windows, scaled to [0,1]
 
