@@ -39,6 +39,9 @@ nlohmann::json MethodInfo::to_json() const {
   for (const auto& o : options) {
     nlohmann::json j{{"name", o.name}, {"type", o.type}, {"default", o.default_value}, {"help", o.help}};
     if (!o.choices.empty()) j["choices"] = o.choices;
+    if (!o.min.is_null()) j["min"] = o.min;
+    if (!o.max.is_null()) j["max"] = o.max;
+    if (o.min_open) j["min_open"] = true;
     opts.push_back(j);
   }
   return {{"name", name}, {"title", title}, {"family", to_string(family)}, {"scope", to_string(scope)},

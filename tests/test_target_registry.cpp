@@ -160,6 +160,43 @@ TEST(Registry, EveryMethodsParamsNameEveryOptionAndAdvertisedDefaultsAreTheDefau
   }
 }
 
+// The bounds `salient methods --json` advertises (the viewer validates with them) are the parser's:
+// each bound accepted (a cross-option rule, LRP's alpha - beta = 1, may still refuse it, but not by
+// the option's range), one step past it refused by name.
+TEST(Registry, EveryAdvertisedBoundIsTheParsersBound) {
+  const auto& reg = Registry::builtin();
+  auto range_error = [&](const std::string& method, const std::string& option, const nlohmann::json& v) {
+    try {
+      reg.create(method, {{option, v}});
+      return std::string();
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      return what.find("option '" + option + "'") != std::string::npos ? what : std::string();
+    }
+  };
+  int checked = 0;
+  for (const auto& name : reg.names())
+    for (const auto& o : reg.info(name).options) {
+      SCOPED_TRACE(name + "." + o.name);
+      const bool whole = o.type == "int";
+      auto value = [&](double v) { return whole ? nlohmann::json(static_cast<int64_t>(v)) : nlohmann::json(v); };
+      const double step = whole ? 1 : 1e-6;
+      if (!o.min.is_null()) {
+        const double lo = o.min.get<double>();
+        if (!o.min_open) EXPECT_EQ(range_error(name, o.name, value(lo)), "");
+        EXPECT_NE(range_error(name, o.name, value(o.min_open ? lo : lo - step)), "");
+        ++checked;
+      }
+      if (!o.max.is_null()) {
+        const double hi = o.max.get<double>();
+        EXPECT_EQ(range_error(name, o.name, value(hi)), "");
+        EXPECT_NE(range_error(name, o.name, value(hi + step)), "");
+        ++checked;
+      }
+    }
+  EXPECT_GT(checked, 50);
+}
+
 TEST(Registry, EveryMethodHasARowInTheReadmesMethodsTable) {
   std::ifstream in(test::source_dir() + "/README.md");
   std::stringstream ss;

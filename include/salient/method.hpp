@@ -34,6 +34,8 @@ struct OptionSpec {
   nlohmann::json default_value;
   std::string help;
   std::vector<std::string> choices;  // for "choice"
+  nlohmann::json min, max;           // numbers' bounds (null: none); the viewer validates with them
+  bool min_open = false;             // min itself is excluded
 };
 
 struct MethodInfo {

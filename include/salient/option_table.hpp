@@ -45,39 +45,49 @@ class OptionTable {
   OptionTable& field(std::string name, std::string type, std::string help, Reader read, Writer write,
                      nlohmann::json shown_default = nullptr, std::vector<std::string> choices = {}) {
     OptionSpec spec{name, std::move(type), shown_default.is_null() ? write(defaults_) : shown_default,
-                    std::move(help), std::move(choices)};
+                    std::move(help), std::move(choices), nullptr, nullptr, false};
     rows_.push_back({std::move(spec), std::move(read), std::move(write)});
     return *this;
   }
 
   // A whole number >= min, and <= Salient's cap for the name (option_caps()).
   OptionTable& integer(const std::string& name, int64_t O::*m, int64_t min, std::string help) {
-    return field(name, "int", std::move(help),
-                 [name, m, min](const nlohmann::json& v, const OptionContext& c, O& o) {
-                   o.*m = OptionReader(wrap(name, v), c.method).get_int(name, o.*m, min);
-                 },
-                 [m](const O& o) { return nlohmann::json(o.*m); });
+    field(name, "int", std::move(help),
+          [name, m, min](const nlohmann::json& v, const OptionContext& c, O& o) {
+            o.*m = OptionReader(wrap(name, v), c.method).get_int(name, o.*m, min);
+          },
+          [m](const O& o) { return nlohmann::json(o.*m); });
+    return bounds(min, option_caps().count(name) ? nlohmann::json(option_caps().at(name)) : nlohmann::json());
   }
   // A seed: a whole number >= 0.
   OptionTable& seed(const std::string& name, uint64_t O::*m, std::string help) {
-    return field(name, "int", std::move(help),
-                 [name, m](const nlohmann::json& v, const OptionContext& c, O& o) {
-                   o.*m = static_cast<uint64_t>(OptionReader(wrap(name, v), c.method).get_int(name, 0, 0));
-                 },
-                 [m](const O& o) { return nlohmann::json(o.*m); });
+    field(name, "int", std::move(help),
+          [name, m](const nlohmann::json& v, const OptionContext& c, O& o) {
+            o.*m = static_cast<uint64_t>(OptionReader(wrap(name, v), c.method).get_int(name, 0, 0));
+          },
+          [m](const O& o) { return nlohmann::json(o.*m); });
+    return bounds(0, nullptr);
   }
   // A finite number >= min; with `max`, also <= max (< max when max_open).
   OptionTable& real(const std::string& name, double O::*m, double min, std::string help,
                     double max = std::numeric_limits<double>::infinity(), bool min_open = false) {
-    return field(name, "double", std::move(help),
-                 [name, m, min, max, min_open](const nlohmann::json& v, const OptionContext& c, O& o) {
-                   const double x = OptionReader(wrap(name, v), c.method).get_double(name, o.*m, min);
-                   if (x > max || (min_open && x == min))
-                     throw Error(c.method + ": option '" + name + "' must be in " + (min_open ? "(" : "[") +
-                                 number_text(min) + ", " + number_text(max) + "], got " + v.dump());
-                   o.*m = x;
-                 },
-                 [m](const O& o) { return nlohmann::json(o.*m); });
+    field(name, "double", std::move(help),
+          [name, m, min, max, min_open](const nlohmann::json& v, const OptionContext& c, O& o) {
+            const double x = OptionReader(wrap(name, v), c.method).get_double(name, o.*m, min);
+            if (x > max || (min_open && x == min))
+              throw Error(c.method + ": option '" + name + "' must be in " + (min_open ? "(" : "[") +
+                          number_text(min) + ", " + number_text(max) + "], got " + v.dump());
+            o.*m = x;
+          },
+          [m](const O& o) { return nlohmann::json(o.*m); });
+    return bounds(min, std::isfinite(max) ? nlohmann::json(max) : nlohmann::json(), min_open);
+  }
+  // The last row's bounds, as `salient methods --json` and the viewer show them.
+  OptionTable& bounds(nlohmann::json min, nlohmann::json max, bool min_open = false) {
+    rows_.back().spec.min = std::move(min);
+    rows_.back().spec.max = std::move(max);
+    rows_.back().spec.min_open = min_open;
+    return *this;
   }
   OptionTable& flag(const std::string& name, bool O::*m, std::string help) {
     return field(name, "bool", std::move(help),

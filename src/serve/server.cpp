@@ -287,6 +287,11 @@ struct Server::Impl {
   void handle_api_explain(const httplib::Request& req, httplib::Response& res, bool job);
   ExplainWork api_work(const httplib::Request& req, json* body_out = nullptr, const std::string& default_methods = "saliency") const;
   void handle_api_checks(const httplib::Request& req, httplib::Response& res);
+  // This server's caps on the options that size the work, by option name (also under METHOD.KEY).
+  std::map<std::string, int64_t> option_caps() const {
+    return {{"samples", o.caps.samples}, {"steps", o.caps.steps}, {"max-steps", o.caps.steps}, {"batch-size", o.caps.batch_size},
+            {"baseline-count", o.caps.baseline_count}, {"grid", o.caps.grid}, {"copies", o.caps.copies}};
+  }
 };
 
 Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
@@ -445,11 +450,7 @@ ExplainWork Server::Impl::explain_work(const std::string& model_name, const json
     if (!Registry::builtin().has(m)) throw HttpError(404, "unknown method '" + m + "' (GET /v1/methods lists them)");
   if (!options.is_null() && !options.is_object()) throw HttpError(400, "options must be an object {\"name\": value}");
   w.request.method_options = options.is_object() ? options : json::object();
-  // This server's caps on the options that size the work (also under METHOD.KEY).
-  const std::map<std::string, int64_t> caps = {{"samples", o.caps.samples},       {"steps", o.caps.steps},
-                                               {"max-steps", o.caps.steps},       {"batch-size", o.caps.batch_size},
-                                               {"baseline-count", o.caps.baseline_count}, {"grid", o.caps.grid},
-                                               {"copies", o.caps.copies}};
+  const std::map<std::string, int64_t> caps = option_caps();
   for (auto it = w.request.method_options.begin(); it != w.request.method_options.end(); ++it) {
     const std::string key = it.key().substr(it.key().find('.') == std::string::npos ? 0 : it.key().find('.') + 1);
     auto cap = caps.find(key);
@@ -931,10 +932,17 @@ void Server::Impl::routes() {
   http.Get(R"(/v1/models/([^/:]+))", guard([this](const httplib::Request& req, httplib::Response& res) {
     send_json(res, model(req.matches[1]).info);
   }));
-  http.Get("/v1/methods", guard([](const httplib::Request&, httplib::Response& res) {
+  http.Get("/v1/methods", guard([this](const httplib::Request&, httplib::Response& res) {
     json all = json::array();
     const auto& reg = Registry::builtin();
-    for (const auto& n : reg.names()) all.push_back(reg.info(n).to_json());
+    const auto caps = option_caps();
+    for (const auto& n : reg.names()) {
+      json m = reg.info(n).to_json();
+      for (auto& opt : m["options"])  // the max this server takes
+        if (auto cap = caps.find(opt["name"].get<std::string>()); cap != caps.end())
+          opt["max"] = opt.contains("max") ? std::min(opt["max"].get<int64_t>(), cap->second) : cap->second;
+      all.push_back(std::move(m));
+    }
     send_json(res, all);
   }));
 
