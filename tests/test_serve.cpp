@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <tuple>
 #include <thread>
 
 #include "helpers.hpp"
@@ -419,14 +420,48 @@ TEST(Serve, NoRequestEverReadsAFile) {
   expect_error(with({{"method", "integrated-gradients"}, {"options", {{"baseline", "../../../../etc/passwd"}}}}), 400, "opens no file");
   // Traversal in URLs: no route serves a path.
   for (const char* url : {"/api/data/../../../etc/passwd", "/api/data/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd",
-                          "/api/results/../../etc/passwd", "/api/data//etc/passwd", "/api/results/00/..%2f..%2fetc%2fpasswd.npy"}) {
+                          "/api/results/../../etc/passwd", "/api/data//etc/passwd", "/api/results/00/..%2f..%2fetc%2fpasswd.npy",
+                          "/assets/../CMakeLists.txt", "/assets/..%2fCMakeLists.txt", "/assets/%2e%2e%2fweb%2fapp.js",
+                          "/assets/package.json", "/assets/test/viewer.test.mjs", "/assets//etc/passwd.html", "/assets/README.md"}) {
     auto r = c.Get(url);
     ASSERT_TRUE(r) << url;
     EXPECT_EQ(r->status, 404) << url << " " << r->body;
     EXPECT_EQ(r->body.find("root:"), std::string::npos) << url;
   }
-  // What the service may read is the data set, by id only.
+  // What the service may read is the data set, by id only; the viewer's files come from the binary,
+  // the very bytes of web/ at build time.
   EXPECT_EQ(c.Get("/api/data/0-t-shirt-top.png")->status, 200);
+  for (const auto& [url, file, type] : {std::tuple{"/", "index.html", "text/html"}, {"/assets/app.js", "app.js", "text/javascript"},
+                                        {"/assets/style.css", "style.css", "text/css"}}) {
+    auto r = c.Get(url);
+    ASSERT_TRUE(r && r->status == 200) << url;
+    EXPECT_EQ(r->body, slurp(test::source_dir() + "/web/" + file)) << url;
+    EXPECT_EQ(r->get_header_value("Content-Type").rfind(type, 0), 0u) << url;
+    EXPECT_NE(r->get_header_value("Content-Security-Policy").find("script-src 'self'"), std::string::npos) << url;
+  }
+}
+
+// A method default above a server cap is lowered to the cap, said in the answer and in /v1/methods.
+TEST(Serve, DefaultsAboveTheServersCapsAreLoweredAndSaidSo) {
+  auto c = demo().client();
+  json methods = body_of(c.Get("/v1/methods"));
+  for (const auto& m : methods)
+    if (m["name"] == "rise")
+      for (const auto& o : m["options"])
+        if (o["name"] == "samples") {
+          EXPECT_EQ(o["default"], 1000);
+          EXPECT_EQ(o["max"], 1000);
+        }
+  json j = body_of(c.Post("/api/explain", json{{"id", "7-sneaker.png"}, {"methods", "rise"}, {"options", {{"batch-size", 250}}}}.dump(),
+                          "application/json"));
+  ASSERT_TRUE(j.contains("results")) << j.dump().substr(0, 300);
+  EXPECT_EQ(j["results"]["rise"]["params"]["samples"], 1000);
+  EXPECT_NE(j["warnings"].dump().find("rise: option 'samples' defaults to 4000; this server caps it at 1000"), std::string::npos)
+      << j["warnings"].dump();
+  json given = body_of(c.Post("/api/explain", json{{"id", "7-sneaker.png"}, {"methods", "rise"}, {"options", {{"rise.samples", 200}}}}.dump(),
+                              "application/json"));
+  EXPECT_EQ(given["results"]["rise"]["params"]["samples"], 200);
+  EXPECT_EQ(given["warnings"].dump().find("caps it"), std::string::npos);
 }
 
 TEST(Serve, ATokenIsRequiredWhenGivenAndAnOpenAddressNeedsOne) {
@@ -442,6 +477,11 @@ TEST(Serve, ATokenIsRequiredWhenGivenAndAnOpenAddressNeedsOne) {
   EXPECT_EQ(c.Get("/v1/models")->status, 200);
   httplib::Client open("127.0.0.1", r.port);
   EXPECT_EQ(open.Get("/healthz")->status, 200);  // liveness probes need no token
+  // The page and its files hold no data (a browser opens a page without headers); the API they call does.
+  EXPECT_EQ(open.Get("/")->status, 200);
+  EXPECT_EQ(open.Get("/assets/app.js")->status, 200);
+  expect_error(open.Get("/assets/../v1/models"), 404, "no such endpoint");  // no route but the assets' own under /assets/
+  expect_error(open.Get("/api/data"), 401, "Bearer");
   serve::ServeOptions wide = demo_options();
   wide.host = "0.0.0.0";
   try {

@@ -8,10 +8,12 @@
 #include <array>
 #include <cmath>
 #include <list>
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "pool.hpp"
@@ -47,6 +49,12 @@ void send_json(httplib::Response& res, const json& j, int status = 200) {
 void send_error(httplib::Response& res, int status, const std::string& message) {
   send_json(res, json{{"error", message}}, status);
 }
+
+}  // namespace
+
+const std::map<std::string, std::string_view>& embedded_assets();  // generated from web/ at build time
+
+namespace {
 
 std::string base64_encode(const std::string& bytes) {
   static const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -179,7 +187,10 @@ std::string endpoint_of(const std::string& method, const std::string& path) {
       {std::regex(R"(/api/jobs(/.*)?)"), "/api/jobs"},
       {std::regex(R"(/api/data(/.*)?)"), "/api/data"},
       {std::regex(R"(/healthz)"), "/healthz"},
-      {std::regex(R"(/metrics)"), "/metrics"}};
+      {std::regex(R"(/metrics)"), "/metrics"},
+      {std::regex(R"(/api/checks)"), "/api/checks"},
+      {std::regex(R"(/)"), "/"},
+      {std::regex(R"(/assets/.*)"), "/assets"}};
   for (const auto& [re, name] : routes)
     if (std::regex_match(path, re)) return method + " " + name;
   return method + " other";
@@ -239,6 +250,7 @@ struct ExplainWork {
   ExplainRequest request;
   std::shared_ptr<MethodList> methods;
   std::vector<InputItem> inputs;
+  std::vector<std::string> warnings;  // added to every explanation's (a default lowered to a cap)
 };
 
 }  // namespace
@@ -451,6 +463,17 @@ ExplainWork Server::Impl::explain_work(const std::string& model_name, const json
   if (!options.is_null() && !options.is_object()) throw HttpError(400, "options must be an object {\"name\": value}");
   w.request.method_options = options.is_object() ? options : json::object();
   const std::map<std::string, int64_t> caps = option_caps();
+  // A default above a cap (RISE's 4000 masks, IG's 4096 max-steps) becomes the cap, and says so.
+  for (const auto& m : w.request.methods)
+    for (const auto& spec : Registry::builtin().info(m).options) {
+      auto cap = caps.find(spec.name);
+      if (cap == caps.end() || !spec.default_value.is_number() || spec.default_value.get<double>() <= static_cast<double>(cap->second) ||
+          w.request.method_options.contains(spec.name) || w.request.method_options.contains(m + "." + spec.name))
+        continue;
+      w.request.method_options[m + "." + spec.name] = cap->second;
+      w.warnings.push_back(m + ": option '" + spec.name + "' defaults to " + spec.default_value.dump() + "; this server caps it at " +
+                           std::to_string(cap->second));
+    }
   for (auto it = w.request.method_options.begin(); it != w.request.method_options.end(); ++it) {
     const std::string key = it.key().substr(it.key().find('.') == std::string::npos ? 0 : it.key().find('.') + 1);
     auto cap = caps.find(key);
@@ -520,6 +543,7 @@ std::shared_ptr<Task> Server::Impl::submit_explain(ExplainWork w, std::shared_pt
     };
     Explainer ex(model, req, std::move(*shared->methods));
     *out = ex.run(shared->inputs);
+    for (auto& e : *out) e.warnings.insert(e.warnings.end(), shared->warnings.begin(), shared->warnings.end());
     for (const auto& e : *out)
       if (!e.error.empty()) throw Error(e.error);
     if (!ex.failures().empty() && ex.failures().size() == req.methods.size()) throw ex.failures().begin()->second;
@@ -843,7 +867,9 @@ void Server::Impl::routes() {
       res.status = 204;
       return httplib::Server::HandlerResponse::Handled;
     }
-    if (!o.token.empty() && req.path != "/healthz") {
+    // The page and its files are public (they hold no data; a browser cannot send a header when
+    // it opens a page): the page asks for the token and sends it with every API call.
+    if (!o.token.empty() && req.path != "/healthz" && req.path != "/" && req.path.rfind("/assets/", 0) != 0) {
       const std::string want = "Bearer " + o.token, got = req.get_header_value("Authorization");
       // Compared in time independent of where they differ.
       unsigned diff = static_cast<unsigned>(want.size() ^ got.size());
@@ -889,6 +915,28 @@ void Server::Impl::routes() {
       }
     };
   };
+
+  // The viewer: files only from the set embedded at build time (cmake/embed_assets.cmake), by name.
+  auto asset = [](const std::string& name, httplib::Response& res) {
+    const auto& files = embedded_assets();
+    auto it = files.find(name);
+    if (it == files.end()) throw HttpError(404, "the viewer has no file '" + name + "'");
+    static const std::map<std::string, std::string> types = {{"html", "text/html; charset=utf-8"},
+                                                             {"js", "text/javascript; charset=utf-8"},
+                                                             {"css", "text/css; charset=utf-8"},
+                                                             {"svg", "image/svg+xml"}};
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    // Defence in depth behind the page's own rule (every string inserted as text): no inline
+    // script, nothing from another origin.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+                   "object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+    res.set_content(std::string(it->second), types.at(name.substr(name.rfind('.') + 1)));
+  };
+  http.Get("/", guard([asset](const httplib::Request&, httplib::Response& res) { asset("index.html", res); }));
+  http.Get(R"(/assets/([A-Za-z0-9_-]+\.(html|js|css|svg)))",
+           guard([asset](const httplib::Request& req, httplib::Response& res) { asset(req.matches[1], res); }));
 
   http.Get("/healthz", guard([this](const httplib::Request&, httplib::Response& res) {
     send_json(res, {{"status", "ok"}, {"workers", pool->workers()}, {"busy", pool->busy()}, {"queue", pool->depth()}});
@@ -938,9 +986,11 @@ void Server::Impl::routes() {
     const auto caps = option_caps();
     for (const auto& n : reg.names()) {
       json m = reg.info(n).to_json();
-      for (auto& opt : m["options"])  // the max this server takes
-        if (auto cap = caps.find(opt["name"].get<std::string>()); cap != caps.end())
+      for (auto& opt : m["options"])  // the max this server takes, and the default it uses
+        if (auto cap = caps.find(opt["name"].get<std::string>()); cap != caps.end()) {
           opt["max"] = opt.contains("max") ? std::min(opt["max"].get<int64_t>(), cap->second) : cap->second;
+          if (opt["default"].is_number() && opt["default"].get<double>() > static_cast<double>(cap->second)) opt["default"] = cap->second;
+        }
       all.push_back(std::move(m));
     }
     send_json(res, all);
@@ -1066,6 +1116,12 @@ void Server::Impl::routes() {
       return;
     }
     const Explanation& e = s->explanation;
+    if (key == "input" && ext == "png") {  // the input as the model saw it (resized, cropped)
+      if (!is_image_like(e.input.tensor)) throw HttpError(404, "result '" + std::string(req.matches[1]) + "' has no picture of its input");
+      const cv::Mat picture = e.input.display.empty() ? tensor_to_display(e.input.tensor, model(s->model).meta) : e.input.display;
+      res.set_content(encode_png(picture), "image/png");
+      return;
+    }
     for (size_t r = 0; r < e.maps.size(); ++r)
       for (const auto& [method, mm] : e.maps[r]) {
         if ((e.several ? method + "_c" + std::to_string(e.targets[r]) : method) != key) continue;
