@@ -198,7 +198,7 @@ function hover(event, card) {
     k.readout.textContent = k.title + ' = ' + formatValue(k.values[y * k.w + x]);
   }
 }
-const formatValue = (v) => (Math.abs(v) >= 1e-3 || v === 0 ? v.toPrecision(6) : v.toExponential(5));
+const formatValue = (v) => (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e-3 ? v.toPrecision(6) : v.toExponential(5));
 
 // ---------- models and methods ----------
 async function loadModel(name) {
@@ -456,7 +456,9 @@ async function show(result) {
     const readout = el('div', { class: 'value', dataset: { testid: 'value-' + key } });
     const card = { key, title, ...m, canvas, readout };
     canvas.addEventListener('mousemove', (e) => hover(e, card));
-    const diag = r.diagnostics && Object.keys(r.diagnostics).length ? ' · ' + JSON.stringify(r.diagnostics).slice(0, 120) : '';
+    // The method's scalar diagnostics (IG's completeness gap, SmoothGrad's noise, ...), as text.
+    const diag = Object.entries(r.diagnostics || {}).filter(([, v]) => typeof v === 'number' || typeof v === 'string')
+      .map(([k, v]) => ' · ' + k + ' ' + (typeof v === 'number' ? formatValue(v) : v)).join('');
     cards.push(card);
     card.node = el('div', { class: 'card', dataset: { key } },
       el('h3', {}, title), canvas, readout,
