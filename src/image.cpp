@@ -1,4 +1,5 @@
 #include "salient/image.hpp"
+#include "salient/tabular.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -387,6 +388,10 @@ std::vector<InputItem> load_inputs(const std::vector<std::string>& given, const 
   for (const auto& p : paths) {
     std::string ext = fs::path(p).extension().string();
     for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (ext == ".csv") {  // tabular rows, encoded as the metadata's features say
+      for (auto& item : read_csv_rows(p, meta).items) items.push_back(std::move(item));
+      continue;
+    }
     if (ext == ".npy") {
       torch::Tensor stack = read_npy(p);
       if (stack.dim() < 2 || stack.size(0) < 1)

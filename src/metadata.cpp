@@ -42,6 +42,28 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
     if (j.contains("std")) m.std = j.at("std").get<std::vector<double>>();
     m.output = j.value("output", std::string("logits"));
     m.multi_label = j.value("multi_label", false);
+    m.modality = j.value("modality", std::string());
+    m.id_column = j.value("id_column", std::string());
+    m.label_column = j.value("label_column", std::string());
+    if (j.contains("features"))
+      for (const auto& f : j.at("features")) {
+        Feature feature;
+        feature.name = f.at("name").get<std::string>();
+        feature.type = f.value("type", std::string("numeric"));
+        if (feature.type == "numeric") {
+          feature.mean = f.value("mean", 0.0);
+          feature.std = f.value("std", 1.0);
+          if (!std::isfinite(feature.mean) || !(feature.std > 0) || !std::isfinite(feature.std))
+            throw Error("model metadata '" + path + "': feature '" + feature.name + "' needs a finite mean and a std > 0");
+        } else if (feature.type == "categorical") {
+          feature.values = f.at("values").get<std::vector<std::string>>();
+          if (feature.values.empty()) throw Error("model metadata '" + path + "': categorical feature '" + feature.name + "' has no values");
+        } else {
+          throw Error("model metadata '" + path + "': feature '" + feature.name + "' has type '" + feature.type +
+                      "'; numeric or categorical");
+        }
+        m.features.push_back(std::move(feature));
+      }
   } catch (const nlohmann::json::exception& e) {
     throw Error("model metadata '" + path + "' has a field of the wrong type");
   }
@@ -58,6 +80,13 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
     if (d <= 0 || d > (1 << 20)) throw Error("model metadata '" + path + "': input_shape values must be between 1 and 1048576");
     numel *= d;
     if (numel > (int64_t{1} << 31)) throw Error("model metadata '" + path + "': input_shape is too large");
+  }
+  if (!m.features.empty() && !m.input_shape.empty()) {
+    int64_t width = 0;
+    for (const auto& f : m.features) width += f.width();
+    if (width != numel)
+      throw Error("model metadata '" + path + "': its features encode to " + std::to_string(width) +
+                  " values (one-hot groups counted), input_shape holds " + std::to_string(numel));
   }
   return m;
 }
@@ -96,6 +125,18 @@ nlohmann::json ModelMetadata::to_json() const {
   j["std"] = std;
   j["output"] = output;
   j["multi_label"] = multi_label;
+  if (!modality.empty()) j["modality"] = modality;
+  if (!features.empty()) {
+    j["features"] = nlohmann::json::array();
+    for (const auto& f : features) {
+      nlohmann::json one = {{"name", f.name}, {"type", f.type}};
+      if (f.type == "categorical") one["values"] = f.values;
+      else one.update({{"mean", f.mean}, {"std", f.std}});
+      j["features"].push_back(one);
+    }
+  }
+  if (!id_column.empty()) j["id_column"] = id_column;
+  if (!label_column.empty()) j["label_column"] = label_column;
   return j;
 }
 

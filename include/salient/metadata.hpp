@@ -9,6 +9,16 @@
 
 namespace salient {
 
+// A tabular model's input column (metadata "features"): numeric ones are standardised as
+// (value - mean) / std, categorical ones one-hot encoded over `values` (in that order).
+struct Feature {
+  std::string name;
+  std::string type = "numeric";     // "numeric" or "categorical"
+  double mean = 0.0, std = 1.0;     // numeric
+  std::vector<std::string> values;  // categorical
+  int64_t width() const { return type == "categorical" ? static_cast<int64_t>(values.size()) : 1; }
+};
+
 struct ModelMetadata {
   std::string name;
   std::vector<std::string> labels;        // class names, index = output column
@@ -22,6 +32,9 @@ struct ModelMetadata {
   bool multi_label = false;               // independent labels: each column's probability is its
                                           // sigmoid (of a logit), not a softmax over the columns
   bool present = false;                   // false when no sidecar file was found
+  std::string modality;                   // "image", "tabular", "text" or "" (not stated)
+  std::vector<Feature> features;          // tabular: the model's input columns, in order
+  std::string id_column, label_column;    // tabular: a CSV's row id and true class (not inputs)
 
   // Reads `path`; throws salient::Error naming the file and the field on a malformed file.
   static ModelMetadata load(const std::string& path);

@@ -1,0 +1,27 @@
+#pragma once
+// Tabular inputs: CSV rows with a header, encoded as the metadata's features say (numeric columns
+// standardised, categorical ones one-hot). Columns the model does not take (the id, the label, any
+// other) are skipped; the label column, when named, gives each row's true class.
+#include <string>
+#include <vector>
+
+#include "salient/image.hpp"
+#include "salient/metadata.hpp"
+
+namespace salient {
+
+struct TabularRows {
+  std::vector<InputItem> items;  // one a row; stem = the id column's value (made path-safe) or row-N
+  std::vector<int64_t> labels;   // per row: the label column's class index (-1 without a label column)
+};
+
+// Reads `path`. A ragged row, a non-number in a numeric column, an unknown category, a missing
+// column or an unknown label is a salient::Error naming the row (1 = the first after the header)
+// and the column. Without metadata features every column but the id and label ones is numeric and
+// taken as it is.
+TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta);
+
+// The CSV's records: fields split on commas, double-quoted fields with "" for a quote.
+std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name);
+
+}  // namespace salient

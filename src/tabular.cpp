@@ -1,0 +1,162 @@
+#include "salient/tabular.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "salient/error.hpp"
+#include "salient/fsutil.hpp"
+
+namespace salient {
+
+std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, in_quotes = false, any = false;
+  auto end_field = [&] {
+    row.push_back(field);
+    field.clear();
+    quoted = false;
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    any = true;
+    if (in_quotes) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        in_quotes = false;
+      } else {
+        field += c;
+      }
+    } else if (c == '"' && field.empty() && !quoted) {
+      in_quotes = quoted = true;
+    } else if (c == ',') {
+      end_field();
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      end_field();
+      rows.push_back(std::move(row));
+      row.clear();
+      any = false;
+    } else {
+      field += c;
+    }
+  }
+  if (in_quotes) throw Error("'" + name + "': a quoted field is not closed");
+  if (any) {
+    end_field();
+    rows.push_back(std::move(row));
+  }
+  // Blank lines are no rows.
+  std::vector<std::vector<std::string>> kept;
+  for (auto& r : rows)
+    if (!(r.size() == 1 && r[0].empty())) kept.push_back(std::move(r));
+  return kept;
+}
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+std::string path_safe(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  if (out.empty() || out == "." || out == "..") out = "_" + out;
+  return out;
+}
+
+}  // namespace
+
+TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
+  const auto records = parse_csv(read_file(path, int64_t{1} << 30), path);
+  if (records.empty()) throw Error("'" + path + "' is empty: a CSV needs a header row");
+  const auto& header = records[0];
+  std::map<std::string, size_t> column;
+  for (size_t c = 0; c < header.size(); ++c)
+    if (!column.emplace(trim(header[c]), c).second) throw Error("'" + path + "': column '" + trim(header[c]) + "' appears twice in the header");
+  auto find = [&](const std::string& name, const char* what) -> int64_t {
+    if (name.empty()) return -1;
+    auto it = column.find(name);
+    if (it == column.end()) throw Error("'" + path + "' has no column '" + name + "' (the metadata's " + what + ")");
+    return static_cast<int64_t>(it->second);
+  };
+  const int64_t id_col = find(meta.id_column, "id_column"), label_col = find(meta.label_column, "label_column");
+  // The model's columns: the metadata's features, else every column but the id and the label.
+  std::vector<Feature> features = meta.features;
+  if (features.empty())
+    for (size_t c = 0; c < header.size(); ++c)
+      if (static_cast<int64_t>(c) != id_col && static_cast<int64_t>(c) != label_col) {
+        Feature f;
+        f.name = trim(header[c]);
+        features.push_back(std::move(f));
+      }
+  std::vector<size_t> cols;
+  for (const auto& f : features) cols.push_back(static_cast<size_t>(find(f.name, "features")));
+  int64_t width = 0;
+  for (const auto& f : features) width += f.width();
+  if (!meta.input_shape.empty() && meta.input_shape != std::vector<int64_t>{width})
+    throw Error("'" + path + "': its " + std::to_string(features.size()) + " feature columns encode to " + std::to_string(width) +
+                " values; the model's input_shape is not [" + std::to_string(width) + "]");
+  if (records.size() == 1) throw Error("'" + path + "' has a header and no rows");
+  TabularRows out;
+  for (size_t r = 1; r < records.size(); ++r) {
+    const auto& rec = records[r];
+    const std::string where = "'" + path + "' row " + std::to_string(r);
+    if (rec.size() != header.size())
+      throw Error(where + " has " + std::to_string(rec.size()) + " fields; the header has " + std::to_string(header.size()));
+    std::vector<float> values;
+    values.reserve(static_cast<size_t>(width));
+    for (size_t k = 0; k < features.size(); ++k) {
+      const Feature& f = features[k];
+      const std::string v = trim(rec[cols[k]]);
+      if (f.type == "categorical") {
+        auto it = std::find(f.values.begin(), f.values.end(), v);
+        if (it == f.values.end()) throw Error(where + ", column '" + f.name + "': '" + v + "' is not one of its categories");
+        for (size_t j = 0; j < f.values.size(); ++j) values.push_back(f.values.begin() + static_cast<std::ptrdiff_t>(j) == it ? 1.f : 0.f);
+        continue;
+      }
+      double x = 0;
+      size_t used = 0;
+      try {
+        x = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (v.empty() || used != v.size() || !std::isfinite(x))
+        throw Error(where + ", column '" + f.name + "': '" + v + "' is not a finite number");
+      values.push_back(static_cast<float>((x - f.mean) / f.std));
+    }
+    InputItem item;
+    item.source = path;
+    item.stem = id_col >= 0 ? path_safe(trim(rec[static_cast<size_t>(id_col)])) : "row-" + std::to_string(r);
+    item.tensor = torch::tensor(values, torch::kFloat);
+    out.items.push_back(std::move(item));
+    int64_t label = -1;
+    if (label_col >= 0) {
+      const std::string v = trim(rec[static_cast<size_t>(label_col)]);
+      auto it = std::find(meta.labels.begin(), meta.labels.end(), v);
+      if (it != meta.labels.end()) {
+        label = it - meta.labels.begin();
+      } else {
+        size_t used = 0;
+        try {
+          label = std::stoll(v, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (v.empty() || used != v.size() || label < 0 || (!meta.labels.empty() && label >= static_cast<int64_t>(meta.labels.size())))
+          throw Error(where + ", column '" + meta.label_column + "': '" + v + "' is not a label of the model nor a class index");
+      }
+    }
+    out.labels.push_back(label);
+  }
+  return out;
+}
+
+}  // namespace salient
