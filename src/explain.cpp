@@ -10,6 +10,7 @@
 #include "salient/gradients.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
+#include "salient/tabular.hpp"
 
 namespace salient {
 
@@ -275,6 +276,8 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
         if (diag.contains("warning") && diag["warning"].is_string()) ex.warnings.push_back(diag["warning"]);
         tj["methods"][name] = {{"params", res.params}, {"seconds", res.seconds / static_cast<double>(g)},
                                {"score", score}, {"diagnostics", diag}};
+        if (!meta.features.empty())  // a tabular model: the map as the user's columns, largest first
+          if (nlohmann::json f = feature_attributions(meta, ex.input.tensor, res.map[k]); !f.empty()) tj["methods"][name]["features"] = f;
         ex.maps[r].emplace(name, std::move(mm));
       }
       j["explained"].push_back(tj);

@@ -1,8 +1,10 @@
 #include "salient/tabular.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
@@ -72,6 +74,39 @@ std::string path_safe(const std::string& s) {
 }
 
 }  // namespace
+
+nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tensor& x, const torch::Tensor& map) {
+  int64_t width = 0;
+  for (const auto& f : meta.features) width += f.width();
+  if (meta.features.empty() || x.numel() != width || map.numel() != width) return nlohmann::json::array();
+  const torch::Tensor xs = x.flatten().to(torch::kCPU, torch::kDouble).contiguous(), ms = map.flatten().to(torch::kCPU, torch::kDouble).contiguous();
+  const auto xa = xs.accessor<double, 1>(), ma = ms.accessor<double, 1>();
+  std::vector<std::tuple<double, std::string, nlohmann::json>> rows;
+  int64_t at = 0;
+  for (const auto& f : meta.features) {
+    double attribution = 0;
+    nlohmann::json value;
+    if (f.type == "categorical") {
+      int64_t best = 0;
+      for (int64_t j = 0; j < f.width(); ++j) {
+        attribution += ma[at + j];
+        if (xa[at + j] > xa[at + best]) best = j;
+      }
+      value = f.values[static_cast<size_t>(best)];
+    } else {
+      attribution = ma[at];
+      char text[32];  // as the CSV wrote it: the float32 round trip's noise dropped
+      std::snprintf(text, sizeof text, "%.7g", xa[at] * f.std + f.mean);
+      value = std::stod(text);
+    }
+    rows.emplace_back(attribution, f.name, value);
+    at += f.width();
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return std::abs(std::get<0>(a)) > std::abs(std::get<0>(b)); });
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [a, name, value] : rows) out.push_back({{"name", name}, {"value", value}, {"attribution", a}});
+  return out;
+}
 
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
   const auto records = parse_csv(read_file(path, int64_t{1} << 30), path);

@@ -9,6 +9,7 @@
 #include "helpers.hpp"
 #include "salient/error.hpp"
 #include "salient/model.hpp"
+#include "salient/npy.hpp"
 #include "salient/registry.hpp"
 #include "salient/tabular.hpp"
 
@@ -139,4 +140,38 @@ TEST(Tabular, QuotedFieldsAreReadAsCsvSaysAndBadCsvsAreRefusedByRowAndColumn) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(std::filesystem::exists(dir / ("out-" + c.name)));
   }
+}
+
+// explanation.json names the user's columns: values as in the CSV, sorted by |attribution|, the
+// attributions the map's; a one-hot group is summed back to its column and shows its category.
+TEST(Tabular, ExplanationsNameTheColumnsWithTheirValuesAndOneHotGroupsSummed) {
+  test::TempDir dir;
+  const auto plain = plain_rows(demo_dir() + "/test.csv");
+  const auto r = test::run_cli("explain -m " + test::quoted(demo_dir() + "/logreg.pt") + " -i " + test::quoted(demo_dir() + "/test.csv") +
+                               " --method integrated-gradients --out " + test::quoted(dir / "out"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(dir / ("out/" + plain[1][0] + "/explanation.json"));
+  const nlohmann::json j = nlohmann::json::parse(in);
+  const nlohmann::json& f = j["explained"][0]["methods"]["integrated-gradients"]["features"];
+  ASSERT_EQ(f.size(), 30u);
+  const torch::Tensor map = read_npy(dir / ("out/" + plain[1][0] + "/integrated-gradients.npy"));
+  double sum = 0;
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (i > 0) EXPECT_GE(std::abs(f[i - 1]["attribution"].get<double>()), std::abs(f[i]["attribution"].get<double>()));
+    const auto col = std::find(plain[0].begin(), plain[0].end(), f[i]["name"].get<std::string>());
+    ASSERT_NE(col, plain[0].end()) << f[i]["name"];
+    EXPECT_DOUBLE_EQ(f[i]["value"].get<double>(), std::stod(plain[1][static_cast<size_t>(col - plain[0].begin())])) << f[i]["name"];
+    sum += f[i]["attribution"].get<double>();
+  }
+  EXPECT_NEAR(sum, map.sum().item<double>(), 1e-5);
+
+  ModelMetadata meta;
+  meta.features = {Feature{"age", "numeric", 40, 10, {}}, Feature{"colour", "categorical", 0, 1, {"red", "green", "blue"}}};
+  const auto g = feature_attributions(meta, torch::tensor({0.5f, 0.f, 1.f, 0.f}), torch::tensor({0.1f, 0.2f, -0.5f, 0.05f}));
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0]["name"], "colour");
+  EXPECT_EQ(g[0]["value"], "green");
+  EXPECT_NEAR(g[0]["attribution"].get<double>(), -0.25, 1e-7);
+  EXPECT_EQ(g[1]["name"], "age");
+  EXPECT_DOUBLE_EQ(g[1]["value"].get<double>(), 45.0);
 }

@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+#include <torch/script.h>
+
 #include "salient/image.hpp"
 #include "salient/metadata.hpp"
 
@@ -20,6 +23,11 @@ struct TabularRows {
 // and the column. Without metadata features every column but the id and label ones is numeric and
 // taken as it is.
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta);
+
+// A tabular map as the user's columns: [{name, value (as in the CSV), attribution}], one-hot
+// groups summed back to their column, sorted by |attribution| (largest first). `x` and `map` are
+// one encoded row [width]. Empty when the metadata has no features or the widths differ.
+nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tensor& x, const torch::Tensor& map);
 
 // The CSV's records: fields split on commas, double-quoted fields with "" for a quote.
 std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name);
