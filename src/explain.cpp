@@ -333,7 +333,12 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
         extra_files[key] = file;
       }
       if (!extra_files.empty()) mj["extra_npy"] = extra_files;
-      if (pngs && is_image_like(mm.map)) {
+      if (pngs && mj.contains("features")) {  // a tabular row: its columns as bars
+        const std::string label = c >= 0 ? meta.label(c) : j["explained"][r].value("label", std::string());
+        write_png((fs::path(dir) / (base + ".png")).string(), feature_bar_chart(mj["features"], name + ": " + label));
+        written.insert(base + ".png");
+        mj["png"] = base + ".png";
+      } else if (pngs && is_image_like(mm.map)) {
         cv::Mat heat = render_heatmap(mm.map, e.input.display, render);
         write_png((fs::path(dir) / (base + ".png")).string(), heat);
         written.insert(base + ".png");

@@ -6,6 +6,8 @@
 #include <map>
 #include <tuple>
 
+#include <opencv2/imgproc.hpp>
+
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 
@@ -106,6 +108,53 @@ nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tens
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [a, name, value] : rows) out.push_back({{"name", name}, {"value", value}, {"attribution", a}});
   return out;
+}
+
+cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& title, int top) {
+  struct Bar {
+    std::string label;
+    double value;
+  };
+  std::vector<Bar> bars;
+  double rest = 0;
+  for (size_t i = 0; i < features.size(); ++i) {
+    const double a = features[i]["attribution"].get<double>();
+    if (static_cast<int>(i) < top) {
+      const auto& v = features[i]["value"];
+      char text[48];
+      if (v.is_number()) std::snprintf(text, sizeof text, " = %.4g", v.get<double>());
+      bars.push_back({features[i]["name"].get<std::string>() + (v.is_number() ? std::string(text) : " = " + v.get<std::string>()), a});
+    } else {
+      rest += a;
+    }
+  }
+  if (features.size() > static_cast<size_t>(top))
+    bars.push_back({std::to_string(features.size() - static_cast<size_t>(top)) + " others", rest});
+  double most = 1e-300;
+  for (const auto& b : bars) most = std::max(most, std::abs(b.value));
+  const int row = 22, label_w = 300, half = 180, pad = 10;
+  const int w = label_w + 2 * half + 2 * pad + 50, h = 36 + row * static_cast<int>(bars.size()) + pad;
+  cv::Mat img(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  cv::putText(img, title, {pad, 20}, font, 0.5, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
+  const int zero = pad + label_w + half;
+  cv::line(img, {zero, 28}, {zero, h - pad}, cv::Scalar(120, 120, 120), 1);
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const int y = 30 + row * static_cast<int>(i);
+    const int len = static_cast<int>(std::lround(half * std::abs(bars[i].value) / most));
+    const cv::Scalar colour = bars[i].value >= 0 ? cv::Scalar(60, 60, 210) : cv::Scalar(200, 120, 40);  // BGR: red, blue
+    if (bars[i].value >= 0) cv::rectangle(img, {zero, y + 3}, {zero + len, y + row - 4}, colour, cv::FILLED);
+    else cv::rectangle(img, {zero - len, y + 3}, {zero, y + row - 4}, colour, cv::FILLED);
+    std::string label = bars[i].label;
+    int base = 0;
+    while (label.size() > 4 && cv::getTextSize(label, font, 0.4, 1, &base).width > label_w - 8) label = label.substr(0, label.size() - 4) + "...";
+    cv::putText(img, label, {pad, y + row - 7}, font, 0.4, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
+    char number[32];
+    std::snprintf(number, sizeof number, "%+.3g", bars[i].value);
+    const int tx = bars[i].value >= 0 ? zero + len + 4 : zero - len - 4 - cv::getTextSize(number, font, 0.35, 1, &base).width;
+    cv::putText(img, number, {std::clamp(tx, pad + label_w, w - 50), y + row - 7}, font, 0.35, cv::Scalar(60, 60, 60), 1, cv::LINE_AA);
+  }
+  return img;
 }
 
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {

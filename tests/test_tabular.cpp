@@ -3,6 +3,8 @@
 // column with nothing written.
 #include <gtest/gtest.h>
 
+#include <opencv2/imgcodecs.hpp>
+
 #include <fstream>
 #include <sstream>
 
@@ -164,6 +166,11 @@ TEST(Tabular, ExplanationsNameTheColumnsWithTheirValuesAndOneHotGroupsSummed) {
     sum += f[i]["attribution"].get<double>();
   }
   EXPECT_NEAR(sum, map.sum().item<double>(), 1e-5);
+  // The bar chart: 12 columns and "18 others" (a row each), red for positive, blue for negative.
+  EXPECT_EQ(j["explained"][0]["methods"]["integrated-gradients"]["png"], "integrated-gradients.png");
+  const cv::Mat bars = cv::imread(dir / ("out/" + plain[1][0] + "/integrated-gradients.png"));
+  ASSERT_FALSE(bars.empty());
+  EXPECT_EQ(bars.rows, 36 + 22 * 13 + 10);
 
   ModelMetadata meta;
   meta.features = {Feature{"age", "numeric", 40, 10, {}}, Feature{"colour", "categorical", 0, 1, {"red", "green", "blue"}}};

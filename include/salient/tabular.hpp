@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
 #include <torch/script.h>
 
 #include "salient/image.hpp"
@@ -28,6 +29,11 @@ TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta);
 // groups summed back to their column, sorted by |attribution| (largest first). `x` and `map` are
 // one encoded row [width]. Empty when the metadata has no features or the widths differ.
 nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tensor& x, const torch::Tensor& map);
+
+// A horizontal bar chart of feature_attributions()' output: the `top` largest |attributions| with
+// their names and values (positive red, negative blue, as the image heatmaps' signed colours), the
+// rest summed as "n others". 8-bit BGR.
+cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& title, int top = 12);
 
 // The CSV's records: fields split on commas, double-quoted fields with "" for a quote.
 std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name);
