@@ -120,10 +120,11 @@ cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& tit
   for (size_t i = 0; i < features.size(); ++i) {
     const double a = features[i]["attribution"].get<double>();
     if (static_cast<int>(i) < top) {
-      const auto& v = features[i]["value"];
-      char text[48];
+      const nlohmann::json v = features[i].value("value", nlohmann::json());
+      char text[48] = "";
       if (v.is_number()) std::snprintf(text, sizeof text, " = %.4g", v.get<double>());
-      bars.push_back({features[i]["name"].get<std::string>() + (v.is_number() ? std::string(text) : " = " + v.get<std::string>()), a});
+      const std::string shown = v.is_number() ? std::string(text) : v.is_string() ? " = " + v.get<std::string>() : "";
+      bars.push_back({features[i]["name"].get<std::string>() + shown, a});
     } else {
       rest += a;
     }

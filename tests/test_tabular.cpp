@@ -10,6 +10,7 @@
 
 #include "helpers.hpp"
 #include "salient/error.hpp"
+#include "salient/global.hpp"
 #include "salient/model.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
@@ -181,4 +182,79 @@ TEST(Tabular, ExplanationsNameTheColumnsWithTheirValuesAndOneHotGroupsSummed) {
   EXPECT_NEAR(g[0]["attribution"].get<double>(), -0.25, 1e-7);
   EXPECT_EQ(g[1]["name"], "age");
   EXPECT_DOUBLE_EQ(g[1]["value"].get<double>(), 45.0);
+}
+
+// salient global on the logistic regression, against its closed forms: partial dependence of the
+// logit is a line of slope w_cj / std_j per raw unit; IG's mean |attribution| of column j is
+// |w_cj| * mean |z_j|; a column whose weights are zero has permutation importance 0, exactly.
+TEST(Tabular, GlobalViewsOfTheLogisticRegressionMatchItsClosedForms) {
+  test::TempDir dir;
+  // A copy of the model that ignores column 0 (mean_radius): its weights zeroed for both classes.
+  torch::jit::Module m = torch::jit::load(demo_dir() + "/logreg.pt");
+  for (const auto& p : m.named_parameters())
+    if (p.name == "weight") p.value.detach().select(1, 0).zero_();
+  m.save(dir / "blind.pt");
+  std::filesystem::copy_file(demo_dir() + "/logreg.json", dir / "blind.json");
+  Model model(dir / "blind.pt");
+  torch::Tensor w;
+  for (const auto& p : model.module().named_parameters())
+    if (p.name == "weight") w = p.value.detach().to(torch::kDouble);
+  ASSERT_EQ(w[0][0].item<double>(), 0.0);
+
+  GlobalRequest req;
+  req.data = demo_dir() + "/test.csv";
+  req.out_dir = dir / "out";
+  req.methods = {"integrated-gradients"};
+  req.method_options = {{"steps", 8}};
+  req.features = {"worst_radius", "mean_texture"};
+  const nlohmann::json report = global_report(model, req);
+  EXPECT_EQ(report["class"], 1);
+  const ModelMetadata& meta = model.metadata();
+  auto index_of = [&](const std::string& name) {
+    for (size_t j = 0; j < meta.features.size(); ++j)
+      if (meta.features[j].name == name) return static_cast<int64_t>(j);
+    return int64_t{-1};
+  };
+  // Partial dependence of the logit: equal steps of the grid, equal steps of the logit.
+  for (const std::string name : {"worst_radius", "mean_texture"}) {
+    const auto& pd = report["partial_dependence"][name];
+    const int64_t j = index_of(name);
+    const double slope = w[1][j].item<double>() / meta.features[static_cast<size_t>(j)].std;
+    for (size_t g = 1; g < pd["grid"].size(); ++g) {
+      const double dx = pd["grid"][g].get<double>() - pd["grid"][g - 1].get<double>();
+      const double dy = pd["logit"][g].get<double>() - pd["logit"][g - 1].get<double>();
+      EXPECT_NEAR(dy, slope * dx, 1e-4 * std::abs(slope * dx) + 1e-6) << name << " step " << g;
+    }
+  }
+  // Mean |IG| per column = |w_1j| * mean |z_j|, and so its ranking.
+  const TabularRows rows = read_csv_rows(req.data, meta);
+  std::vector<torch::Tensor> xs;
+  for (const auto& item : rows.items) xs.push_back(item.tensor);
+  const torch::Tensor z = torch::stack(xs).to(torch::kDouble);
+  const auto& per = report["methods"]["integrated-gradients"];
+  ASSERT_EQ(per.size(), 30u);
+  for (size_t k = 0; k < per.size(); ++k) {
+    const int64_t j = index_of(per[k]["name"]);
+    const double want = std::abs(w[1][j].item<double>()) * z.select(1, j).abs().mean().item<double>();
+    EXPECT_NEAR(per[k]["attribution"].get<double>(), want, 1e-4 * want + 1e-7) << per[k]["name"];
+  }
+  // Permutation importance: the ignored column 0 exactly, its interval [0, 0]; every other moves.
+  for (const auto& p : report["permutation"]) {
+    if (p["name"] == "mean_radius") {
+      EXPECT_EQ(p["importance"].get<double>(), 0.0);
+      EXPECT_EQ(p["low"].get<double>(), 0.0);
+      EXPECT_EQ(p["high"].get<double>(), 0.0);
+    } else {
+      EXPECT_NE(p["importance"].get<double>(), 0.0) << p["name"];
+    }
+  }
+  for (const char* file : {"report.json", "report.md", "permutation.png", "importance_integrated-gradients.png", "pdp_worst_radius.png"})
+    EXPECT_TRUE(std::filesystem::exists(dir / ("out/" + std::string(file)))) << file;
+
+  // Bad requests: one line, exit 2, nothing written.
+  const auto r = test::run_cli("global -m " + test::quoted(demo_dir() + "/logreg.pt") + " -d " + test::quoted(req.data) +
+                               " --features no_such_column -o " + test::quoted(dir / "bad"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--features: the model has no feature 'no_such_column'"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
 }

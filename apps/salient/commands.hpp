@@ -45,6 +45,7 @@ void add_info(CLI::App& app);
 void add_layers(CLI::App& app);
 void add_evaluate(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_global(CLI::App& app);
 
 // KEY=VALUE assignments (--option) as JSON: each value read as JSON when it parses, else as text.
 nlohmann::json parse_assignments(const std::vector<std::string>& assignments);

@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
   salient::cli::add_layers(app);
   salient::cli::add_evaluate(app);
   salient::cli::add_serve(app);
+  salient::cli::add_global(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

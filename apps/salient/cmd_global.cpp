@@ -1,0 +1,43 @@
+// salient global: a tabular model over its data — mean |attribution|, permutation importance,
+// partial dependence and ICE.
+#include <iostream>
+
+#include "commands.hpp"
+#include "salient/error.hpp"
+#include "salient/global.hpp"
+
+namespace salient::cli {
+
+void add_global(CLI::App& app) {
+  auto* cmd = app.add_subcommand("global", "explain a tabular model over a data set: mean |attribution|, permutation importance, partial dependence");
+  auto flags = std::make_shared<ModelFlags>();
+  auto req = std::make_shared<GlobalRequest>();
+  auto methods = std::make_shared<std::string>("integrated-gradients");
+  auto features = std::make_shared<std::string>();
+  auto options = std::make_shared<std::vector<std::string>>();
+  flags->add_to(cmd);
+  cmd->add_option("--data,-d", req->data, "a CSV with a header (the metadata's features name its columns)")->required();
+  cmd->add_option("--out,-o", req->out_dir, "output folder (report.json, report.md, PNGs)")->required();
+  cmd->add_option("--methods", *methods, "comma-separated methods for the mean |attribution|")->capture_default_str();
+  cmd->add_option("--features", *features, "columns for partial dependence (default: the 3 most important)");
+  cmd->add_option("--class", req->klass, "the class explained (default: 1 of a binary model, else 0)");
+  cmd->add_option("--repeats", req->repeats, "shuffles per column for permutation importance")->capture_default_str();
+  cmd->add_option("--grid", req->grid, "partial dependence points of a numeric column")->capture_default_str();
+  cmd->add_option("--seed", req->seed, "random seed of the shuffles")->capture_default_str();
+  cmd->add_option("--option", *options, "KEY=VALUE method option (repeatable)");
+  cmd->callback([=] {
+    req->methods = split_list(*methods);
+    req->features = split_list(*features);
+    req->method_options = parse_assignments(*options);
+    Model model = flags->load();
+    const auto report = global_report(model, *req);
+    std::cout << "explained " << report["rows"] << " rows for class " << report["label"].get<std::string>() << " -> " << req->out_dir
+              << "/ (report.md, report.json, permutation.png, importance_*.png, pdp_*.png)\n";
+    std::cout << "  most important (permutation):";
+    for (size_t k = 0; k < report["permutation"].size() && k < 5; ++k)
+      std::cout << " " << report["permutation"][k]["name"].get<std::string>();
+    std::cout << "\n";
+  });
+}
+
+}  // namespace salient::cli
