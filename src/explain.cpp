@@ -194,8 +194,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   if (!checked_) check(x.slice(0, 0, 1));
   // One output column is a binary model: sigmoid of a logit (or the probability itself).
   const bool binary = lg.size(1) == 1;
-  // Independent labels (multi-label metadata): each column's own sigmoid.
-  const torch::Tensor probs = meta.output == "probabilities" ? lg : (binary || meta.multi_label) ? lg.sigmoid() : lg.softmax(1);
+  const torch::Tensor probs = output_probabilities(meta, lg);
   const auto targets = fn ? request_.target.resolve(fv) : request_.target.resolve(lg, probs);
   // Ranks: the most classes any input has (a threshold target's count varies by input); an input
   // with fewer repeats its last class in the passes and keeps only its own ranks.

@@ -30,10 +30,6 @@ torch::Tensor logits_of(Model& model, const torch::Tensor& x) {
   for (int64_t b = 0; b < x.size(0); b += 256) parts.push_back(model.predict(x.slice(0, b, std::min(x.size(0), b + 256))).to(torch::kCPU, torch::kDouble));
   return torch::cat(parts);
 }
-torch::Tensor probabilities_of(const ModelMetadata& meta, const torch::Tensor& logits) {
-  if (meta.output == "probabilities") return logits;
-  return logits.size(1) == 1 || meta.multi_label ? logits.sigmoid() : logits.softmax(1);
-}
 
 std::string file_safe(const std::string& s) {
   std::string out;
@@ -63,7 +59,7 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
   for (const auto& item : rows.items) xs.push_back(item.tensor);
   const torch::Tensor x = torch::stack(xs);
   const int64_t n = x.size(0);
-  const torch::Tensor logits = logits_of(model, x), probs = probabilities_of(meta, logits);
+  const torch::Tensor logits = logits_of(model, x), probs = output_probabilities(meta, logits);
   const int64_t classes = probs.size(1);
   const int64_t c = req.klass >= 0 ? req.klass : (classes == 2 ? 1 : 0);
   if (c >= classes) throw Error("--class " + std::to_string(c) + " is out of range: the model has " + std::to_string(classes) + " classes");
@@ -106,7 +102,7 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
       const torch::Tensor order = at::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
       torch::Tensor shuffled = x.clone();
       shuffled.slice(1, col.offset, col.offset + col.width).copy_(x.index_select(0, order).slice(1, col.offset, col.offset + col.width));
-      const torch::Tensor p = probabilities_of(meta, logits_of(model, shuffled));
+      const torch::Tensor p = output_probabilities(meta, logits_of(model, shuffled));
       drops.push_back((base - p.gather(1, who.unsqueeze(1)).squeeze(1)).mean().item<double>());
       if (labelled) accuracy_drops.push_back(report["accuracy"].get<double>() - p.argmax(1).eq(labels).to(torch::kDouble).mean().item<double>());
     }
@@ -154,7 +150,7 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
     for (const auto& s : settings) {
       torch::Tensor set = x.clone();
       set.slice(1, col.offset, col.offset + col.width).copy_(s.expand({n, col.width}));
-      const torch::Tensor lg = logits_of(model, set), p = probabilities_of(meta, lg);
+      const torch::Tensor lg = logits_of(model, set), p = output_probabilities(meta, lg);
       pd_logit.push_back(lg.select(1, std::min(c, lg.size(1) - 1)).mean().item<double>());
       pd_prob.push_back(p.select(1, c).mean().item<double>());
       ice.push_back(p.select(1, c));

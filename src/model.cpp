@@ -346,6 +346,11 @@ void Model::to(torch::Dtype dtype) {
   for (auto p : module_.parameters()) p.set_requires_grad(false);
 }
 
+torch::Tensor output_probabilities(const ModelMetadata& meta, const torch::Tensor& outputs) {
+  if (meta.output == "probabilities") return outputs;
+  return outputs.size(1) == 1 || meta.multi_label ? outputs.sigmoid() : outputs.softmax(1);
+}
+
 void set_threads(int n) {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(n);

@@ -122,4 +122,8 @@ class Model {
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).
 void set_threads(int n);
 
+// A model's outputs [N, K] as probabilities, as its metadata says: as they are ("probabilities"),
+// each column's sigmoid (one column: a binary model; or multi-label), else the softmax over columns.
+torch::Tensor output_probabilities(const ModelMetadata& meta, const torch::Tensor& outputs);
+
 }  // namespace salient

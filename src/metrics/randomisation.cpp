@@ -78,7 +78,9 @@ std::vector<RandomisationStep> randomisation(Model& model, Method& method, const
         item.value.register_parameter(p.name, fresh, false);
       }
     }
-    Model randomised(copy, ModelOptions{model.device().str()}, model.metadata());
+    ModelOptions options;
+    options.device = model.device().str();
+    Model randomised(copy, options, model.metadata());
     torch::Tensor m = shown(method.attribute(randomised, x.unsqueeze(0), t).map[0]);
     steps.push_back({layer, spearman(original, m), ssim(original, m)});
     if (maps) maps->push_back(m);

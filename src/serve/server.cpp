@@ -829,13 +829,12 @@ std::shared_ptr<std::vector<std::pair<int64_t, double>>> Server::Impl::predictio
   auto preds = std::make_shared<std::vector<std::pair<int64_t, double>>>();
   Dataset* set = data.get();
   auto task = submit(default_model, [set, preds](Model& model, Task& task) {
-    const bool probs = model.metadata().output == "probabilities";
     for (int64_t b = 0; b < set->size(); b += 64) {
       task.checkpoint();
       std::vector<torch::Tensor> xs;
       for (int64_t i = b; i < std::min(set->size(), b + 64); ++i) xs.push_back(set->get(i, false).input.tensor);
       torch::Tensor out = model.predict(torch::stack(xs)).to(torch::kCPU, torch::kDouble);
-      torch::Tensor p = probs ? out : (out.size(1) == 1 || model.metadata().multi_label) ? out.sigmoid() : out.softmax(1);
+      torch::Tensor p = output_probabilities(model.metadata(), out);
       auto [v, c] = p.max(1);
       for (int64_t k = 0; k < p.size(0); ++k) preds->emplace_back(c[k].item<int64_t>(), v[k].item<double>());
       task.set_progress("predictions", static_cast<double>(preds->size()) / static_cast<double>(set->size()));
@@ -1026,7 +1025,7 @@ void Server::Impl::routes() {
     }));
     const ModelMetadata& meta = d.meta;
     const torch::Tensor lg = *out;
-    const torch::Tensor p = meta.output == "probabilities" ? lg : (lg.size(1) == 1 || meta.multi_label) ? lg.sigmoid() : lg.softmax(1);
+    const torch::Tensor p = output_probabilities(meta, lg);
     json preds = json::array();
     for (int64_t i = 0; i < p.size(0); ++i) {
       const int64_t c = p[i].argmax().item<int64_t>();
