@@ -406,6 +406,7 @@ async function explain(target) {
   }
   for (;;) {
     const j = await getJson('/api/jobs/' + job.id);
+    if (state.job !== job.id) return;  // superseded by a newer request: that one owns the page
     for (const [m, f] of Object.entries(j.progress || {})) if (bars.has(m)) bars.get(m).value = f;
     if (j.status === 'done') {
       state.job = null;
