@@ -11,6 +11,7 @@
 #include "salient/idx.hpp"
 #include "salient/image.hpp"
 #include "salient/npy.hpp"
+#include "salient/tabular.hpp"
 
 namespace salient {
 
@@ -35,6 +36,13 @@ double parse_number(const std::string& text, const std::string& spec) {
 }
 
 }  // namespace
+
+torch::Tensor load_limit(const torch::Tensor& set, int64_t limit, uint64_t seed) {
+  if (limit <= 0 || set.size(0) <= limit) return set;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::Tensor pick = at::randperm(set.size(0), gen, torch::TensorOptions().dtype(torch::kLong)).slice(0, 0, limit);
+  return set.index_select(0, std::get<0>(pick.sort()));
+}
 
 torch::Tensor gaussian_blur(const torch::Tensor& x, double sigma) {
   if (x.dim() != 3) throw Error("a blurred baseline needs image inputs [C,H,W]; got shape " + shape_text(x.sizes()));
@@ -71,10 +79,103 @@ torch::Tensor black_canvas(const torch::Tensor& x, const ModelMetadata& meta) {
   return c;
 }
 
+std::pair<torch::Tensor, torch::Tensor> kmeans(const torch::Tensor& rows_in, int64_t k, uint64_t seed) {
+  const torch::Tensor rows = rows_in.to(torch::kDouble).flatten(1);
+  const int64_t n = rows.size(0);
+  auto f64 = torch::TensorOptions().dtype(torch::kDouble);
+  if (k >= n) return {rows_in, torch::full({n}, 1.0 / static_cast<double>(n), f64)};
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  // k-means++: each next centre drawn with probability ~ squared distance to the nearest one so far.
+  std::vector<int64_t> picked{at::randint(n, {1}, gen, torch::TensorOptions().dtype(torch::kLong)).item<int64_t>()};
+  torch::Tensor d2 = (rows - rows[picked[0]]).square().sum(1);
+  while (static_cast<int64_t>(picked.size()) < k) {
+    const double total = d2.sum().item<double>();
+    const int64_t next = total > 0 ? at::multinomial(d2 / total, 1, false, gen).item<int64_t>()
+                                   : at::randint(n, {1}, gen, torch::TensorOptions().dtype(torch::kLong)).item<int64_t>();
+    picked.push_back(next);
+    d2 = torch::minimum(d2, (rows - rows[next]).square().sum(1));
+  }
+  torch::Tensor centres = rows.index_select(0, torch::tensor(picked, torch::kLong));
+  torch::Tensor assign;
+  for (int it = 0; it < 300; ++it) {  // Lloyd's iterations until no row changes cluster
+    torch::Tensor next = torch::cdist(rows, centres).argmin(1);
+    if (assign.defined() && next.equal(assign)) break;
+    assign = next;
+    for (int64_t j = 0; j < k; ++j) {
+      torch::Tensor members = assign == j;
+      if (members.any().item<bool>()) centres[j] = rows.index({members}).mean(0);
+    }
+  }
+  torch::Tensor counts = torch::bincount(assign, {}, k).to(torch::kDouble);
+  std::vector<int64_t> shape{k};
+  shape.insert(shape.end(), rows_in.sizes().begin() + 1, rows_in.sizes().end());
+  return {centres.view(shape).to(rows_in.scalar_type()), counts / static_cast<double>(n)};
+}
+
+namespace {
+
+// A background set: "FILE" (.csv, or .npy under sample:/kmeans:), "sample:M:FILE" or "kmeans:K:FILE".
+Baseline parse_set(const std::string& spec, const ModelMetadata& meta) {
+  std::string file = spec, how = "sample";
+  int64_t count = 100;
+  for (const char* prefix : {"sample:", "kmeans:"}) {
+    if (spec.rfind(prefix, 0) != 0) continue;
+    how = std::string(prefix, 6);
+    const size_t colon = spec.find(':', 7);
+    const double v = colon == std::string::npos ? 0.0 : parse_number(spec.substr(7, colon - 7), spec);
+    if (v < 1 || v != std::floor(v) || v > 100000)
+      throw Error("baseline '" + spec + "': say " + how + ":N:FILE with a whole number N from 1 to 100000");
+    count = static_cast<int64_t>(v);
+    file = spec.substr(colon + 1);
+  }
+  if (!fs::is_regular_file(file)) throw Error("background set '" + file + "' does not exist");
+  torch::Tensor rows;
+  if (fs::path(file).extension() == ".csv") {
+    TabularRows t = read_csv_rows(file, meta);
+    if (t.items.empty()) throw Error("background set '" + file + "' has no rows");
+    std::vector<torch::Tensor> xs;
+    for (const auto& item : t.items) xs.push_back(item.tensor);
+    rows = torch::stack(xs);
+  } else {
+    rows = load_input_set(file, meta, 0, 0);
+  }
+  Baseline b;
+  b.kind = Baseline::Kind::Set;
+  b.spec = spec;
+  b.defaulted = false;
+  if (how == "kmeans") {
+    std::tie(b.tensor, b.weights) = kmeans(rows, count, 0);
+  } else {
+    b.tensor = load_limit(rows, count, 0);
+    b.weights = torch::full({b.tensor.size(0)}, 1.0 / static_cast<double>(b.tensor.size(0)), torch::kDouble);
+  }
+  return b;
+}
+
+}  // namespace
+
+bool Baseline::is_set_spec(const std::string& spec) {
+  return spec.rfind("sample:", 0) == 0 || spec.rfind("kmeans:", 0) == 0 || fs::path(spec).extension() == ".csv";
+}
+
+Baseline Baseline::resolve_default(const Baseline& b, const ModelMetadata& meta) {
+  if (!b.defaulted || meta.features.empty()) return b;
+  return parse("mean", meta);
+}
+
 Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
   Baseline b;
   b.spec = spec;
+  b.defaulted = false;
   if (spec.empty() || spec == "zeros") return b;
+  if (spec == "mean") {
+    if (meta.features.empty())
+      throw Error("baseline 'mean' (the mean row) needs a tabular model: its metadata names no features");
+    b.kind = Kind::Mean;
+    b.meta_ = meta;
+    return b;
+  }
+  if (is_set_spec(spec)) return parse_set(spec, meta);
   if (spec == "zero")
     throw Error("baseline 'zero' is ambiguous: say 'zeros' (0 in the model's input space, after normalisation) or "
                 "'black' (a pixel value of 0 before normalisation)");
@@ -135,6 +236,20 @@ torch::Tensor Baseline::make(const torch::Tensor& x, uint64_t seed) const {
       const double lo = x.min().item<double>(), hi = x.max().item<double>();
       return (u * (hi - lo) + lo).to(x.options());
     }
+    case Kind::Mean: {
+      std::vector<float> row;  // numeric columns standardised by their own mean: 0; one-hot groups 1/K
+      for (const auto& f : meta_.features)
+        for (int64_t k = 0; k < f.width(); ++k) row.push_back(f.type == "categorical" ? 1.0f / static_cast<float>(f.width()) : 0.0f);
+      if (static_cast<int64_t>(row.size()) != x.numel())
+        throw Error("baseline 'mean': the metadata's features encode to " + std::to_string(row.size()) + " values, the inputs have " +
+                    shape_text(x.sizes()));
+      return torch::tensor(row).view(x.sizes()).to(x.options());
+    }
+    case Kind::Set:
+      if (tensor.sizes().slice(1) != x.sizes())
+        throw Error("background set '" + spec + "' has inputs of shape " + shape_text(tensor.sizes().slice(1)) + ", the inputs have " +
+                    shape_text(x.sizes()));
+      return tensor.to(x.options());
     case Kind::Tensor:
       if (tensor.sizes() != x.sizes())
         throw Error("baseline '" + spec + "' has shape " + shape_text(tensor.sizes()) + ", the inputs have " +
@@ -167,12 +282,7 @@ torch::Tensor load_input_set(const std::string& spec, const ModelMetadata& meta,
   }
   if (set.size(0) == 0) throw Error("baseline set '" + spec + "' is empty");
   check_finite(set, "'" + spec + "'");
-  if (limit > 0 && set.size(0) > limit) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-    torch::Tensor pick = at::randperm(set.size(0), gen, torch::TensorOptions().dtype(torch::kLong)).slice(0, 0, limit);
-    set = set.index_select(0, std::get<0>(pick.sort()));
-  }
-  return set;
+  return load_limit(set, limit, seed);
 }
 
 }  // namespace salient

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "salient/baseline.hpp"
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/gradients.hpp"
@@ -276,7 +277,23 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
         tj["methods"][name] = {{"params", res.params}, {"seconds", res.seconds / static_cast<double>(g)},
                                {"score", score}, {"diagnostics", diag}};
         if (!meta.features.empty())  // a tabular model: the map as the user's columns, largest first
-          if (nlohmann::json f = feature_attributions(meta, ex.input.tensor, res.map[k]); !f.empty()) tj["methods"][name]["features"] = f;
+          if (nlohmann::json f = feature_attributions(meta, ex.input.tensor, res.map[k]); !f.empty()) {
+            nlohmann::json& mj = tj["methods"][name];
+            mj["features"] = f;
+            // Where the attributions start from: f(baseline), E[f] over a background set, or (an
+            // additive method without a baseline, LRP) what f(x) leaves after their sum.
+            const MethodInfo& info = methods_[m]->info();
+            mj["f(x)"] = score;
+            mj["additive"] = info.additive;
+            if (diag.contains("f(baseline)")) {
+              const std::string spec = res.params.value("baseline", res.params.value("baselines", std::string()));
+              mj["base_value"] = diag["f(baseline)"];
+              mj["base_value_of"] = Baseline::is_set_spec(spec) || name == "gradient-shap" ? "E[f(background)]" : "f(baseline)";
+            } else if (info.additive) {
+              mj["base_value"] = score - res.map[k].sum().item<double>();
+              mj["base_value_of"] = "f(x) - sum of attributions";
+            }
+          }
         ex.maps[r].emplace(name, std::move(mm));
       }
       j["explained"].push_back(tj);
@@ -334,7 +351,11 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
       if (!extra_files.empty()) mj["extra_npy"] = extra_files;
       if (pngs && mj.contains("features")) {  // a tabular row: its columns as bars
         const std::string label = c >= 0 ? meta.label(c) : j["explained"][r].value("label", std::string());
-        write_png((fs::path(dir) / (base + ".png")).string(), feature_bar_chart(mj["features"], name + ": " + label));
+        const bool waterfall = mj.value("additive", false) && mj.contains("base_value") && mj["base_value"].is_number();
+        write_png((fs::path(dir) / (base + ".png")).string(),
+                  waterfall ? feature_waterfall(mj["features"], mj["base_value"].get<double>(), mj["f(x)"].get<double>(),
+                                                mj["base_value_of"].get<std::string>(), name + ": " + label)
+                            : feature_bar_chart(mj["features"], name + ": " + label));
         written.insert(base + ".png");
         mj["png"] = base + ".png";
       } else if (pngs && is_image_like(mm.map)) {

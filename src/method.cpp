@@ -46,7 +46,7 @@ nlohmann::json MethodInfo::to_json() const {
   }
   return {{"name", name}, {"title", title}, {"family", to_string(family)}, {"scope", to_string(scope)},
           {"access", to_string(access)}, {"stage", to_string(stage)},
-          {"specificity", to_string(specificity)}, {"needs_gradients", needs_gradients},
+          {"specificity", to_string(specificity)}, {"needs_gradients", needs_gradients}, {"additive", additive}, {"background", background},
           {"paper", paper}, {"summary", summary}, {"options", opts}, {"options_of", options_of}};
 }
 

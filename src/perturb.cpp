@@ -23,7 +23,7 @@ GroupSpec GroupSpec::parse(const std::string& spec) {
     }
     throw Error("features '" + spec + "': '" + rest + "' is not a whole number >= 1");
   };
-  if (spec == "slic" || spec == "grid" || spec == "elements") return g;
+  if (spec == "slic" || spec == "grid" || spec == "elements" || spec == "columns") return g;
   if (spec.rfind("slic:", 0) == 0 || spec.rfind("grid:", 0) == 0) {
     number_after(spec.substr(0, 5));  // validates
     return g;
@@ -55,6 +55,16 @@ FeatureGroups GroupSpec::make(const torch::Tensor& x, const ModelMetadata& meta)
     if (m.sizes() != x.sizes())
       throw Error("features file '" + spec + "' has shape " + c10::str(mask.sizes()) + ", the inputs " + c10::str(x.sizes()));
     return compact(m.contiguous());
+  }
+  if (!meta.features.empty() && spec != "elements" && x.dim() == 1) {
+    // A tabular row: one group per column of the user's, a one-hot group as a whole (the default).
+    std::vector<int64_t> labels;
+    int64_t column = 0;
+    for (const auto& f : meta.features) {
+      for (int64_t k = 0; k < f.width(); ++k) labels.push_back(column);
+      ++column;
+    }
+    if (static_cast<int64_t>(labels.size()) == x.numel()) return {torch::tensor(labels, torch::kLong), column};
   }
   if (spec == "elements" || !image_shape(x)) {  // tabular and sequence inputs: every element
     return {torch::arange(x.numel(), torch::kLong).view(x.sizes()), x.numel()};
@@ -108,15 +118,38 @@ torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t 
 }
 
 torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
-                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch,
-                               const std::function<void(double)>& progress) {
+                               const torch::Tensor& weights, const FeatureGroups& groups, const torch::Tensor& z,
+                               int64_t target, int64_t batch, const std::function<void(double)>& progress) {
   std::vector<torch::Tensor> parts;
-  for_chunks(z.size(0), batch, [&](int64_t b, int64_t e) {
-    torch::Tensor inputs = apply_coalitions(x, baseline, groups, z.slice(0, b, e));
-    parts.push_back(model.predict(inputs).select(1, target).to(torch::kCPU, torch::kDouble));
+  if (baseline.dim() == x.dim()) {
+    for_chunks(z.size(0), batch, [&](int64_t b, int64_t e) {
+      torch::Tensor inputs = apply_coalitions(x, baseline, groups, z.slice(0, b, e));
+      parts.push_back(model.predict(inputs).select(1, target).to(torch::kCPU, torch::kDouble));
+      if (progress) progress(static_cast<double>(e) / z.size(0));
+    });
+    return torch::cat(parts);
+  }
+  // A background set of M inputs: every coalition becomes M inputs, at most `batch` coalitions (and
+  // at least one) a pass.
+  const int64_t m = baseline.size(0);
+  const torch::Tensor w = weights.to(torch::kCPU, torch::kDouble);
+  for_chunks(z.size(0), std::max<int64_t>(1, batch / m), [&](int64_t b, int64_t e) {
+    torch::Tensor keep = z.slice(0, b, e).to(x.options()).index_select(1, groups.labels.flatten().to(x.device()));
+    std::vector<int64_t> shape{e - b, 1};
+    shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
+    torch::Tensor inputs = baseline.unsqueeze(0) + (x.unsqueeze(0) - baseline).unsqueeze(0) * keep.view(shape);
+    torch::Tensor s = model.predict(inputs.flatten(0, 1)).select(1, target).to(torch::kCPU, torch::kDouble);
+    parts.push_back(torch::matmul(s.view({e - b, m}), w));
     if (progress) progress(static_cast<double>(e) / z.size(0));
   });
   return torch::cat(parts);
+}
+
+double reference_score(Model& model, const torch::Tensor& baseline, const torch::Tensor& weights, int64_t x_dim,
+                       int64_t target, int64_t batch) {
+  if (baseline.dim() == x_dim) return model.predict(baseline.unsqueeze(0))[0][target].item<double>();
+  torch::Tensor s = batched_scores(model, baseline, target, batch);
+  return torch::dot(s, weights.to(torch::kCPU, torch::kDouble)).item<double>();
 }
 
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups) {

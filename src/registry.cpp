@@ -119,4 +119,21 @@ std::vector<std::string> Registry::names() const {
   return out;
 }
 
+void apply_background(nlohmann::json& options, const std::vector<std::string>& methods, const std::string& file,
+                      int64_t max_rows, int64_t k) {
+  if (file.empty()) return;
+  if (max_rows < 1 || k < 0) throw Error("--background-max must be >= 1 and --background-k >= 1");
+  const std::string spec = k > 0 ? "kmeans:" + std::to_string(k) + ":" + file : "sample:" + std::to_string(max_rows) + ":" + file;
+  bool taken = false;
+  for (const auto& m : methods) {
+    if (!Registry::builtin().has(m) || !Registry::builtin().info(m).background) continue;
+    taken = true;
+    const std::string key = m == "gradient-shap" ? "baselines" : "baseline";
+    if (!options.contains(key) && !options.contains(m + "." + key)) options[m + "." + key] = spec;
+  }
+  if (!taken)
+    throw Error("--background: none of the methods takes a background set (kernel-shap, shapley-sampling, feature-ablation, "
+                "lime, integrated-gradients and gradient-shap do)");
+}
+
 }  // namespace salient

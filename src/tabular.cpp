@@ -110,11 +110,15 @@ nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tens
   return out;
 }
 
-cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& title, int top) {
-  struct Bar {
-    std::string label;
-    double value;
-  };
+namespace {
+
+struct Bar {
+  std::string label;
+  double value;
+};
+
+// The `top` largest |attributions| as "name = value" bars, the rest summed as "n others".
+std::vector<Bar> top_bars(const nlohmann::json& features, int top) {
   std::vector<Bar> bars;
   double rest = 0;
   for (size_t i = 0; i < features.size(); ++i) {
@@ -131,6 +135,70 @@ cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& tit
   }
   if (features.size() > static_cast<size_t>(top))
     bars.push_back({std::to_string(features.size() - static_cast<size_t>(top)) + " others", rest});
+  return bars;
+}
+
+// `label` shortened with "..." to fit `width` pixels.
+std::string fit(std::string label, int width, double scale) {
+  int base = 0;
+  while (label.size() > 4 && cv::getTextSize(label, cv::FONT_HERSHEY_SIMPLEX, scale, 1, &base).width > width)
+    label = label.substr(0, label.size() - 4) + "...";
+  return label;
+}
+
+const cv::Scalar kPositive(60, 60, 210), kNegative(200, 120, 40);  // BGR: red, blue (the heatmaps' signed colours)
+
+}  // namespace
+
+cv::Mat feature_waterfall(const nlohmann::json& features, double base_value, double fx, const std::string& base_name,
+                          const std::string& title, int top) {
+  std::vector<Bar> bars = top_bars(features, top);
+  double total = 0;
+  for (const auto& b : bars) total += b.value;
+  // What the attributions leave unexplained (an approximate method's gap): shown, never hidden.
+  const double gap = fx - base_value - total;
+  if (std::abs(gap) > 1e-3 * std::max({std::abs(fx), std::abs(base_value), std::abs(total), 1e-12})) bars.push_back({"not explained (gap)", gap});
+  // Rows top to bottom, largest first; the running total climbs from the base value at the bottom.
+  std::vector<double> from(bars.size());
+  double at = base_value, lo = std::min(base_value, fx), hi = std::max(base_value, fx);
+  for (size_t k = bars.size(); k-- > 0;) {
+    from[k] = at;
+    at += bars[k].value;
+    lo = std::min({lo, from[k], at});
+    hi = std::max({hi, from[k], at});
+  }
+  if (hi - lo < 1e-12) hi = lo + 1;
+  const int row = 22, label_w = 300, plot = 400, pad = 10, top_y = 48;
+  const int w = label_w + plot + 2 * pad + 60, h = top_y + row * static_cast<int>(bars.size()) + 40;
+  cv::Mat img(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  const int x0 = pad + label_w + 20;
+  auto px = [&](double v) { return x0 + static_cast<int>(std::lround((v - lo) / (hi - lo) * plot)); };
+  cv::putText(img, title, {pad, 20}, font, 0.5, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
+  char text[96];
+  std::snprintf(text, sizeof text, "f(x) = %.4g", fx);
+  cv::putText(img, text, {std::min(px(fx), w - 110), 40}, font, 0.4, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
+  const int bottom = top_y + row * static_cast<int>(bars.size());
+  for (int y = top_y - 4; y < bottom; y += 6) {  // dashed guides at f(x) and at the base value
+    cv::line(img, {px(fx), y}, {px(fx), y + 3}, cv::Scalar(150, 150, 150), 1);
+    cv::line(img, {px(base_value), y}, {px(base_value), y + 3}, cv::Scalar(150, 150, 150), 1);
+  }
+  std::snprintf(text, sizeof text, "%s = %.4g", base_name.c_str(), base_value);
+  cv::putText(img, text, {std::clamp(px(base_value) - 60, pad, w - 200), bottom + 18}, font, 0.4, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const int y = top_y + row * static_cast<int>(i);
+    const double a = from[i], b = from[i] + bars[i].value;
+    const cv::Scalar colour = bars[i].value >= 0 ? kPositive : kNegative;
+    cv::rectangle(img, {std::min(px(a), px(b)), y + 3}, {std::max(px(a), px(b)) + 1, y + row - 4}, colour, cv::FILLED);
+    cv::putText(img, fit(bars[i].label, label_w - 8, 0.4), {pad, y + row - 7}, font, 0.4, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
+    std::snprintf(text, sizeof text, "%+.3g", bars[i].value);
+    cv::putText(img, text, {std::min(std::max(px(a), px(b)) + 4, w - 50), y + row - 7}, font, 0.35, cv::Scalar(60, 60, 60), 1, cv::LINE_AA);
+  }
+  return img;
+}
+
+cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& title, int top) {
+  const std::vector<Bar> bars = top_bars(features, top);
   double most = 1e-300;
   for (const auto& b : bars) most = std::max(most, std::abs(b.value));
   const int row = 22, label_w = 300, half = 180, pad = 10;
@@ -143,13 +211,11 @@ cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& tit
   for (size_t i = 0; i < bars.size(); ++i) {
     const int y = 30 + row * static_cast<int>(i);
     const int len = static_cast<int>(std::lround(half * std::abs(bars[i].value) / most));
-    const cv::Scalar colour = bars[i].value >= 0 ? cv::Scalar(60, 60, 210) : cv::Scalar(200, 120, 40);  // BGR: red, blue
+    const cv::Scalar colour = bars[i].value >= 0 ? kPositive : kNegative;
     if (bars[i].value >= 0) cv::rectangle(img, {zero, y + 3}, {zero + len, y + row - 4}, colour, cv::FILLED);
     else cv::rectangle(img, {zero - len, y + 3}, {zero, y + row - 4}, colour, cv::FILLED);
-    std::string label = bars[i].label;
     int base = 0;
-    while (label.size() > 4 && cv::getTextSize(label, font, 0.4, 1, &base).width > label_w - 8) label = label.substr(0, label.size() - 4) + "...";
-    cv::putText(img, label, {pad, y + row - 7}, font, 0.4, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
+    cv::putText(img, fit(bars[i].label, label_w - 8, 0.4), {pad, y + row - 7}, font, 0.4, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
     char number[32];
     std::snprintf(number, sizeof number, "%+.3g", bars[i].value);
     const int tx = bars[i].value >= 0 ? zero + len + 4 : zero - len - 4 - cv::getTextSize(number, font, 0.35, 1, &base).width;

@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "salient/error.hpp"
 #include "salient/explain.hpp"
+#include "salient/registry.hpp"
 
 namespace salient::cli {
 
@@ -53,6 +54,7 @@ void MethodFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--reduce", reduce, "channel reduction for display: abs-sum, sum (signed), max-abs")
       ->capture_default_str();
   add_resize_option(cmd, resize);
+  add_background_options(cmd, background, background_max, background_k);
 }
 
 ExplainRequest MethodFlags::request(const ModelMetadata& meta) const {
@@ -70,6 +72,7 @@ ExplainRequest MethodFlags::request(const ModelMetadata& meta) const {
   for (size_t i = 0; i < f.given.size(); ++i)
     if (f.given[i]->count()) req.method_options[names[i]] = values[i];
   req.method_options.update(parse_assignments(options));
+  apply_background(req.method_options, req.methods, background, background_max, background_k);
   req.target = Target::parse(target, meta);
   return req;
 }

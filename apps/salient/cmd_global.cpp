@@ -5,6 +5,7 @@
 #include "commands.hpp"
 #include "salient/error.hpp"
 #include "salient/global.hpp"
+#include "salient/registry.hpp"
 
 namespace salient::cli {
 
@@ -15,6 +16,11 @@ void add_global(CLI::App& app) {
   auto methods = std::make_shared<std::string>("integrated-gradients");
   auto features = std::make_shared<std::string>();
   auto options = std::make_shared<std::vector<std::string>>();
+  struct Background {
+    std::string file;
+    int64_t max_rows = 100, k = 0;
+  };
+  auto background = std::make_shared<Background>();
   flags->add_to(cmd);
   cmd->add_option("--data,-d", req->data, "a CSV with a header (the metadata's features name its columns)")->required();
   cmd->add_option("--out,-o", req->out_dir, "output folder (report.json, report.md, PNGs)")->required();
@@ -25,10 +31,12 @@ void add_global(CLI::App& app) {
   cmd->add_option("--grid", req->grid, "partial dependence points of a numeric column")->capture_default_str();
   cmd->add_option("--seed", req->seed, "random seed of the shuffles")->capture_default_str();
   cmd->add_option("--option", *options, "KEY=VALUE method option (repeatable)");
+  add_background_options(cmd, background->file, background->max_rows, background->k);
   cmd->callback([=] {
     req->methods = split_list(*methods);
     req->features = split_list(*features);
     req->method_options = parse_assignments(*options);
+    apply_background(req->method_options, req->methods, background->file, background->max_rows, background->k);
     Model model = flags->load();
     const auto report = global_report(model, *req);
     std::cout << "explained " << report["rows"] << " rows for class " << report["label"].get<std::string>() << " -> " << req->out_dir

@@ -30,6 +30,8 @@ struct MethodFlags {
   std::string reduce = "abs-sum";
   std::string resize = "none";
   std::vector<std::string> options;  // KEY=VALUE or METHOD.KEY=VALUE
+  std::string background;            // tabular: a background set (rows.csv)
+  int64_t background_max = 100, background_k = 0;
   void add_to(CLI::App* cmd);
   // The request the flags make (methods, options, target, rendering); out_dir is the caller's.
   ExplainRequest request(const ModelMetadata& meta) const;
@@ -46,6 +48,9 @@ void add_layers(CLI::App& app);
 void add_evaluate(CLI::App& app);
 void add_serve(CLI::App& app);
 void add_global(CLI::App& app);
+
+// --background FILE, --background-max M, --background-k K (tabular models).
+void add_background_options(CLI::App* cmd, std::string& file, int64_t& max_rows, int64_t& k);
 
 // KEY=VALUE assignments (--option) as JSON: each value read as JSON when it parses, else as text.
 nlohmann::json parse_assignments(const std::vector<std::string>& assignments);

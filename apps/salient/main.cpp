@@ -46,6 +46,14 @@ void add_resize_option(CLI::App* cmd, std::string& resize) {
       ->default_str("stretch");
 }
 
+void add_background_options(CLI::App* cmd, std::string& file, int64_t& max_rows, int64_t& k) {
+  cmd->add_option("--background", file,
+                  "tabular: rows.csv whose rows are the baseline distribution of kernel-shap, shapley-sampling, "
+                  "feature-ablation, lime, integrated-gradients (expected) and gradient-shap");
+  cmd->add_option("--background-max", max_rows, "at most this many background rows (a seeded sample)")->capture_default_str();
+  cmd->add_option("--background-k", k, "summarise the background by K k-means centroids, weighted by cluster size");
+}
+
 nlohmann::json parse_assignments(const std::vector<std::string>& assignments) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& kv : assignments) {

@@ -47,6 +47,11 @@ struct MethodInfo {
   Stage stage = Stage::PostHoc;
   Specificity specificity = Specificity::ModelAgnostic;
   bool needs_gradients = true;
+  // Its attributions sum to f(x) - f(baseline) (completeness / efficiency): outputs of a tabular
+  // row draw it as a waterfall from the base value to f(x).
+  bool additive = false;
+  // Its baseline option takes a background set (a baseline distribution; `--background`).
+  bool background = false;
   std::string paper;    // "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise"
   std::string summary;  // one line
   std::vector<OptionSpec> options;

@@ -126,12 +126,25 @@ class OptionTable {
                  },
                  [m, show](const O& o) { return show(o.*m); }, std::move(shown_default));
   }
-  // A baseline, as Baseline::parse reads it (files are read here, once).
+  // A baseline, as Baseline::parse reads it (files are read here, once). Unless given, a tabular
+  // model's is the mean row. `sets`: the method takes a background set (a baseline distribution);
+  // otherwise a set is refused with the method's name.
   static constexpr const char* kBaselineHelp =
-      "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file";
-  OptionTable& baseline(const std::string& name, Baseline O::*m, std::string help = kBaselineHelp) {
-    return parsed<Baseline>(name, m, "string", std::move(help),
-                            [](const std::string& s, const OptionContext& c) { return Baseline::parse(s, c.meta); },
+      "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, an image/.npy "
+      "file, or mean (tabular: the mean row, their default)";
+  static constexpr const char* kBackgroundHelp =
+      "as baseline, or a background set (tabular): rows.csv, sample:M:FILE or kmeans:K:FILE -- attributions then average over it";
+  OptionTable& baseline(const std::string& name, Baseline O::*m, bool sets = false) {
+    finals_.push_back([m](O& o, const OptionContext& c) { o.*m = Baseline::resolve_default(o.*m, c.meta); });
+    return parsed<Baseline>(name, m, "string", sets ? kBackgroundHelp : kBaselineHelp,
+                            [sets](const std::string& s, const OptionContext& c) {
+                              Baseline b = Baseline::parse(s, c.meta);
+                              if (b.is_set() && !sets)
+                                throw Error(c.method + ": takes one baseline, not a background set ('" + s +
+                                            "'); kernel-shap, shapley-sampling, feature-ablation, lime, integrated-gradients "
+                                            "and gradient-shap take sets");
+                              return b;
+                            },
                             [](const Baseline& b) { return nlohmann::json(b.spec); });
   }
   // A check or a completion over the whole struct, once every given option is read (cross-option

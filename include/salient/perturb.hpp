@@ -20,7 +20,8 @@ struct FeatureGroups {
 // How features are grouped, as an option: "slic[:SIZE]" (SLIC superpixels of about SIZE px;
 // default: ~50 regions), "grid[:K]" (K x K cells, default 7), "elements" (every element alone), or
 // an .npy file of integer labels (one input's shape, or [H, W] for images). Channels of an image
-// always share a group.
+// always share a group. A tabular row (metadata features) is grouped by the user's columns unless
+// "elements" is asked for: a one-hot group is one feature ("columns").
 struct GroupSpec {
   std::string spec = "slic";
   torch::Tensor mask;  // the file's labels, loaded by the factory
@@ -32,10 +33,16 @@ struct GroupSpec {
 torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& baseline, const FeatureGroups& groups,
                                const torch::Tensor& z);
 // f(input)[target] for every coalition row of z, `batch` forward passes at a time: [B] (double, CPU).
-// `progress` (optional) hears the fraction of rows done after each batch.
+// With a background set (baseline [M, ...x], weights [M]) a removed group takes each reference
+// input's values in turn and the score is their weighted mean (interventional Shapley values, as
+// SHAP's KernelExplainer with background data). `progress` (optional) hears the fraction of rows done.
 torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
-                               const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch,
+                               const torch::Tensor& weights, const FeatureGroups& groups, const torch::Tensor& z, int64_t target, int64_t batch,
                                const std::function<void(double)>& progress = {});
+// f(baseline)[target], or its weighted mean over a background set [M, ...] (baseline.dim() > x_dim).
+double reference_score(Model& model, const torch::Tensor& baseline, const torch::Tensor& weights, int64_t x_dim,
+                       int64_t target, int64_t batch);
+
 // Per-group values [G] spread over the input's shape.
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups);
 

@@ -39,6 +39,13 @@ class Registry {
   std::map<std::string, Entry> entries_;
 };
 
+// A background set (`--background FILE [--background-max M | --background-k K]`) as the baseline of
+// every one of `methods` that takes sets (MethodInfo::background: its "baseline", gradient-shap's
+// "baselines"), unless the options already name one for it. The spec is "sample:M:FILE" or
+// "kmeans:K:FILE" (Baseline::parse). A background none of the methods takes is a salient::Error.
+void apply_background(nlohmann::json& options, const std::vector<std::string>& methods, const std::string& file,
+                      int64_t max_rows, int64_t k);
+
 // The options one method sees: every unqualified key, then its own "METHOD.KEY" keys (which win).
 nlohmann::json options_for(const std::string& method, const nlohmann::json& options);
 

@@ -35,6 +35,12 @@ nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tens
 // rest summed as "n others". 8-bit BGR.
 cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& title, int top = 12);
 
+// A waterfall (SHAP's): from the base value (f(baseline), or E[f] over a background set) at the
+// bottom to f(x) at the top, each of the `top` largest attributions (then "n others") a step, red
+// up, blue down; a gap between f(x) and base + sum (an approximate method's) is a step of its own.
+cv::Mat feature_waterfall(const nlohmann::json& features, double base_value, double fx, const std::string& base_name,
+                          const std::string& title, int top = 12);
+
 // The CSV's records: fields split on commas, double-quoted fields with "" for a quote.
 std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name);
 

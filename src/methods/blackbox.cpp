@@ -10,12 +10,15 @@ torch::Tensor BlackBox::compute(Model& model, const torch::Tensor& inputs, const
   for (int64_t i = 0; i < inputs.size(0); ++i) {
     torch::Tensor x = inputs[i];
     torch::Tensor b = o.baseline.make(x, o.seed);
+    const torch::Tensor w = o.baseline.is_set() ? o.baseline.weights : torch::Tensor();
     nlohmann::json diag = nlohmann::json::object();
     std::map<std::string, torch::Tensor> extra;
     const int64_t t = targets[i].item<int64_t>();
     const double n = static_cast<double>(inputs.size(0));
     auto progress = [this, i, n](double f) { report_progress((static_cast<double>(i) + f) / n); };
-    maps.push_back(explain_one(BlackBoxCall{model, x, b, t, o.batch, o.seed, diag, extra, progress}).to(x.options()));
+    // The base value the map explains the way from: f(baseline), or E[f] over a background set.
+    diag["f(baseline)"] = reference_score(model, b, w, x.dim(), t, o.batch);
+    maps.push_back(explain_one(BlackBoxCall{model, x, b, w, t, o.batch, o.seed, diag, extra, progress}).to(x.options()));
     per_input.push_back(diag);
     for (auto& [key, m] : extra) extras[key].push_back(m);
   }

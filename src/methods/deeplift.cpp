@@ -25,6 +25,7 @@ const MethodInfo& DeepLift::info() const {
   static const MethodInfo i = [] {
     MethodInfo m;
     m.name = "deeplift";
+    m.additive = true;
     m.title = "DeepLIFT (rescale)";
     m.family = Family::ModifiedBackprop;
     m.specificity = Specificity::ModelSpecific;
@@ -102,6 +103,8 @@ torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const
   torch::Tensor map = torch::cat(maps);
   out.scores = torch::cat(fx);
   report_conservation("deeplift", map, out.scores - torch::cat(fx0), "f(x)-f(x0)", out.diagnostics);
+  const torch::Tensor base = torch::cat(fx0).to(torch::kCPU, torch::kDouble).contiguous();
+  out.diagnostics["f(baseline)"] = std::vector<double>(base.data_ptr<double>(), base.data_ptr<double>() + n);
   return map;
 }
 

@@ -17,7 +17,7 @@ torch::Tensor feature_ablation(const BlackBoxCall& c, const FeatureAblationOptio
   check_coalitions("feature-ablation", g.count + 1, g.count);
   torch::Tensor z = torch::ones({g.count + 1, g.count});
   z.slice(0, 1).fill_diagonal_(0.0);
-  torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch, c.progress);
+  torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, c.weights, g, z, c.target, c.batch, c.progress);
   c.diag["groups"] = g.count;
   return spread(s[0] - s.slice(0, 1), g);
 }
@@ -27,6 +27,7 @@ torch::Tensor feature_ablation(const BlackBoxCall& c, const FeatureAblationOptio
 void register_feature_ablation(Registry& r) {
   MethodInfo m;
   m.name = "feature-ablation";
+  m.background = true;
   m.title = "Feature ablation";
   m.paper = "Captum's FeatureAblation; superpixels: Achanta et al. 2012, SLIC";
   m.summary = "output drop when each feature group (superpixel, grid cell, mask label) is set to the baseline";

@@ -4,6 +4,7 @@
 
 #include "salient/baseline.hpp"
 #include "salient/error.hpp"
+#include "salient/perturb.hpp"
 #include "salient/registry.hpp"
 
 namespace salient {
@@ -12,7 +13,7 @@ const OptionTable<GradientShapOptions>& GradientShap::options_table() {
   using O = GradientShapOptions;
   static const auto t = OptionTable<O>()
       .integer("samples", &O::samples, 1, "random (baseline, point) draws per input")
-      .parsed<std::string>("baselines", &O::baselines_spec, "string", "zeros, or a set: a folder of images, an .npy stack [M,...], or an IDX image file",
+      .parsed<std::string>("baselines", &O::baselines_spec, "string", "zeros, or a set: a folder of images, an .npy stack [M,...], an IDX image file, or (tabular) rows.csv, sample:M:FILE, kmeans:K:FILE",
                            [](const std::string& s, const OptionContext&) { return s; },
                            [](const std::string& s) { return nlohmann::json(s); })
       .integer("baseline-count", &O::baseline_count, 1, "at most this many baselines from the set (seeded subset)")
@@ -20,7 +21,14 @@ const OptionTable<GradientShapOptions>& GradientShap::options_table() {
       .integer("batch-size", &O::batch, 1, "draws per forward/backward pass")
       .seed("seed", &O::seed, "random seed")
       .finally([](O& o, const OptionContext& c) {  // the set is read once its count and seed are known
-        if (o.baselines_spec != "zeros") o.baselines = load_input_set(o.baselines_spec, c.meta, o.baseline_count, o.seed);
+        if (o.baselines_spec == "zeros") return;
+        if (!Baseline::is_set_spec(o.baselines_spec)) {
+          o.baselines = load_input_set(o.baselines_spec, c.meta, o.baseline_count, o.seed);
+          return;
+        }
+        const Baseline b = Baseline::parse(o.baselines_spec, c.meta);  // a background set, as the other methods read it
+        o.baselines = b.tensor;
+        o.weights = b.weights;
       });
   return t;
 }
@@ -29,6 +37,7 @@ const MethodInfo& GradientShap::info() const {
   static const MethodInfo i = [] {
     MethodInfo m;
     m.name = "gradient-shap";
+    m.additive = m.background = true;
     m.title = "GradientShap (Expected Gradients)";
     m.family = Family::Gradient;
     m.paper = "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions; Erion et al. 2021, Expected Gradients";
@@ -58,12 +67,21 @@ torch::Tensor GradientShap::compute(Model& model, const torch::Tensor& inputs, c
   if (set.sizes().slice(1) != shape)
     throw Error("gradient-shap: the baselines have shape " + c10::str(set.sizes().slice(1)) + ", the inputs " + c10::str(shape));
   std::vector<int64_t> bshape(inputs.dim(), 1);
+  const torch::Tensor w = options_.weights.defined() ? options_.weights
+                                                     : torch::full({set.size(0)}, 1.0 / static_cast<double>(set.size(0)), torch::kDouble);
+  if (inputs.dim() == 2) {  // rows: E[f] over the baselines, the base value the attributions start from
+    // (for images a set of 100 would cost more forward passes than the method: not computed)
+    std::vector<double> base;
+    for (int64_t i = 0; i < n; ++i) base.push_back(reference_score(model, set, w, 1, targets[i].item<int64_t>(), options_.batch));
+    out.diagnostics["f(baseline)"] = base;
+  }
   std::vector<torch::Tensor> maps;
   auto cpu_f = torch::TensorOptions().dtype(torch::kFloat);
   for (int64_t i = 0; i < n; ++i) {
     // The same draws for every input (as SmoothGrad): a map does not depend on the batch.
     auto gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed);
-    torch::Tensor pick = at::randint(set.size(0), {s}, gen, torch::TensorOptions().dtype(torch::kLong));
+    torch::Tensor pick = options_.weights.defined() ? at::multinomial(options_.weights, s, /*replacement=*/true, gen)
+                                                   : at::randint(set.size(0), {s}, gen, torch::TensorOptions().dtype(torch::kLong));
     torch::Tensor alpha = at::rand({s}, gen, cpu_f).to(inputs.options());
     std::vector<int64_t> nshape{s};
     nshape.insert(nshape.end(), shape.begin(), shape.end());

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "salient/error.hpp"
+#include "salient/perturb.hpp"
 #include "salient/registry.hpp"
 
 namespace salient {
@@ -23,7 +24,7 @@ const OptionTable<IntegratedGradientsOptions>& IntegratedGradients::options_tabl
              },
              [](const O& o) { return o.auto_steps ? nlohmann::json("auto") : nlohmann::json(o.steps); })
       .choice("quadrature", &O::quadrature, quadrature_names(), "quadrature rule on [0,1]")
-      .baseline("baseline", &O::baseline)
+      .baseline("baseline", &O::baseline, /*sets=*/true)
       .real("tolerance", &O::tolerance, 0.0, "relative completeness gap: auto steps' goal, warned about above it")
       .integer("max-steps", &O::max_steps, 8, "ceiling of auto steps")
       .integer("batch-size", &O::batch, 1, "path points per forward/backward pass")
@@ -39,6 +40,7 @@ const MethodInfo& IntegratedGradients::info() const {
   static const MethodInfo i = [] {
     MethodInfo m;
     m.name = "integrated-gradients";
+    m.additive = m.background = true;
     m.title = "Integrated Gradients";
     m.family = Family::Gradient;
     m.paper = "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks";
@@ -58,13 +60,32 @@ nlohmann::json IntegratedGradients::params() const { return options_table().para
 torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                                            Attribution& out) {
   const int64_t n = inputs.size(0);
+  const bool set = options_.baseline.is_set();
   std::vector<torch::Tensor> baselines;
   for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed));
-  // f(x) and f(x0) of every input in one pass: what completeness is measured against.
-  torch::Tensor ends = model.predict(torch::cat({inputs, torch::stack(baselines)}));
-  torch::Tensor t2 = torch::cat({targets, targets}).view({-1, 1});
-  torch::Tensor f = ends.gather(1, t2).squeeze(1).to(torch::kDouble).cpu();
+  torch::Tensor f;
+  if (!set) {  // f(x) and f(x0) of every input in one pass: what completeness is measured against
+    torch::Tensor ends = model.predict(torch::cat({inputs, torch::stack(baselines)}));
+    torch::Tensor t2 = torch::cat({targets, targets}).view({-1, 1});
+    f = ends.gather(1, t2).squeeze(1).to(torch::kDouble).cpu();
+  } else {  // a background set: expected IG, measured against E[f] over the set
+    f = torch::cat({model.predict(inputs).gather(1, targets.view({-1, 1})).squeeze(1).to(torch::kDouble).cpu(),
+                    torch::empty({n}, torch::kDouble)});
+    for (int64_t i = 0; i < n; ++i)
+      f[n + i] = reference_score(model, baselines[i], options_.baseline.weights, inputs.dim() - 1, targets[i].item<int64_t>(), options_.batch);
+  }
   out.scores = f.slice(0, 0, n);
+  // One path per reference input, weighted (one baseline: one path of weight 1).
+  auto integrate = [&](int64_t i, int64_t target, int64_t steps) {
+    if (!set) return integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps), options_.batch);
+    torch::Tensor sum;
+    for (int64_t m = 0; m < baselines[i].size(0); ++m) {
+      torch::Tensor a = integrate_path(model, inputs[i], baselines[i][m], target, quadrature_rule(options_.quadrature, steps), options_.batch)
+                            .to(torch::kDouble) * options_.baseline.weights[m].item<double>();
+      sum = sum.defined() ? sum + a : a;
+    }
+    return sum.to(inputs.scalar_type());
+  };
 
   std::vector<torch::Tensor> maps;
   nlohmann::json steps_used = nlohmann::json::array(), delta = nlohmann::json::array(), total = nlohmann::json::array(),
@@ -76,7 +97,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
     torch::Tensor attr;
     double g = 0, r = 0;
     for (;;) {
-      attr = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps), options_.batch);
+      attr = integrate(i, target, steps);
       g = std::abs(attr.sum().item<double>() - d);
       // Relative to f(x) - f(x0), floored at the float32 resolution of the outputs: a difference
       // below it (a neuron the input barely moves, an offset output) is not a gap to warn about.
@@ -102,6 +123,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   }
   out.diagnostics["steps"] = steps_used;
   out.diagnostics["f(x)-f(x0)"] = delta;
+  out.diagnostics["f(baseline)"] = std::vector<double>(f.data_ptr<double>() + n, f.data_ptr<double>() + 2 * n);
   out.diagnostics["sum"] = total;
   out.diagnostics["completeness_gap"] = gap;
   out.diagnostics["relative_gap"] = rel;

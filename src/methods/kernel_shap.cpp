@@ -25,7 +25,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c, const KernelShapOptions& o) {
   const int64_t m = g.count;
   check_coalitions("kernel-shap", o.samples, m, /*surrogate=*/true);
   auto f64 = torch::TensorOptions().dtype(torch::kDouble);
-  torch::Tensor ends = coalition_scores(c.model, c.x, c.baseline, g, torch::stack({torch::ones({m}, f64), torch::zeros({m}, f64)}),
+  torch::Tensor ends = coalition_scores(c.model, c.x, c.baseline, c.weights, g, torch::stack({torch::ones({m}, f64), torch::zeros({m}, f64)}),
                                         c.target, c.batch);
   const double fx = ends[0].item<double>(), fb = ends[1].item<double>();
   if (m == 1) return spread(torch::full({1}, fx - fb, f64), g);
@@ -56,7 +56,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c, const KernelShapOptions& o) {
     z = torch::cat({half, 1 - half});
     w = torch::ones({z.size(0)}, f64);
   }
-  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch, c.progress) - fb;
+  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, c.weights, g, z, c.target, c.batch, c.progress) - fb;
   // Efficiency as a constraint: phi_last = (fx - fb) - sum(others); regress on the rest.
   const double total = fx - fb;
   torch::Tensor last = z.select(1, m - 1);
@@ -76,6 +76,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c, const KernelShapOptions& o) {
 void register_kernel_shap(Registry& r) {
   MethodInfo m;
   m.name = "kernel-shap";
+  m.additive = m.background = true;
   m.title = "KernelSHAP";
   m.paper = "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions";
   m.summary = "Shapley values of feature groups by Shapley-kernel weighted regression (exact enumeration for few groups)";

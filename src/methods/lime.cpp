@@ -23,7 +23,7 @@ torch::Tensor lime(const BlackBoxCall& c, const LimeOptions& o) {
   torch::Tensor z = (at::rand({o.samples, g.count}, gen, torch::TensorOptions().dtype(torch::kDouble)) < 0.5)
                         .to(torch::kDouble);
   z[0].fill_(1.0);  // the input itself, as LIME does
-  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch, c.progress);
+  torch::Tensor y = coalition_scores(c.model, c.x, c.baseline, c.weights, g, z, c.target, c.batch, c.progress);
   // Cosine distance to the all-ones vector, and LIME's kernel sqrt(exp(-d^2 / width^2)).
   torch::Tensor d = 1 - z.sum(1) / (z.norm(2, 1).clamp_min(1e-12) * std::sqrt(static_cast<double>(g.count)));
   torch::Tensor w = (-(d * d) / (o.kernel_width * o.kernel_width)).exp().sqrt();
@@ -43,6 +43,7 @@ torch::Tensor lime(const BlackBoxCall& c, const LimeOptions& o) {
 void register_lime(Registry& r) {
   MethodInfo m;
   m.name = "lime";
+  m.background = true;
   m.title = "LIME";
   m.paper = "Ribeiro, Singh & Guestrin 2016, \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier";
   m.summary = "coefficients of a locally weighted ridge regression on which feature groups are present";

@@ -115,6 +115,7 @@ const MethodInfo& Lrp::info() const {
   static const MethodInfo i = [] {
     MethodInfo m;
     m.name = "lrp";
+    m.additive = true;
     m.title = "Layer-wise Relevance Propagation";
     m.family = Family::ModifiedBackprop;
     m.specificity = Specificity::ModelSpecific;

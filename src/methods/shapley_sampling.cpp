@@ -28,7 +28,7 @@ torch::Tensor shapley_sampling(const BlackBoxCall& c, const ShapleySamplingOptio
     torch::Tensor rank = torch::empty({m}, torch::kLong);
     rank.index_put_({order}, torch::arange(m, torch::kLong));
     torch::Tensor z = (rank.unsqueeze(0) < torch::arange(m + 1, torch::kLong).unsqueeze(1)).to(torch::kDouble);
-    torch::Tensor f = coalition_scores(c.model, c.x, c.baseline, g, z, c.target, c.batch);
+    torch::Tensor f = coalition_scores(c.model, c.x, c.baseline, c.weights, g, z, c.target, c.batch);
     phi.index_add_(0, order, f.slice(0, 1) - f.slice(0, 0, m));
     c.progress(static_cast<double>(p + 1) / n);
   }
@@ -41,6 +41,7 @@ torch::Tensor shapley_sampling(const BlackBoxCall& c, const ShapleySamplingOptio
 void register_shapley_sampling(Registry& r) {
   MethodInfo m;
   m.name = "shapley-sampling";
+  m.additive = m.background = true;
   m.title = "Shapley value sampling";
   m.paper = "Castro, Gomez & Tejada 2009, Polynomial calculation of the Shapley value based on sampling";
   m.summary = "mean marginal contribution of each feature group over random orders";

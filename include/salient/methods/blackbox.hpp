@@ -21,12 +21,13 @@ struct BlackBoxCommon {
   uint64_t seed = 0;
 };
 
-// One input x (no batch dimension) and its baseline -> the map of x's shape; may add per-input
+// One input x (no batch dimension) and its baseline (or background set) -> the map of x's shape; may add per-input
 // diagnostics (scalars) to `diag`.
 struct BlackBoxCall {
   Model& model;
   const torch::Tensor& x;
-  const torch::Tensor& baseline;
+  const torch::Tensor& baseline;                 // x's shape, or a background set [M, ...x]
+  const torch::Tensor& weights;                  // a set's weights [M] (double; undefined for one baseline)
   int64_t target;
   int64_t batch;                                 // perturbed inputs per forward pass
   uint64_t seed;
@@ -73,7 +74,7 @@ class TypedBlackBox final : public BlackBox {
 template <class O>
 OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
   return t.template parsed<GroupSpec>(
-      "features", m, "string", "slic[:SIZE], grid[:K], elements, or an .npy label file",
+      "features", m, "string", "slic[:SIZE], grid[:K], elements, columns (tabular: a one-hot group as one; their default), or an .npy label file",
       [](const std::string& s, const OptionContext&) { return GroupSpec::parse(s); },
       [](const GroupSpec& g) { return nlohmann::json(g.spec); });
 }
@@ -83,9 +84,7 @@ OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
 template <class O>
 void add_blackbox(Registry& reg, MethodInfo info, OptionTable<O> table, typename TypedBlackBox<O>::Rule rule) {
   static_assert(std::is_base_of_v<BlackBoxCommon, O>, "black-box options derive from BlackBoxCommon");
-  table.baseline("baseline", &O::baseline,
-                 "what removed features become: zeros (0 after normalisation), black (pixel 0 before it), a number V, "
-                 "blur[:SIGMA], uniform, or a file")
+  table.baseline("baseline", &O::baseline, info.background)
       .integer("batch-size", &O::batch, 1, "perturbed inputs per forward pass")
       .seed("seed", &O::seed, "random seed");
   info.access = Access::BlackBox;

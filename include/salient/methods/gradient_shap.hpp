@@ -11,6 +11,7 @@ namespace salient {
 struct GradientShapOptions {
   int64_t samples = 50;
   torch::Tensor baselines;   // [M, ...]; undefined = a single zero baseline
+  torch::Tensor weights;     // [M] a background set's weights (k-means); undefined = equal
   std::string baselines_spec = "zeros";
   int64_t baseline_count = 100;  // at most this many baselines are read from a set
   double sigma = 0.0;        // input noise sd as a fraction of the input's max - min
