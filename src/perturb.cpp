@@ -64,7 +64,7 @@ FeatureGroups GroupSpec::make(const torch::Tensor& x, const ModelMetadata& meta)
       for (int64_t k = 0; k < f.width(); ++k) labels.push_back(column);
       ++column;
     }
-    if (static_cast<int64_t>(labels.size()) == x.numel()) return {torch::tensor(labels, torch::kLong), column};
+    if (static_cast<int64_t>(labels.size()) == x.numel()) return {torch::tensor(labels, torch::kLong), column, /*split=*/true};
   }
   if (spec == "elements" || !image_shape(x)) {  // tabular and sequence inputs: every element
     return {torch::arange(x.numel(), torch::kLong).view(x.sizes()), x.numel()};
@@ -153,6 +153,10 @@ double reference_score(Model& model, const torch::Tensor& baseline, const torch:
 }
 
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups) {
+  if (groups.split) {
+    const torch::Tensor sizes = torch::bincount(groups.labels.flatten(), {}, groups.count).to(values.device(), values.scalar_type());
+    return spread(values / sizes, FeatureGroups{groups.labels, groups.count});
+  }
   return values.to(torch::kFloat).index_select(0, groups.labels.flatten().to(values.device())).view(groups.labels.sizes());
 }
 

@@ -6,9 +6,11 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "helpers.hpp"
+#include "salient/baseline.hpp"
 #include "salient/error.hpp"
 #include "salient/global.hpp"
 #include "salient/model.hpp"
@@ -167,11 +169,11 @@ TEST(Tabular, ExplanationsNameTheColumnsWithTheirValuesAndOneHotGroupsSummed) {
     sum += f[i]["attribution"].get<double>();
   }
   EXPECT_NEAR(sum, map.sum().item<double>(), 1e-5);
-  // The bar chart: 12 columns and "18 others" (a row each), red for positive, blue for negative.
+  // IG is additive: a waterfall of 12 columns and "18 others" (a step each) from f(mean row) to f(x).
   EXPECT_EQ(j["explained"][0]["methods"]["integrated-gradients"]["png"], "integrated-gradients.png");
   const cv::Mat bars = cv::imread(dir / ("out/" + plain[1][0] + "/integrated-gradients.png"));
   ASSERT_FALSE(bars.empty());
-  EXPECT_EQ(bars.rows, 36 + 22 * 13 + 10);
+  EXPECT_EQ(bars.rows, 48 + 22 * 13 + 40);
 
   ModelMetadata meta;
   meta.features = {Feature{"age", "numeric", 40, 10, {}}, Feature{"colour", "categorical", 0, 1, {"red", "green", "blue"}}};
@@ -257,4 +259,222 @@ TEST(Tabular, GlobalViewsOfTheLogisticRegressionMatchItsClosedForms) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("--features: the model has no feature 'no_such_column'"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
+}
+
+namespace {
+
+// A model of `features`' columns: logits = W z + b over the encoded row z (`linear`), else
+// W tanh(H z) + b (a hidden layer: the columns interact), two classes.
+struct Synthetic {
+  torch::Tensor w, b;
+  ModelMetadata meta;
+  torch::jit::Module module{"Synthetic"};
+};
+
+Synthetic synthetic(const std::vector<Feature>& features, bool linear, uint64_t seed) {
+  Synthetic s;
+  s.meta.name = "synthetic";
+  s.meta.modality = "tabular";
+  s.meta.labels = {"no", "yes"};
+  s.meta.features = features;
+  int64_t width = 0;
+  for (const auto& f : features) width += f.width();
+  s.meta.input_shape = {width};
+  s.meta.id_column = "id";
+  torch::manual_seed(seed);
+  s.w = torch::randn({2, linear ? width : 6});
+  s.b = torch::randn({2});
+  s.module.register_parameter("hidden", torch::randn({6, width}), false);
+  s.module.register_parameter("weight", s.w, false);
+  s.module.register_parameter("bias", s.b, false);
+  s.module.define(linear ? R"(
+    def forward(self, x):
+        return torch.matmul(x, self.weight.t()) + self.bias
+  )" : R"(
+    def forward(self, x):
+        return torch.matmul(torch.tanh(torch.matmul(x, self.hidden.t())), self.weight.t()) + self.bias
+  )");
+  return s;
+}
+
+std::vector<Feature> numeric_columns(int n) {
+  std::vector<Feature> f;
+  for (int j = 0; j < n; ++j) f.push_back(Feature{"c" + std::to_string(j), "numeric", 10.0 + j, 2.0, {}});
+  return f;
+}
+
+// A CSV of `rows` seeded rows of the features (numeric ~ N(mean, std), categories uniform).
+std::string synthetic_csv(const std::vector<Feature>& features, int rows, uint64_t seed) {
+  std::mt19937 gen(static_cast<unsigned>(seed));
+  std::normal_distribution<double> normal;
+  std::ostringstream out;
+  out << "id";
+  for (const auto& f : features) out << "," << f.name;
+  out << "\n";
+  for (int r = 0; r < rows; ++r) {
+    out << "r" << r;
+    for (const auto& f : features) {
+      if (f.type == "categorical") out << "," << f.values[gen() % f.values.size()];
+      else out << "," << f.mean + f.std * normal(gen);
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+torch::Tensor stacked(const TabularRows& rows) {
+  std::vector<torch::Tensor> xs;
+  for (const auto& item : rows.items) xs.push_back(item.tensor);
+  return torch::stack(xs);
+}
+
+}  // namespace
+
+// A logistic regression over 10 columns, in logit space: exact KernelSHAP (every coalition of the
+// 10 columns enumerated) from the mean row is w_c * (x - mean) / std, as IG's; from a background
+// set both are w_c * (x - E_w[b]) in encoded units (interventional Shapley values of a linear model),
+// and their base value is E_w[f(b)].
+TEST(Tabular, ExactKernelShapAndExpectedIgOfALinearModelAreItsWeightsTimesTheDeviation) {
+  test::TempDir dir;
+  const auto features = numeric_columns(10);
+  Synthetic s = synthetic(features, /*linear=*/true, 3);
+  Model model(s.module, {}, s.meta);
+  write(dir / "rows.csv", synthetic_csv(features, 12, 5));
+  write(dir / "background.csv", synthetic_csv(features, 40, 6));
+  const torch::Tensor x = stacked(read_csv_rows(dir / "rows.csv", s.meta));
+  const torch::Tensor t = torch::tensor({0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0}, torch::kLong);
+  const torch::Tensor want = x * s.w.index_select(0, t);
+  auto ks = Registry::builtin().create("kernel-shap", {{"samples", 1022}}, s.meta);
+  EXPECT_EQ(ks->params()["baseline"], "mean");
+  EXPECT_EQ(ks->params()["features"], "slic");  // a tabular row's default grouping: its columns
+  const Attribution a = ks->attribute(model, x, t);
+  EXPECT_TRUE(a.diagnostics["exact"][0].get<bool>());
+  EXPECT_EQ(a.diagnostics["groups"][0], 10);
+  EXPECT_TRUE(torch::allclose(a.map, want, 1e-4, 1e-5)) << (a.map - want).abs().max().item<double>();
+
+  // Background: every one of the 40 rows (sample:40), then 4 k-means centroids with their weights.
+  const torch::Tensor bg = stacked(read_csv_rows(dir / "background.csv", s.meta));
+  for (const std::string spec : {"sample:40:" + (dir / "background.csv"), "kmeans:4:" + (dir / "background.csv")}) {
+    SCOPED_TRACE(spec);
+    const Baseline set = Baseline::parse(spec, s.meta);
+    ASSERT_TRUE(set.is_set());
+    const torch::Tensor centre = (set.tensor.to(torch::kDouble) * set.weights.unsqueeze(1)).sum(0).to(torch::kFloat);
+    // k-means centroids weighted by their clusters' shares average to the rows' mean, as the rows do.
+    EXPECT_TRUE(torch::allclose(centre, bg.mean(0), 1e-4, 1e-5));
+    const torch::Tensor expect = (x - centre) * s.w.index_select(0, t);
+    for (const std::string method : {"kernel-shap", "integrated-gradients", "shapley-sampling"}) {
+      auto m = Registry::builtin().create(method, {{"samples", 1022}, {"baseline", spec}, {"steps", 4}}, s.meta);
+      const Attribution r = m->attribute(model, x, t);
+      EXPECT_TRUE(torch::allclose(r.map, expect, 1e-4, 1e-4)) << method << ": " << (r.map - expect).abs().max().item<double>();
+      const torch::Tensor fb = (torch::linear(set.tensor, s.w, s.b).to(torch::kDouble) * set.weights.unsqueeze(1)).sum(0);
+      for (int64_t i = 0; i < x.size(0); ++i)
+        EXPECT_NEAR(r.diagnostics["f(baseline)"][static_cast<size_t>(i)].get<double>(), fb[t[i].item<int64_t>()].item<double>(), 1e-4) << method;
+    }
+  }
+  // A method that takes one baseline refuses a set by name.
+  EXPECT_THROW(
+      {
+        try {
+          Registry::builtin().create("occlusion", {{"baseline", dir / "background.csv"}}, s.meta);
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("occlusion: takes one baseline, not a background set"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+}
+
+// A categorical column is one feature of the perturbation methods: its one-hot group's summed
+// attribution is f(x) - f(x with the whole group at the baseline), feature ablation with the group as
+// one feature. Ablating its elements one by one (features=elements) gives another, wrong, number
+// on a non-linear model. The mean row puts 1/K on each category.
+TEST(Tabular, AOneHotGroupIsAblatedAsOneColumn) {
+  const std::vector<Feature> features = {Feature{"age", "numeric", 40, 10, {}},
+                                         Feature{"colour", "categorical", 0, 1, {"red", "green", "blue"}},
+                                         Feature{"size", "numeric", 3, 1, {}}};
+  Synthetic s = synthetic(features, /*linear=*/false, 11);
+  Model model(s.module, {}, s.meta);
+  const torch::Tensor x = torch::tensor({{0.7f, 0.f, 1.f, 0.f, -1.2f}, {-0.3f, 0.f, 0.f, 1.f, 0.4f}});
+  const torch::Tensor t = torch::tensor({1, 0}, torch::kLong);
+  const torch::Tensor mean_row = Baseline::parse("mean", s.meta).make(x[0], 0);
+  EXPECT_TRUE(torch::allclose(mean_row, torch::tensor({0.f, 1.f / 3, 1.f / 3, 1.f / 3, 0.f})));
+  auto grouped = Registry::builtin().create("feature-ablation", {}, s.meta)->attribute(model, x, t);
+  auto elements = Registry::builtin().create("feature-ablation", {{"features", "elements"}}, s.meta)->attribute(model, x, t);
+  auto score = [&](const torch::Tensor& row, int64_t c) { return model.predict(row.unsqueeze(0))[0][c].item<double>(); };
+  for (int64_t i = 0; i < 2; ++i) {
+    const int64_t c = t[i].item<int64_t>();
+    torch::Tensor ablated = x[i].clone();
+    ablated.slice(0, 1, 4).copy_(mean_row.slice(0, 1, 4));
+    const double want = score(x[i], c) - score(ablated, c);
+    const auto f = feature_attributions(s.meta, x[i], grouped.map[i]);
+    const auto colour = std::find_if(f.begin(), f.end(), [](const nlohmann::json& e) { return e["name"] == "colour"; });
+    ASSERT_NE(colour, f.end());
+    EXPECT_NEAR((*colour)["attribution"].get<double>(), want, 1e-5);
+    EXPECT_GT(std::abs(elements.map[i].slice(0, 1, 4).sum().item<double>() - want), 1e-3) << "row " << i;
+  }
+  // KernelSHAP over the three columns (exact): efficiency against the mean row.
+  auto ks = Registry::builtin().create("kernel-shap", {}, s.meta)->attribute(model, x, t);
+  EXPECT_EQ(ks.diagnostics["groups"][0], 3);
+  for (int64_t i = 0; i < 2; ++i)
+    EXPECT_NEAR(ks.map[i].sum().item<double>(), score(x[i], t[i].item<int64_t>()) - score(mean_row, t[i].item<int64_t>()), 1e-5);
+}
+
+// The CLI: --background makes the base value E[f] over the background, explanation.json says so and
+// base value + attributions = f(x); the PNG of an additive method is a waterfall, of saliency bars.
+// The global mean |KernelSHAP| ranks the columns as |w_j| * mean |z_j - mean z_j| does.
+TEST(Tabular, BackgroundBaseValuesWaterfallsAndTheGlobalShapRanking) {
+  test::TempDir dir;
+  const auto features = numeric_columns(8);
+  Synthetic s = synthetic(features, /*linear=*/true, 17);
+  s.module.save(dir / "lin.pt");
+  write(dir / "lin.json", s.meta.to_json().dump(2));
+  write(dir / "rows.csv", synthetic_csv(features, 30, 8));
+  write(dir / "background.csv", synthetic_csv(features, 25, 9));
+  const auto r = test::run_cli("explain -m " + test::quoted(dir / "lin.pt") + " -i " + test::quoted(dir / "rows.csv") +
+                               " --method kernel-shap,saliency --background " + test::quoted(dir / "background.csv") +
+                               " --background-max 25 --out " + test::quoted(dir / "out"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(dir / "out/r0/explanation.json");
+  const nlohmann::json j = nlohmann::json::parse(in);
+  const nlohmann::json& ks = j["explained"][0]["methods"]["kernel-shap"];
+  const int64_t c = j["explained"][0]["class"];
+  const torch::Tensor bg = stacked(read_csv_rows(dir / "background.csv", s.meta));
+  const double fb = torch::linear(bg, s.w, s.b).select(1, c).mean().item<double>();
+  EXPECT_EQ(ks["base_value_of"], "E[f(background)]");
+  EXPECT_NEAR(ks["base_value"].get<double>(), fb, 1e-4);
+  double sum = 0;
+  for (const auto& f : ks["features"]) sum += f["attribution"].get<double>();
+  EXPECT_NEAR(ks["base_value"].get<double>() + sum, ks["f(x)"].get<double>(), 1e-4);
+  EXPECT_EQ(cv::imread(dir / "out/r0/kernel-shap.png").rows, 48 + 22 * 8 + 40);  // a waterfall: 8 steps
+  EXPECT_EQ(cv::imread(dir / "out/r0/saliency.png").rows, 36 + 22 * 8 + 10);    // bars
+  EXPECT_FALSE(j["explained"][0]["methods"]["saliency"].contains("base_value"));
+
+  // Bad backgrounds: one line, exit 2, nothing written.
+  for (const std::string tail : {" --method kernel-shap --background " + test::quoted(dir / "none.csv"),
+                                 " --method saliency --background " + test::quoted(dir / "background.csv")}) {
+    const auto bad = test::run_cli("explain -m " + test::quoted(dir / "lin.pt") + " -i " + test::quoted(dir / "rows.csv") + tail +
+                                   " --out " + test::quoted(dir / "bad"));
+    EXPECT_EQ(bad.code, 2) << bad.err;
+    EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
+  }
+
+  Model model(dir / "lin.pt");
+  GlobalRequest req;
+  req.data = dir / "rows.csv";
+  req.out_dir = dir / "global";
+  req.methods = {"kernel-shap"};
+  req.method_options = {{"samples", 254}};
+  const nlohmann::json report = global_report(model, req);
+  const torch::Tensor z = stacked(read_csv_rows(req.data, s.meta)).to(torch::kDouble);
+  std::vector<std::pair<double, std::string>> want;
+  for (int64_t k = 0; k < 8; ++k)
+    want.emplace_back(std::abs(s.w[1][k].item<double>()) * z.select(1, k).abs().mean().item<double>(), features[static_cast<size_t>(k)].name);
+  std::sort(want.rbegin(), want.rend());
+  const auto& per = report["methods"]["kernel-shap"];
+  ASSERT_EQ(per.size(), 8u);
+  for (size_t k = 0; k < 8; ++k) {
+    EXPECT_EQ(per[k]["name"], want[k].second) << "rank " << k;
+    EXPECT_NEAR(per[k]["attribution"].get<double>(), want[k].first, 1e-4 * want[k].first + 1e-6);
+  }
 }

@@ -15,6 +15,9 @@ namespace salient {
 struct FeatureGroups {
   torch::Tensor labels;
   int64_t count = 0;
+  // The group's value is split evenly over its elements (a tabular column: a one-hot group summed
+  // back is the column's value); else every element carries it whole (Captum's feature_mask).
+  bool split = false;
 };
 
 // How features are grouped, as an option: "slic[:SIZE]" (SLIC superpixels of about SIZE px;
@@ -43,7 +46,7 @@ torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch
 double reference_score(Model& model, const torch::Tensor& baseline, const torch::Tensor& weights, int64_t x_dim,
                        int64_t target, int64_t batch);
 
-// Per-group values [G] spread over the input's shape.
+// Per-group values [G] spread over the input's shape (split over a group's elements when groups.split).
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups);
 
 // f(inputs)[target] for a stack of inputs [B, ...], `batch` at a time (forward only): [B] double CPU.
