@@ -15,6 +15,7 @@
 #include "salient/fsutil.hpp"
 #include "salient/idx.hpp"
 #include "salient/npy.hpp"
+#include "salient/tabular.hpp"
 
 namespace salient {
 
@@ -62,6 +63,24 @@ class FilesSource : public DataSource {
 };
 
 // Rows of an .npy stack [N, ...], read one at a time from the file.
+// A CSV of a tabular model: parsed and checked whole when opened (every bad row is an error before
+// any work), rows encoded as the metadata's features say; id = the id column's value or row-N.
+class CsvSource : public DataSource {
+ public:
+  CsvSource(const std::string& path, const ModelMetadata& meta) : rows_(read_csv_rows(path, meta)) {
+    for (int64_t l : rows_.labels) labelled_ = labelled_ || l >= 0;
+  }
+  int64_t count() const override { return static_cast<int64_t>(rows_.items.size()); }
+  std::string id(int64_t row) const override { return rows_.items.at(static_cast<size_t>(row)).stem; }
+  int64_t label(int64_t row) const override { return rows_.labels.at(static_cast<size_t>(row)); }
+  bool has_labels() const override { return labelled_; }
+  InputItem load(int64_t row, bool) const override { return rows_.items.at(static_cast<size_t>(row)); }
+
+ private:
+  TabularRows rows_;
+  bool labelled_ = false;
+};
+
 class NpySource : public DataSource {
  public:
   NpySource(const std::string& path, const ModelMetadata& meta) : path_(path), meta_(meta) {
@@ -269,6 +288,7 @@ Dataset Dataset::open(const std::string& spec, const ModelMetadata& meta, Resize
   if (fs::is_directory(spec, ec)) d.source_ = open_folder(spec, meta, resize);
   else if (ext == ".txt" || ext == ".lst" || ext == ".list") d.source_ = open_list(spec, meta, resize);
   else if (ext == ".npy") d.source_ = std::make_shared<NpySource>(spec, meta);
+  else if (ext == ".csv") d.source_ = std::make_shared<CsvSource>(spec, meta);
   else if (is_image_path(spec))
     d.source_ = std::make_shared<FilesSource>(std::vector<std::string>{spec}, std::vector<std::string>{fs::path(spec).filename().string()},
                                               std::vector<int64_t>{}, meta, resize);

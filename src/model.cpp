@@ -51,6 +51,7 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
   meta_ = options_.metadata_path.empty() ? ModelMetadata::for_model(path)
                                          : ModelMetadata::load(options_.metadata_path);
   meta_.select_output(options_.output);
+  if (!options_.id_column.empty()) meta_.id_column = options_.id_column;
   if (fs::path(path).extension() == ".onnx") {
     if (!device_.is_cpu()) throw Error("ONNX models run on the CPU through OpenCV DNN; --device must be cpu");
     backend_ = Backend::Onnx;

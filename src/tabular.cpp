@@ -256,6 +256,7 @@ TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
                 " values; the model's input_shape is not [" + std::to_string(width) + "]");
   if (records.size() == 1) throw Error("'" + path + "' has a header and no rows");
   TabularRows out;
+  std::map<std::string, size_t> seen;  // id -> row: outputs are named by it, so it must be unique
   for (size_t r = 1; r < records.size(); ++r) {
     const auto& rec = records[r];
     const std::string where = "'" + path + "' row " + std::to_string(r);
@@ -286,6 +287,9 @@ TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
     InputItem item;
     item.source = path;
     item.stem = id_col >= 0 ? path_safe(trim(rec[static_cast<size_t>(id_col)])) : "row-" + std::to_string(r);
+    if (auto [it, fresh] = seen.emplace(item.stem, r); !fresh)
+      throw Error(where + ", column '" + meta.id_column + "': id '" + trim(rec[static_cast<size_t>(id_col)]) + "' is also row " +
+                  std::to_string(it->second) + "'s (as a file name)");
     item.tensor = torch::tensor(values, torch::kFloat);
     out.items.push_back(std::move(item));
     int64_t label = -1;

@@ -60,7 +60,7 @@ void add_batch(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   f->model.add_to(cmd);
-  cmd->add_option("--data,-d", f->req.data, "a folder of images (recursive), a list file (.txt), an .npy stack, or an IDX image file (.gz)")->required();
+  cmd->add_option("--data,-d", f->req.data, "a folder of images (recursive), a list file (.txt), an .npy stack, an IDX image file (.gz), or a CSV (tabular)")->required();
   cmd->add_option("--labels", f->req.labels, "IDX label file (default: the images file's labels-idx1 sibling)");
   cmd->add_option("--out,-o", f->req.explain.out_dir, "output folder")->required();
   cmd->add_option("--shard", f->shard, "K/N: explain the K-th of N disjoint shards (0-based) into DIR/shard-K-of-N/");

@@ -39,7 +39,7 @@ void MethodFlags::add_to(CLI::App* cmd) {
       cmd->add_flag("--abs,!--no-abs", f.abs, "saliency: absolute gradient (default on)"),
       cmd->add_option("--steps", f.steps, "integrated-gradients: quadrature nodes, or auto (50)"),
       cmd->add_option("--quadrature", f.quadrature, "riemann-left, riemann-right, riemann-middle, trapezoid, gauss-legendre"),
-      cmd->add_option("--baseline", f.baseline, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, or an image/.npy file"),
+      cmd->add_option("--baseline", f.baseline, "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, an image/.npy file, mean (tabular: the mean row, their default), or a background set (sample:M:FILE, kmeans:K:FILE)"),
       cmd->add_option("--tolerance", f.tolerance, "integrated-gradients: relative completeness gap (0.01)"),
       cmd->add_option("--baselines", f.baselines, "gradient-shap: folder of images, .npy stack or IDX file"),
       cmd->add_option("--layer", f.layers, "layer methods: module path(s) (see `salient layers`)")->delimiter(','),

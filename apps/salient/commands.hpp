@@ -15,6 +15,7 @@ struct ModelFlags {
   std::string device = "cpu";
   std::string output;
   std::string metadata;
+  std::string id_column;
   int threads = 0;
   bool freeze = true;
   int64_t max_pixels = kDefaultMaxPixels;

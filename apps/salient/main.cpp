@@ -16,6 +16,7 @@ void ModelFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--output", output, "which model output to explain when it returns a tuple/list/dict: index or key");
   cmd->add_option("--metadata", metadata, "sidecar metadata JSON (default: <model>.json when present)");
   cmd->add_option("--threads", threads, "LibTorch threads (default: all cores)");
+  cmd->add_option("--id-column", id_column, "tabular: the CSV column naming each row (default: the metadata's id_column, else row-N)");
   cmd->add_flag("--freeze,!--no-freeze", freeze, "forward-only passes run a frozen, inference-optimised copy (default on)");
   cmd->add_option("--max-pixels", max_pixels, "refuse images whose header declares more pixels than this")->capture_default_str();
 }
@@ -34,6 +35,7 @@ Model ModelFlags::load() const {
   o.device = device;
   o.output = output;
   o.metadata_path = metadata;
+  o.id_column = id_column;
   o.freeze = freeze;
   return Model(model, o);
 }

@@ -45,6 +45,9 @@ class Dataset {
   //                 metadata, or a class number), that is its label (torchvision's ImageFolder layout);
   //   a list file   (.txt, .lst, .list) one image path a line, relative to the list's folder; id = the line;
   //   an .npy stack [N, ...] read a row at a time; id = row number;
+  //   a CSV         (tabular) rows encoded as the metadata's features say, read and checked whole;
+  //                 id = the id column's value (metadata id_column, --id-column) or row-N; labels
+  //                 from the metadata's label_column;
   //   an IDX file   images [N,H,W] (plain or .gz), read a row at a time; id = row number; labels from
   //                 `labels` or, when absent, the sibling file named with "labels-idx1" for "images-idx3";
   //   an image file a data set of one.

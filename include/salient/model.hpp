@@ -21,6 +21,7 @@ struct ModelOptions {
                                // (measured 1.4x faster on ResNet-18, 2.9x on the demo CNN), once it
                                // has matched the plain module on the first batch (else frozen only,
                                // else plain: see Model::forward_mode)
+  std::string id_column;       // tabular: a CSV's row-id column, over the metadata's (--id-column)
 };
 
 // How forward-only passes run: which copy of the model passed its check against the plain module.
