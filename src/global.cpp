@@ -31,6 +31,14 @@ torch::Tensor logits_of(Model& model, const torch::Tensor& x) {
   return torch::cat(parts);
 }
 
+// A CSV field: quoted when it holds a comma, a quote or a line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return q + "\"";
+}
+
 std::string file_safe(const std::string& s) {
   std::string out;
   for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_';
@@ -71,24 +79,100 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
   ensure_writable_dir(req.out_dir);
   const fs::path out(req.out_dir);
 
-  // 1. Each method's mean |attribution| per column (one-hot groups summed first), class c.
-  report["methods"] = nlohmann::json::object();
-  for (const auto& name : req.methods) {
-    auto method = Registry::builtin().create(name, req.method_options);
-    std::vector<torch::Tensor> maps;
+  // 1. Each method's attributions per row and column (one-hot groups summed), for class c and, for a
+  // classifier of up to 10 classes, every other class too. The costly part: logged per 64 rows in
+  // attributions.jsonl, so an interrupted run resumes where it stopped (same model, data, options).
+  OutputLock lock(req.out_dir);
+  remove_stale_temporaries(req.out_dir);
+  const nlohmann::json signature{{"model", fingerprint(model.path())}, {"data", fingerprint(req.data)},
+                                 {"options", req.method_options}};
+  const std::string log_path = (out / "attributions.jsonl").string();
+  std::map<std::tuple<std::string, int64_t, int64_t>, torch::Tensor> logged;  // (method, class, first row) -> [rows, columns]
+  {
+    std::vector<std::string> repairs;
+    for (const auto& line : read_log_lines(log_path, repairs)) {
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || j.value("signature", nlohmann::json()) != signature || !j.contains("rows")) continue;
+      std::vector<double> flat;
+      for (const auto& r : j["rows"]) flat.insert(flat.end(), r.begin(), r.end());
+      const int64_t count = static_cast<int64_t>(j["rows"].size());
+      if (count == 0 || static_cast<int64_t>(flat.size()) != count * static_cast<int64_t>(columns.size())) continue;
+      logged[{j["method"], j["class"], j["first"]}] = torch::tensor(flat, torch::kDouble).view({count, -1});
+    }
+  }
+  int64_t resumed = 0;
+  AppendLog log(log_path);
+  auto column_attributions = [&](const std::string& name, Method& method, int64_t klass) {
+    std::vector<torch::Tensor> parts;
     for (int64_t b = 0; b < n; b += 64) {
       const torch::Tensor part = x.slice(0, b, std::min(n, b + 64));
-      maps.push_back(method->attribute(model, part, torch::full({part.size(0)}, c, torch::kLong)).map.to(torch::kCPU, torch::kDouble));
+      if (auto it = logged.find({name, klass, b}); it != logged.end() && it->second.size(0) == part.size(0)) {
+        parts.push_back(it->second);
+        ++resumed;
+        continue;
+      }
+      const torch::Tensor map = method.attribute(model, part, torch::full({part.size(0)}, klass, torch::kLong)).map.to(torch::kCPU, torch::kDouble).reshape({part.size(0), -1});
+      std::vector<torch::Tensor> cols;
+      for (const auto& col : columns) cols.push_back(map.slice(1, col.offset, col.offset + col.width).sum(1));
+      parts.push_back(torch::stack(cols, 1));
+      nlohmann::json rows_json = nlohmann::json::array();
+      for (int64_t i = 0; i < part.size(0); ++i) {
+        const torch::Tensor r = parts.back()[i].contiguous();
+        rows_json.push_back(std::vector<double>(r.data_ptr<double>(), r.data_ptr<double>() + r.numel()));
+      }
+      log.append(nlohmann::json{{"signature", signature}, {"method", name}, {"class", klass}, {"first", b}, {"rows", rows_json}}.dump() + "\n");
     }
-    const torch::Tensor attr = torch::cat(maps).reshape({n, -1});
+    return torch::cat(parts);  // [n, columns]
+  };
+  auto ranked = [&](const torch::Tensor& attr) {
     nlohmann::json per = nlohmann::json::array();
-    for (const auto& col : columns)
-      per.push_back({{"name", col.feature->name}, {"attribution", attr.slice(1, col.offset, col.offset + col.width).sum(1).abs().mean().item<double>()}});
+    for (size_t k = 0; k < columns.size(); ++k)
+      per.push_back({{"name", columns[k].feature->name}, {"attribution", attr.select(1, static_cast<int64_t>(k)).abs().mean().item<double>()}});
     std::stable_sort(per.begin(), per.end(), [](const nlohmann::json& a, const nlohmann::json& b) { return a["attribution"].get<double>() > b["attribution"].get<double>(); });
+    return per;
+  };
+  report["methods"] = nlohmann::json::object();
+  report["per_class"] = nlohmann::json::object();
+  for (const auto& name : req.methods) {
+    auto method = Registry::builtin().create(name, req.method_options, meta);
+    const torch::Tensor attr = column_attributions(name, *method, c);
+    const nlohmann::json per = ranked(attr);
     report["methods"][name] = per;
     write_png((out / ("importance_" + file_safe(name) + ".png")).string(),
               feature_bar_chart(per, name + ": mean |attribution| for " + meta.label(c) + " over " + std::to_string(n) + " rows"));
+    // The beeswarm: every row's attribution per column, coloured by the column's value.
+    std::vector<SwarmColumn> swarm;
+    for (size_t k = 0; k < per.size() && k < 12; ++k) {
+      const std::string col_name = per[k]["name"];
+      const size_t j = static_cast<size_t>(std::find_if(columns.begin(), columns.end(), [&](const Column& col) { return col.feature->name == col_name; }) - columns.begin());
+      const Column& col = columns[j];
+      // Colour: a numeric column's standardised value, a categorical one's category index.
+      const torch::Tensor value = col.feature->type == "categorical" ? x.slice(1, col.offset, col.offset + col.width).argmax(1).to(torch::kDouble)
+                                                                     : x.select(1, col.offset).to(torch::kDouble);
+      swarm.push_back({col_name, attr.select(1, static_cast<int64_t>(j)).contiguous(), value.contiguous()});
+    }
+    write_png((out / ("beeswarm_" + file_safe(name) + ".png")).string(),
+              beeswarm(swarm, name + ": attribution to " + meta.label(c) + " per row (colour: the column's value, low blue, high red)"));
+    // Every row's attributions as a CSV: id, then the columns.
+    std::ostringstream csv;
+    csv << "id";
+    for (const auto& col : columns) csv << "," << csv_field(col.feature->name);
+    csv << "\n";
+    const torch::Tensor a = attr.contiguous();
+    for (int64_t i = 0; i < n; ++i) {
+      csv << csv_field(rows.items[static_cast<size_t>(i)].stem);
+      for (int64_t k = 0; k < a.size(1); ++k) csv << "," << a[i][k].item<double>();
+      csv << "\n";
+    }
+    write_file_atomic((out / ("attributions_" + file_safe(name) + ".csv")).string(), csv.str());
+    // Per class: the same summary for every class of a classifier (up to 10 classes).
+    if (classes <= 10) {
+      report["per_class"][name] = nlohmann::json::object();
+      for (int64_t k = 0; k < classes; ++k)
+        report["per_class"][name][meta.label(k)] = k == c ? per : ranked(column_attributions(name, *method, k));
+    }
   }
+  report["resumed_chunks"] = resumed;
 
   // 2. Permutation importance: the mean drop of each row's score (its true class's probability, or
   // class c's without labels) when one column is shuffled across the rows; repeats give an interval.

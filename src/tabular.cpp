@@ -197,6 +197,49 @@ cv::Mat feature_waterfall(const nlohmann::json& features, double base_value, dou
   return img;
 }
 
+cv::Mat beeswarm(const std::vector<SwarmColumn>& columns, const std::string& title) {
+  double lo = 0, hi = 0;
+  for (const auto& c : columns) {
+    lo = std::min(lo, c.attribution.min().item<double>());
+    hi = std::max(hi, c.attribution.max().item<double>());
+  }
+  if (hi - lo < 1e-12) hi = lo + 1;
+  const int row = 34, label_w = 220, plot = 520, pad = 10, top_y = 36;
+  const int w = label_w + plot + 2 * pad + 20, h = top_y + row * static_cast<int>(columns.size()) + 44;
+  cv::Mat img(h, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  const int x0 = pad + label_w;
+  auto px = [&](double v) { return x0 + static_cast<int>(std::lround((v - lo) / (hi - lo) * plot)); };
+  cv::putText(img, fit(title, w - 2 * pad, 0.45), {pad, 20}, font, 0.45, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
+  const int bottom = top_y + row * static_cast<int>(columns.size());
+  cv::line(img, {px(0), top_y}, {px(0), bottom}, cv::Scalar(150, 150, 150), 1);
+  char text[64];
+  for (double v : {lo, 0.0, hi}) {
+    std::snprintf(text, sizeof text, "%.3g", v);
+    cv::putText(img, text, {std::clamp(px(v) - 15, pad, w - 60), bottom + 16}, font, 0.35, cv::Scalar(60, 60, 60), 1, cv::LINE_AA);
+  }
+  cv::putText(img, "attribution", {x0 + plot / 2 - 40, bottom + 34}, font, 0.4, cv::Scalar(40, 40, 40), 1, cv::LINE_AA);
+  for (size_t r = 0; r < columns.size(); ++r) {
+    const SwarmColumn& c = columns[r];
+    const int mid = top_y + row * static_cast<int>(r) + row / 2;
+    cv::putText(img, fit(c.name, label_w - 8, 0.4), {pad, mid + 4}, font, 0.4, cv::Scalar(30, 30, 30), 1, cv::LINE_AA);
+    const torch::Tensor a = c.attribution.to(torch::kDouble).contiguous(), v = c.value.to(torch::kDouble).contiguous();
+    const torch::Tensor q = torch::quantile(v, torch::tensor({0.05, 0.95}, torch::kDouble));
+    const double vlo = q[0].item<double>(), vhi = q[1].item<double>();
+    std::map<int, int> crowd;  // points already drawn per 3-pixel bin: the next one goes above or below
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      const int x = px(a[i].item<double>());
+      const int k = crowd[x / 3]++;
+      const int dy = std::min(row / 2 - 3, 2 * ((k + 1) / 2)) * (k % 2 ? 1 : -1);
+      const double t = vhi > vlo ? std::clamp((v[i].item<double>() - vlo) / (vhi - vlo), 0.0, 1.0) : 0.5;
+      const cv::Scalar colour(kNegative[0] + t * (kPositive[0] - kNegative[0]), kNegative[1] + t * (kPositive[1] - kNegative[1]),
+                              kNegative[2] + t * (kPositive[2] - kNegative[2]));
+      cv::circle(img, {x, mid + dy}, 2, colour, cv::FILLED, cv::LINE_AA);
+    }
+  }
+  return img;
+}
+
 cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& title, int top) {
   const std::vector<Bar> bars = top_bars(features, top);
   double most = 1e-300;

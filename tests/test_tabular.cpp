@@ -250,8 +250,39 @@ TEST(Tabular, GlobalViewsOfTheLogisticRegressionMatchItsClosedForms) {
       EXPECT_NE(p["importance"].get<double>(), 0.0) << p["name"];
     }
   }
-  for (const char* file : {"report.json", "report.md", "permutation.png", "importance_integrated-gradients.png", "pdp_worst_radius.png"})
+  for (const char* file : {"report.json", "report.md", "permutation.png", "importance_integrated-gradients.png", "pdp_worst_radius.png",
+                           "beeswarm_integrated-gradients.png", "attributions.jsonl"})
     EXPECT_TRUE(std::filesystem::exists(dir / ("out/" + std::string(file)))) << file;
+  // Per class: class 0's mean |IG| is |w_0j| * mean |z_j|.
+  for (const auto& p : report["per_class"]["integrated-gradients"]["malignant"]) {
+    const int64_t j = index_of(p["name"]);
+    const double want = std::abs(w[0][j].item<double>()) * z.select(1, j).abs().mean().item<double>();
+    EXPECT_NEAR(p["attribution"].get<double>(), want, 1e-4 * want + 1e-7) << p["name"];
+  }
+  EXPECT_EQ(report["per_class"]["integrated-gradients"]["benign"], per);
+  // Every row's attributions in a CSV: id, then each column's w_1j * z_ij.
+  const auto csv = plain_rows(dir / "out/attributions_integrated-gradients.csv");
+  ASSERT_EQ(csv.size(), rows.items.size() + 1);
+  for (size_t i : {size_t{0}, size_t{100}}) {
+    EXPECT_EQ(csv[i + 1][0], rows.items[i].stem);
+    for (int64_t j : {int64_t{3}, int64_t{20}}) {
+      ASSERT_EQ(csv[0][static_cast<size_t>(j) + 1], meta.features[static_cast<size_t>(j)].name);
+      const double want = w[1][j].item<double>() * z[static_cast<int64_t>(i)][j].item<double>();
+      EXPECT_NEAR(std::stod(csv[i + 1][static_cast<size_t>(j) + 1]), want, 1e-4 * std::abs(want) + 1e-6);
+    }
+  }
+  // Resumable: a second run reads every chunk (2 classes x 3 chunks of 64 rows) from the log.
+  EXPECT_EQ(report["resumed_chunks"], 0);
+  const nlohmann::json again = global_report(model, req);
+  EXPECT_EQ(again["resumed_chunks"], 6);
+  EXPECT_EQ(again["methods"], report["methods"]);
+  EXPECT_EQ(again["per_class"], report["per_class"]);
+  // The intrinsic global view with the columns' names: linear-weights view=global is |w_1j| per column.
+  req.methods = {"linear-weights"};
+  req.method_options = {{"view", "global"}};
+  req.out_dir = dir / "weights";
+  for (const auto& p : global_report(model, req)["methods"]["linear-weights"])
+    EXPECT_NEAR(p["attribution"].get<double>(), std::abs(w[1][index_of(p["name"])].item<double>()), 1e-6) << p["name"];
 
   // Bad requests: one line, exit 2, nothing written.
   const auto r = test::run_cli("global -m " + test::quoted(demo_dir() + "/logreg.pt") + " -d " + test::quoted(req.data) +

@@ -40,7 +40,8 @@ void add_global(CLI::App& app) {
     Model model = flags->load();
     const auto report = global_report(model, *req);
     std::cout << "explained " << report["rows"] << " rows for class " << report["label"].get<std::string>() << " -> " << req->out_dir
-              << "/ (report.md, report.json, permutation.png, importance_*.png, pdp_*.png)\n";
+              << "/ (report.md, report.json, permutation.png, importance_*.png, beeswarm_*.png, attributions_*.csv, pdp_*.png)"
+              << (report["resumed_chunks"].get<int64_t>() > 0 ? " (" + report["resumed_chunks"].dump() + " chunks of 64 rows resumed)" : std::string()) << "\n";
     std::cout << "  most important (permutation):";
     for (size_t k = 0; k < report["permutation"].size() && k < 5; ++k)
       std::cout << " " << report["permutation"][k]["name"].get<std::string>();

@@ -41,6 +41,17 @@ cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& tit
 cv::Mat feature_waterfall(const nlohmann::json& features, double base_value, double fx, const std::string& base_name,
                           const std::string& title, int top = 12);
 
+// One column of a beeswarm: its name, every row's attribution [N] and value [N] (double).
+struct SwarmColumn {
+  std::string name;
+  torch::Tensor attribution, value;
+};
+
+// A beeswarm (SHAP's summary plot): a row per column, a point per data row at its attribution,
+// stacked where they crowd, coloured from blue (the column's low values: 5th percentile) to red
+// (high: 95th). 8-bit BGR.
+cv::Mat beeswarm(const std::vector<SwarmColumn>& columns, const std::string& title);
+
 // The CSV's records: fields split on commas, double-quoted fields with "" for a quote.
 std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name);
 
