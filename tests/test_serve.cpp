@@ -743,3 +743,34 @@ TEST(Serve, ResultsAreKeptWithinTheCacheBoundsNewestFirst) {
   EXPECT_EQ(d.Get(("/api/results/" + first + "/saliency.npy").c_str())->status, 404);
   EXPECT_EQ(d.Get(("/api/results/" + second + "/saliency.npy").c_str())->status, 200);
 }
+
+// A tabular model served over its CSV: a row is browsed as its columns (JSON, not a picture), its
+// explanation answers with every column's attribution, the base value and f(x) (base + sum = f(x)
+// for KernelSHAP), and the result has no input picture (404, not 500).
+TEST(Serve, ATabularRowIsBrowsedAsColumnsAndExplainedByThem) {
+  serve::ServeOptions o;
+  const std::string demo_dir = test::source_dir() + "/models/breast_cancer";
+  o.models = {{"mlp", demo_dir + "/mlp.pt"}};
+  o.data = demo_dir + "/test.csv";
+  o.workers = 1;
+  Running server(o);
+  auto c = server.client();
+  json list = body_of(c.Get("/api/data?limit=2"));
+  EXPECT_EQ(list["total"], 171);
+  ASSERT_EQ(list["items"][0]["id"], "512");
+  json row = body_of(c.Get("/api/data/512"));
+  ASSERT_EQ(row["features"].size(), 30u) << row.dump();
+  EXPECT_EQ(row["features"][0]["name"], "mean_radius");
+  EXPECT_DOUBLE_EQ(row["features"][0]["value"].get<double>(), 13.4);  // as test.csv has it
+  EXPECT_EQ(row["label"]["name"], "malignant");
+  json r = body_of(c.Post("/api/explain", json{{"id", "512"}, {"method", "kernel-shap"}}.dump(), "application/json"));
+  const json& ks = r["results"]["kernel-shap"];
+  ASSERT_EQ(ks["features"].size(), 30u) << r.dump().substr(0, 400);
+  EXPECT_EQ(ks["base_value_of"], "f(baseline)");
+  EXPECT_EQ(ks["params"]["baseline"], "mean");
+  double sum = 0;
+  for (const auto& f : ks["features"]) sum += f["attribution"].get<double>();
+  EXPECT_NEAR(ks["base_value"].get<double>() + sum, ks["f(x)"].get<double>(), 1e-4);
+  EXPECT_FALSE(ks.contains("overlay"));
+  expect_error(c.Get(("/api/results/" + r["id"].get<std::string>() + "/input.png").c_str()), 404, "has no picture");
+}

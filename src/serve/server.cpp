@@ -1,6 +1,7 @@
 // `salient serve` over cpp-httplib: requests become tasks on the worker pool (pool.hpp); this file
 // parses and bounds requests, runs the explain core, and answers in JSON, .npy and PNG.
 #include "salient/serve.hpp"
+#include "salient/tabular.hpp"
 
 #include <httplib.h>
 
@@ -575,6 +576,8 @@ json Server::Impl::api_response(const std::string& id, const std::string& model_
                   {"seconds", mj["seconds"]},
                   {"score", mj["score"]}};
       if (is_image_like(mm.map)) one["overlay"] = "/api/results/" + id + "/" + key + ".png";
+      for (const char* k : {"features", "f(x)", "base_value", "base_value_of", "additive"})  // a tabular row's columns
+        if (mj.contains(k)) one[k] = mj[k];
       ex["results"][method] = one;
       results[key] = one;
     }
@@ -1192,7 +1195,17 @@ void Server::Impl::routes() {
     auto it = data_index.find(req.matches[1]);  // an id of the data set, never a path
     if (it == data_index.end()) throw HttpError(404, "no data item '" + std::string(req.matches[1]) + "'");
     DataItem item = data->get(it->second);
-    cv::Mat picture = item.input.display.empty() ? tensor_to_display(item.input.tensor, models.at(default_model).meta) : item.input.display;
+    const ModelMetadata& meta = models.at(default_model).meta;
+    if (!is_image_like(item.input.tensor)) {  // a tabular row: its columns as the CSV has them
+      json columns = json::array();
+      if (!meta.features.empty())
+        for (auto& f : feature_attributions(meta, item.input.tensor, torch::zeros_like(item.input.tensor))) columns.push_back({{"name", f["name"]}, {"value", f["value"]}});
+      json row = {{"id", item.id}, {"shape", item.input.tensor.sizes().vec()}, {"features", columns}};
+      if (item.label >= 0) row["label"] = {{"class", item.label}, {"name", meta.label(item.label)}};
+      send_json(res, row);
+      return;
+    }
+    cv::Mat picture = item.input.display.empty() ? tensor_to_display(item.input.tensor, meta) : item.input.display;
     res.set_content(encode_png(picture), "image/png");
   }));
 }
