@@ -228,6 +228,25 @@ TEST(Tabular, GlobalViewsOfTheLogisticRegressionMatchItsClosedForms) {
       EXPECT_NEAR(dy, slope * dx, 1e-4 * std::abs(slope * dx) + 1e-6) << name << " step " << g;
     }
   }
+  // In probability space each ICE curve is the sigmoid of a line: its log-odds climb by
+  // (w_1j - w_0j) / std_j per raw unit.
+  for (const std::string name : {"worst_radius", "mean_texture"}) {
+    const auto& pd = report["partial_dependence"][name];
+    const int64_t j = index_of(name);
+    const double slope = (w[1][j].item<double>() - w[0][j].item<double>()) / meta.features[static_cast<size_t>(j)].std;
+    int checked = 0;
+    for (size_t i = 0; i < 5; ++i) {
+      const auto& p = pd["ice"][i]["probability"];
+      for (size_t g = 1; g < p.size(); ++g) {
+        const double a = p[g - 1].get<double>(), b = p[g].get<double>();
+        if (std::min({a, b, 1 - a, 1 - b}) < 1e-4) continue;  // saturated: the log-odds lose their digits
+        const double dx = pd["grid"][g].get<double>() - pd["grid"][g - 1].get<double>();
+        EXPECT_NEAR(std::log(b / (1 - b)) - std::log(a / (1 - a)), slope * dx, 1e-3 * std::abs(slope * dx) + 1e-3) << name << " row " << i;
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 10) << name << ": too few unsaturated steps to check";
+  }
   // Mean |IG| per column = |w_1j| * mean |z_j|, and so its ranking.
   const TabularRows rows = read_csv_rows(req.data, meta);
   std::vector<torch::Tensor> xs;

@@ -341,7 +341,15 @@ function clearInput() {
   const c = $('input-canvas');
   c.getContext('2d').clearRect(0, 0, c.width, c.height);
 }
+// A tabular row (/api/data/{id} answers JSON): its columns as a table instead of a picture.
+function showRow(row) {
+  $('input-canvas').hidden = true;
+  $('input-row').hidden = false;
+  $('input-row').replaceChildren(...(row.features || []).map((f) => el('tr', {}, el('th', {}, f.name), el('td', {}, String(f.value)))));
+}
 function showInput(bitmap) {
+  $('input-canvas').hidden = false;
+  $('input-row').hidden = true;
   const c = $('input-canvas');
   const m = { w: bitmap.width, h: bitmap.height };
   const size = Math.max(m.w, m.h) < 112 ? Math.max(m.w, m.h) * Math.ceil(224 / Math.max(m.w, m.h)) : Math.max(m.w, m.h);
@@ -359,7 +367,9 @@ async function pickData(id) {
   showError(null);
   state.input = { kind: 'id', id, name: id };
   $('input-name').textContent = id;
-  showInput(await bitmapOf('/api/data/' + encodeURIComponent(id)));
+  const r = await api('/api/data/' + encodeURIComponent(id));
+  if ((r.headers.get('content-type') || '').includes('json')) showRow(await r.json());
+  else showInput(await createImageBitmap(await r.blob()));
   saveUrl();
   if (chosenMethods().length) await explain();
 }
@@ -378,7 +388,10 @@ async function loadData(more) {
       (item.predicted !== undefined ? ', predicted ' + item.predicted : '');
     $('thumbs').append(el('button', { type: 'button', role: 'listitem', title: label, 'aria-label': label, dataset: { id: item.id },
       onclick: () => pickData(item.id).catch(showError) }, img));
-    api(item.url).then((r) => r.blob()).then((blob) => { img.src = URL.createObjectURL(blob); }).catch(() => {});
+    api(item.url).then(async (r) => {
+      if ((r.headers.get('content-type') || '').includes('json')) img.replaceWith(el('span', { class: 'row-id' }, item.id));  // a tabular row
+      else img.src = URL.createObjectURL(await r.blob());
+    }).catch(() => {});
   }
   state.dataOffset += page.items.length;
   $('more').hidden = state.dataOffset >= page.total;
@@ -432,9 +445,35 @@ async function cancel() {
   await api('/api/jobs/' + id, { method: 'DELETE' });
 }
 
+// A tabular method's card: the columns' attributions as signed bars (the 12 largest, then the rest
+// summed), and where they start and end: the base value and f(x).
+function featureCard(key, r, result) {
+  const method = key.replace(/_c\d+$/, '');
+  const title = state.byName.get(method)?.title || method;
+  const top = r.features.slice(0, 12);
+  const rest = r.features.slice(12).reduce((s, f) => s + f.attribution, 0);
+  const rows = top.map((f) => ({ label: f.name + ' = ' + f.value, a: f.attribution }));
+  if (r.features.length > 12) rows.push({ label: (r.features.length - 12) + ' others', a: rest });
+  const most = Math.max(1e-300, ...rows.map((x) => Math.abs(x.a)));
+  const bars = rows.map((x) => {
+    const bar = el('span', { class: 'bar ' + (x.a >= 0 ? 'pos' : 'neg') });
+    bar.style.width = (50 * Math.abs(x.a) / most).toFixed(2) + '%';  // CSSOM: allowed by the page's CSP, a style attribute is not
+    bar.style[x.a >= 0 ? 'left' : 'right'] = '50%';
+    return el('div', { class: 'bar-row', dataset: { testid: 'bar', name: x.label } },
+      el('span', { class: 'bar-label' }, x.label), el('span', { class: 'bar-track' }, bar), el('span', { class: 'bar-value' }, formatValue(x.a)));
+  });
+  const base = r.base_value !== undefined ? r.base_value_of + ' = ' + formatValue(r.base_value) + ' → ' : '';
+  return el('div', { class: 'card wide', dataset: { key } },
+    el('h3', {}, title), el('div', { class: 'meta' }, base + 'f(x) = ' + formatValue(r['f(x)']) + ' · ' + r.seconds.toFixed(3) + ' s'),
+    ...bars,
+    el('div', {}, el('a', { href: r.map, download: key + '.npy' }, '.npy'),
+      el('a', { href: result.explanation, download: 'explanation.json' }, 'explanation.json')));
+}
+
 async function show(result) {
   state.result = result;
-  state.base = await bitmapOf('/api/results/' + result.id + '/input.png').catch(() => null);
+  // A picture of the input exists for images only (a tabular row's columns are shown as a table).
+  state.base = result.input.shape.length >= 2 ? await bitmapOf('/api/results/' + result.id + '/input.png').catch(() => null) : null;
   if (state.base) showInput(state.base);
   // Prediction: the top five; a click explains that class.
   const explainedClasses = new Set(result.explained.map((e) => e.class));
@@ -444,9 +483,13 @@ async function show(result) {
     p.label + ' — ' + (100 * p.probability).toFixed(2) + ' % (class ' + p.class + ')'))));
   $('explained').textContent = 'Explaining: ' + result.explained.map((e) =>
     e.label + ' (class ' + e.class + ', ' + (100 * e.probability).toFixed(2) + ' %)').join('; ');
-  // One card per map.
-  const cards = [];
+  // One card per map; a tabular row's methods as bars of its columns.
+  const cards = [], nodes = [];
   for (const [key, r] of Object.entries(result.results)) {
+    if (r.features) {
+      nodes.push(featureCard(key, r, result));
+      continue;
+    }
     const npy = parseNpy(await (await api(r.map)).arrayBuffer());
     const m = plane(npy);
     if (!m) continue;
@@ -461,15 +504,15 @@ async function show(result) {
     const diag = Object.entries(r.diagnostics || {}).filter(([, v]) => typeof v === 'number' || typeof v === 'string')
       .map(([k, v]) => ' · ' + k + ' ' + (typeof v === 'number' ? formatValue(v) : v)).join('');
     cards.push(card);
-    card.node = el('div', { class: 'card', dataset: { key } },
+    nodes.push(card.node = el('div', { class: 'card', dataset: { key } },
       el('h3', {}, title), canvas, readout,
       el('div', { class: 'meta' }, 'min ' + formatValue(r.min) + ' · max ' + formatValue(r.max) + ' · ' + r.seconds.toFixed(3) + ' s' + diag),
       el('div', {}, el('a', { href: r.map, download: key + '.npy' }, '.npy'),
         r.overlay ? el('a', { href: r.overlay, download: key + '.png' }, '.png') : null,
-        el('a', { href: result.explanation, download: 'explanation.json' }, 'explanation.json')));
+        el('a', { href: result.explanation, download: 'explanation.json' }, 'explanation.json'))));
   }
   state.cards = cards;
-  $('maps').replaceChildren(...cards.map((c) => c.node));
+  $('maps').replaceChildren(...nodes);
   redraw();
 }
 

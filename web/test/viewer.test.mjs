@@ -44,7 +44,7 @@ function npy(buffer) {
   return { shape, data };
 }
 
-let browser, demo, evil, evilDir;
+let browser, demo, evil, evilDir, tabular;
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -60,10 +60,11 @@ before(async () => {
   copyFileSync(MODEL, path.join(evilDir, 'evil.pt'));
   copyFileSync(SAMPLE, path.join(evilDir, EVIL + '.png'));
   evil = await serve(['--model', path.join(evilDir, 'evil.pt'), '--metadata', path.join(evilDir, 'evil.json')]);
+  tabular = await serve(['--model', path.join(root, 'models/breast_cancer/mlp.pt'), '--data', path.join(root, 'models/breast_cancer/test.csv')]);
 });
 after(async () => {
   await browser?.close();
-  for (const s of [demo, evil]) if (s) { s.proc.removeAllListeners('exit'); s.proc.kill('SIGTERM'); }
+  for (const s of [demo, evil, tabular]) if (s) { s.proc.removeAllListeners('exit'); s.proc.kill('SIGTERM'); }
   if (evilDir) rmSync(evilDir, { recursive: true, force: true });
 });
 
@@ -235,6 +236,39 @@ test('a long job shows progress and stops when cancelled', { timeout: 120000 }, 
   assert.equal(state.status, 'cancelled');
   assert.ok(state.progress.smoothgrad < 1, 'stopped before the end: ' + state.progress.smoothgrad);
   await page.screenshot({ path: path.join(SHOTS, '6-cancelled.png') });
+  assert.deepEqual(seen.errors, []);
+  await page.close();
+});
+
+test('a tabular row: browsed as its columns, explained as signed bars of them', { timeout: 120000 }, async () => {
+  const { page, seen } = await open(tabular);
+  await page.check('#m-kernel-shap');
+  await page.click('#data-browser summary');
+  await page.waitForSelector('#thumbs button[data-id="512"] .row-id');
+  await page.click('#thumbs button[data-id="512"]');
+  await page.waitForSelector('.card[data-key="kernel-shap"] .bar-row');
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('done'));
+  // The input panel: the row's 30 columns as the CSV has them.
+  assert.equal(await page.locator('#input-row tr').count(), 30);
+  assert.equal(await page.textContent('#input-row tr:first-child th'), 'mean_radius');
+  assert.equal(await page.textContent('#input-row tr:first-child td'), '13.4');
+  // The bars: the server's features in its order (the 12 largest, then "18 others"), red up, blue down.
+  const answer = await (await fetch(tabular.url + '/api/explain', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id: '512', methods: ['kernel-shap'] }) })).json();
+  const features = answer.results['kernel-shap'].features;
+  const rows = page.locator('.card[data-key="kernel-shap"] .bar-row');
+  assert.equal(await rows.count(), 13);
+  for (let i = 0; i < 12; i++) {
+    const f = features[i];
+    assert.equal(await rows.nth(i).locator('.bar-label').textContent(), f.name + ' = ' + f.value);
+    assert.equal(await rows.nth(i).locator('.bar').getAttribute('class'), 'bar ' + (f.attribution >= 0 ? 'pos' : 'neg'));
+  }
+  assert.equal(await rows.nth(12).locator('.bar-label').textContent(), '18 others');
+  const widths = await rows.evaluateAll((rs) => rs.slice(0, 12).map((r) => r.querySelector('.bar').getBoundingClientRect().width));
+  for (let i = 1; i < 12; i++) assert.ok(widths[i] <= widths[i - 1] + 0.5, 'bars sorted by |attribution|');
+  assert.ok(widths[0] > 20, 'the largest bar is drawn');
+  assert.match(await page.textContent('.card[data-key="kernel-shap"] .meta'), /^f\(baseline\) = \S+ → f\(x\) = /);
+  await page.screenshot({ path: path.join(SHOTS, '7-tabular.png'), fullPage: true });
   assert.deepEqual(seen.errors, []);
   await page.close();
 });
