@@ -77,23 +77,33 @@ void Task::finish(State s, std::string error, bool bad_input) {
   done_.notify_all();
 }
 
-void Task::run(Model& model) {
+void Task::run(Model& model, const std::function<void()>& release) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     state_ = State::Running;
     started_ = Clock::now();
   }
+  State end = State::Done;
+  std::string error;
+  bool bad_input = false;
   try {
     checkpoint();  // cancelled or expired while queued
     work_(model, *this);
-    finish(State::Done);
   } catch (const Cancelled& c) {
-    finish(State::Cancelled, timed_out_ ? "timed out" : c.what());
+    end = State::Cancelled;
+    error = timed_out_ ? "timed out" : c.what();
   } catch (const Error& e) {
-    finish(State::Failed, e.what(), e.kind() == ErrorKind::BadInput);
+    end = State::Failed;
+    error = e.what();
+    bad_input = e.kind() == ErrorKind::BadInput;
   } catch (const std::exception& e) {
-    finish(State::Failed, one_line(e));
+    end = State::Failed;
+    error = one_line(e);
   }
+  // The worker is free before anyone hears that the task ended: a client that sends its next
+  // request on the answer finds room (it got a 503 now and then: the slot was freed after).
+  release();
+  finish(end, std::move(error), bad_input);
 }
 
 Pool::Pool(int workers, size_t queue, const std::vector<std::pair<std::string, std::string>>& models,
@@ -169,12 +179,11 @@ void Pool::loop(size_t worker) {
       running_.push_back(task);
       ++busy_;
     }
-    task->run(*models_[worker].at(task->model()));
-    {
+    task->run(*models_[worker].at(task->model()), [&] {
       std::lock_guard<std::mutex> lock(mutex_);
       running_.erase(std::find(running_.begin(), running_.end(), task));
       --busy_;
-    }
+    });
   }
 }
 

@@ -50,7 +50,8 @@ class Task {
 
  private:
   friend class Pool;
-  void run(Model& model);
+  // Runs the work, then calls `release` (the pool frees the worker) and only then publishes the end.
+  void run(Model& model, const std::function<void()>& release);
   std::string cancel_reason() const;
   void finish(State s, std::string error = "", bool bad_input = false);
 
