@@ -9,6 +9,7 @@
 
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
+#include "salient/text.hpp"
 
 namespace salient {
 
@@ -45,6 +46,13 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
     m.modality = j.value("modality", std::string());
     m.id_column = j.value("id_column", std::string());
     m.label_column = j.value("label_column", std::string());
+    if (j.contains("tokenizer")) {  // checked here, so a bad tokenizer is the metadata's error, at load
+      const std::string dir = fs::absolute(fs::path(path)).parent_path().string();
+      const TokenizerConfig t = TokenizerConfig::from_json(j.at("tokenizer"), dir, "model metadata '" + path + "'");
+      nlohmann::json tok = j.at("tokenizer");
+      tok["vocab"] = t.vocab;
+      m.tokenizer = tok.dump();
+    }
     if (j.contains("features"))
       for (const auto& f : j.at("features")) {
         Feature feature;
@@ -126,6 +134,7 @@ nlohmann::json ModelMetadata::to_json() const {
   j["output"] = output;
   j["multi_label"] = multi_label;
   if (!modality.empty()) j["modality"] = modality;
+  if (!tokenizer.empty()) j["tokenizer"] = nlohmann::json::parse(tokenizer);
   if (!features.empty()) {
     j["features"] = nlohmann::json::array();
     for (const auto& f : features) {

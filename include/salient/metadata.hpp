@@ -35,6 +35,8 @@ struct ModelMetadata {
   std::string modality;                   // "image", "tabular", "text" or "" (not stated)
   std::vector<Feature> features;          // tabular: the model's input columns, in order
   std::string id_column, label_column;    // tabular: a CSV's row id and true class (not inputs)
+  std::string tokenizer;                  // text: the "tokenizer" object as JSON text (see text.hpp),
+                                          // checked at load, its vocab path made absolute; "" = none
 
   // Reads `path`; throws salient::Error naming the file and the field on a malformed file.
   static ModelMetadata load(const std::string& path);

@@ -1,0 +1,235 @@
+#include "salient/text.hpp"
+
+#include <filesystem>
+#include <sstream>
+
+#include "salient/error.hpp"
+#include "salient/fsutil.hpp"
+
+namespace salient {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// UTF-8 <-> code points. An invalid byte becomes U+FFFD (so a broken file is never a crash).
+std::vector<char32_t> decode(const std::string& s) {
+  std::vector<char32_t> out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+    if (extra < 0 || (extra > 0 && i + static_cast<size_t>(extra) >= s.size())) {
+      out.push_back(0xFFFD);
+      ++i;
+      continue;
+    }
+    char32_t cp = extra == 0 ? c : extra == 1 ? (c & 0x1F) : extra == 2 ? (c & 0x0F) : (c & 0x07);
+    bool ok = true;
+    for (int k = 1; k <= extra; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
+      if ((d >> 6) != 2) ok = false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    out.push_back(ok ? cp : 0xFFFD);
+    i += ok ? static_cast<size_t>(extra) + 1 : 1;
+  }
+  return out;
+}
+
+void append(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+char32_t lower_one(char32_t c) {
+  if (c >= 'A' && c <= 'Z') return c + 32;
+  if ((c >= 0xC0 && c <= 0xDE && c != 0xD7)) return c + 32;                       // Latin-1: À..Þ but ×
+  if (c >= 0x100 && c <= 0x137 && c % 2 == 0) return c + 1;                       // Latin Extended-A: Ā..ķ
+  if (c >= 0x139 && c <= 0x148 && c % 2 == 1) return c + 1;                       // Ĺ..ň
+  if (c >= 0x14A && c <= 0x177 && c % 2 == 0) return c + 1;                       // Ŋ..ŷ
+  if (c == 0x178) return 0xFF;                                                   // Ÿ
+  if (c >= 0x179 && c <= 0x17E && c % 2 == 1) return c + 1;                       // Ź..ž
+  if (c >= 0x391 && c <= 0x3AB && c != 0x3A2) return c + 32;                      // Greek
+  if (c >= 0x410 && c <= 0x42F) return c + 32;                                   // Cyrillic А..Я
+  if (c >= 0x400 && c <= 0x40F) return c + 80;                                   // Ѐ..Џ
+  return c;
+}
+
+bool is_space(char32_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0 || c == 0x2028 || c == 0x2029 || (c >= 0x2000 && c <= 0x200A) || c == 0x3000; }
+
+bool is_control(char32_t c) { return (c < 0x20 && !is_space(c)) || c == 0x7F || (c >= 0x80 && c < 0xA0) || c == 0xFFFD || c == 0x200B || c == 0xFEFF; }
+
+// BERT's rule: ASCII symbols count as punctuation (so "$" and "^" split too), and the Unicode
+// punctuation this tokenizer knows: Latin-1's ¡ « » ¿ and the General Punctuation block.
+bool is_punct(char32_t c) {
+  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126)) return true;
+  if (c == 0xA1 || c == 0xA7 || c == 0xAB || c == 0xB6 || c == 0xB7 || c == 0xBB || c == 0xBF) return true;
+  return c >= 0x2010 && c <= 0x205E;
+}
+
+}  // namespace
+
+TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::string& base_dir, const std::string& where) {
+  TokenizerConfig c;
+  try {
+    if (!j.is_object()) throw Error(where + ": \"tokenizer\" must be an object");
+    if (!j.contains("vocab") || !j["vocab"].is_string()) throw Error(where + ": \"tokenizer\" needs \"vocab\": the vocabulary file");
+    c.vocab = j["vocab"].get<std::string>();
+    if (fs::path(c.vocab).is_relative()) c.vocab = (fs::path(base_dir) / c.vocab).string();
+    c.lower_case = j.value("lower_case", true);
+    c.max_length = j.value("max_length", int64_t{128});
+    for (auto [key, field] : {std::pair{"pad", &c.pad}, {"unk", &c.unk}, {"cls", &c.cls}, {"sep", &c.sep}})
+      if (j.contains(key)) *field = j[key].is_null() ? std::string() : j[key].get<std::string>();
+    const std::string inputs = j.value("inputs", std::string("ids"));
+    if (inputs != "ids" && inputs != "ids,mask") throw Error(where + ": tokenizer \"inputs\" is ids or ids,mask, got '" + inputs + "'");
+    c.mask_input = inputs == "ids,mask";
+  } catch (const nlohmann::json::exception&) {
+    throw Error(where + ": a \"tokenizer\" field has the wrong type");
+  }
+  const int64_t specials = (c.cls.empty() ? 0 : 1) + (c.sep.empty() ? 0 : 1);
+  if (c.max_length <= specials || c.max_length > 1 << 16)
+    throw Error(where + ": tokenizer max_length must leave room for a token and be at most 65536, got " + std::to_string(c.max_length));
+  return c;
+}
+
+WordPiece::WordPiece(TokenizerConfig config) : config_(std::move(config)) {
+  std::istringstream in(read_file(config_.vocab, int64_t{64} << 20));
+  std::vector<std::string> vocabulary;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    vocabulary.push_back(line);
+  }
+  if (vocabulary.empty()) throw Error("vocabulary '" + config_.vocab + "' is empty");
+  index(vocabulary);
+}
+
+WordPiece::WordPiece(TokenizerConfig config, const std::vector<std::string>& vocabulary) : config_(std::move(config)) {
+  index(vocabulary);
+}
+
+void WordPiece::index(const std::vector<std::string>& vocabulary) {
+  vocab_ = vocabulary;
+  for (size_t i = 0; i < vocab_.size(); ++i) ids_.emplace(vocab_[i], static_cast<int64_t>(i));  // the first of duplicates wins
+  auto special = [&](const std::string& token, const char* what) -> int64_t {
+    if (token.empty()) return -1;
+    auto it = ids_.find(token);
+    if (it == ids_.end()) throw Error("vocabulary '" + config_.vocab + "' has no " + what + " token '" + token + "'");
+    return it->second;
+  };
+  pad_id_ = special(config_.pad, "pad");
+  unk_id_ = special(config_.unk, "unk");
+  cls_id_ = special(config_.cls, "cls");
+  sep_id_ = special(config_.sep, "sep");
+}
+
+int64_t WordPiece::id(const std::string& token) const {
+  auto it = ids_.find(token);
+  return it == ids_.end() ? unk_id_ : it->second;
+}
+
+std::string WordPiece::lower(const std::string& text) {
+  std::string out;
+  for (char32_t c : decode(text)) append(out, lower_one(c));
+  return out;
+}
+
+std::vector<std::string> WordPiece::split(const std::string& text) {
+  std::vector<std::string> words;
+  std::string word;
+  auto flush = [&] {
+    if (!word.empty()) words.push_back(std::move(word));
+    word.clear();
+  };
+  for (char32_t c : decode(text)) {
+    if (is_space(c)) {
+      flush();
+    } else if (is_control(c)) {
+      continue;
+    } else if (is_punct(c)) {
+      flush();
+      append(word, c);
+      flush();
+    } else {
+      append(word, c);
+    }
+  }
+  flush();
+  return words;
+}
+
+std::vector<std::string> WordPiece::pieces(const std::string& word) const {
+  const std::vector<char32_t> cps = decode(word);
+  const std::vector<std::string> unknown = config_.unk.empty() ? std::vector<std::string>{} : std::vector<std::string>{config_.unk};
+  if (cps.size() > 100) return unknown;
+  // Byte offsets of each code point: pieces end on character boundaries.
+  std::vector<size_t> at{0};
+  for (char32_t c : cps) {
+    std::string one;
+    append(one, c);
+    at.push_back(at.back() + one.size());
+  }
+  std::string whole;
+  for (char32_t c : cps) append(whole, c);
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < cps.size()) {
+    size_t end = cps.size();
+    std::string found;
+    for (; end > start; --end) {
+      std::string piece = (start > 0 ? "##" : "") + whole.substr(at[start], at[end] - at[start]);
+      if (ids_.count(piece)) {
+        found = std::move(piece);
+        break;
+      }
+    }
+    if (found.empty()) return unknown;  // no piece matches here: the whole word is unknown (BERT's rule)
+    out.push_back(std::move(found));
+    start = end;
+  }
+  return out;
+}
+
+Tokenized WordPiece::encode(const std::string& text) const {
+  Tokenized t;
+  t.words = split(text);
+  if (t.words.empty()) throw Error("an empty text has nothing to explain");
+  const int64_t room = config_.max_length - (cls_id_ >= 0 ? 1 : 0) - (sep_id_ >= 0 ? 1 : 0);
+  if (cls_id_ >= 0) {
+    t.tokens.push_back(config_.cls);
+    t.ids.push_back(cls_id_);
+    t.word.push_back(-1);
+  }
+  for (size_t w = 0; w < t.words.size(); ++w) {
+    for (const auto& p : pieces(config_.lower_case ? lower(t.words[w]) : t.words[w])) {
+      if (static_cast<int64_t>(t.ids.size()) - (cls_id_ >= 0 ? 1 : 0) >= room) {
+        t.truncated = true;
+        break;
+      }
+      t.tokens.push_back(p);
+      t.ids.push_back(id(p));
+      t.word.push_back(static_cast<int64_t>(w));
+    }
+    if (t.truncated) break;
+  }
+  if (sep_id_ >= 0) {
+    t.tokens.push_back(config_.sep);
+    t.ids.push_back(sep_id_);
+    t.word.push_back(-1);
+  }
+  return t;
+}
+
+}  // namespace salient
