@@ -288,7 +288,9 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
             if (diag.contains("f(baseline)")) {
               const std::string spec = res.params.value("baseline", res.params.value("baselines", std::string()));
               mj["base_value"] = diag["f(baseline)"];
-              mj["base_value_of"] = Baseline::is_set_spec(spec) || name == "gradient-shap" ? "E[f(background)]" : "f(baseline)";
+              // gradient-shap's "baselines" is a set unless it is the single zeros baseline
+              const bool set = Baseline::is_set_spec(spec) || (res.params.contains("baselines") && spec != "zeros");
+              mj["base_value_of"] = set ? "E[f(background)]" : "f(baseline)";
             } else if (info.additive) {
               mj["base_value"] = score - res.map[k].sum().item<double>();
               mj["base_value_of"] = "f(x) - sum of attributions";

@@ -396,7 +396,7 @@ TEST(Tabular, ExactKernelShapAndExpectedIgOfALinearModelAreItsWeightsTimesTheDev
   const torch::Tensor want = x * s.w.index_select(0, t);
   auto ks = Registry::builtin().create("kernel-shap", {{"samples", 1022}}, s.meta);
   EXPECT_EQ(ks->params()["baseline"], "mean");
-  EXPECT_EQ(ks->params()["features"], "slic");  // a tabular row's default grouping: its columns
+  EXPECT_EQ(ks->params()["features"], "columns");  // a tabular row's default grouping: its columns
   const Attribution a = ks->attribute(model, x, t);
   EXPECT_TRUE(a.diagnostics["exact"][0].get<bool>());
   EXPECT_EQ(a.diagnostics["groups"][0], 10);

@@ -76,7 +76,10 @@ OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
   return t.template parsed<GroupSpec>(
       "features", m, "string", "slic[:SIZE], grid[:K], elements, columns (tabular: a one-hot group as one; their default), or an .npy label file",
       [](const std::string& s, const OptionContext&) { return GroupSpec::parse(s); },
-      [](const GroupSpec& g) { return nlohmann::json(g.spec); });
+      [](const GroupSpec& g) { return nlohmann::json(g.spec); })
+      .finally([m](O& o, const OptionContext& c) {  // superpixels mean nothing on a row: its columns are the features
+        if (!c.meta.features.empty() && (o.*m).spec == "slic") (o.*m).spec = "columns";
+      });
 }
 
 // Registers a black-box method: `table` holds its own options; baseline, batch-size and seed are
