@@ -97,7 +97,10 @@ torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& base
   torch::Tensor keep = z.to(x.options()).index_select(1, groups.labels.flatten().to(x.device()));
   std::vector<int64_t> shape{z.size(0)};
   shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
-  return baseline.unsqueeze(0) + (x - baseline).unsqueeze(0) * keep.view(shape);
+  keep = keep.view(shape);
+  if (baseline.dim() == x.dim()) return baseline.unsqueeze(0) + (x - baseline).unsqueeze(0) * keep;
+  // A background set [M, ...]: every coalition against every reference input, coalition-major.
+  return (baseline.unsqueeze(0) + (x.unsqueeze(0) - baseline).unsqueeze(0) * keep.unsqueeze(1)).flatten(0, 1);
 }
 
 void check_coalitions(const std::string& method, int64_t rows, int64_t groups, bool surrogate) {
@@ -120,26 +123,14 @@ torch::Tensor batched_scores(Model& model, const torch::Tensor& inputs, int64_t 
 torch::Tensor coalition_scores(Model& model, const torch::Tensor& x, const torch::Tensor& baseline,
                                const torch::Tensor& weights, const FeatureGroups& groups, const torch::Tensor& z,
                                int64_t target, int64_t batch, const std::function<void(double)>& progress) {
+  // With a background set of M inputs every coalition is M inputs: at most `batch` rows a pass
+  // (and at least one coalition), each coalition's score the weighted mean of its M.
+  const bool set = baseline.dim() > x.dim();
+  const int64_t m = set ? baseline.size(0) : 1;
   std::vector<torch::Tensor> parts;
-  if (baseline.dim() == x.dim()) {
-    for_chunks(z.size(0), batch, [&](int64_t b, int64_t e) {
-      torch::Tensor inputs = apply_coalitions(x, baseline, groups, z.slice(0, b, e));
-      parts.push_back(model.predict(inputs).select(1, target).to(torch::kCPU, torch::kDouble));
-      if (progress) progress(static_cast<double>(e) / z.size(0));
-    });
-    return torch::cat(parts);
-  }
-  // A background set of M inputs: every coalition becomes M inputs, at most `batch` coalitions (and
-  // at least one) a pass.
-  const int64_t m = baseline.size(0);
-  const torch::Tensor w = weights.to(torch::kCPU, torch::kDouble);
   for_chunks(z.size(0), std::max<int64_t>(1, batch / m), [&](int64_t b, int64_t e) {
-    torch::Tensor keep = z.slice(0, b, e).to(x.options()).index_select(1, groups.labels.flatten().to(x.device()));
-    std::vector<int64_t> shape{e - b, 1};
-    shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
-    torch::Tensor inputs = baseline.unsqueeze(0) + (x.unsqueeze(0) - baseline).unsqueeze(0) * keep.view(shape);
-    torch::Tensor s = model.predict(inputs.flatten(0, 1)).select(1, target).to(torch::kCPU, torch::kDouble);
-    parts.push_back(torch::matmul(s.view({e - b, m}), w));
+    torch::Tensor s = model.predict(apply_coalitions(x, baseline, groups, z.slice(0, b, e))).select(1, target).to(torch::kCPU, torch::kDouble);
+    parts.push_back(set ? torch::matmul(s.view({e - b, m}), weights.to(torch::kCPU, torch::kDouble)) : s);
     if (progress) progress(static_cast<double>(e) / z.size(0));
   });
   return torch::cat(parts);

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <tuple>
 
 #include <opencv2/imgproc.hpp>
 
@@ -77,37 +76,46 @@ std::string path_safe(const std::string& s) {
 
 }  // namespace
 
-nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tensor& x, const torch::Tensor& map) {
+nlohmann::json feature_values(const ModelMetadata& meta, const torch::Tensor& x) {
   int64_t width = 0;
   for (const auto& f : meta.features) width += f.width();
-  if (meta.features.empty() || x.numel() != width || map.numel() != width) return nlohmann::json::array();
-  const torch::Tensor xs = x.flatten().to(torch::kCPU, torch::kDouble).contiguous(), ms = map.flatten().to(torch::kCPU, torch::kDouble).contiguous();
-  const auto xa = xs.accessor<double, 1>(), ma = ms.accessor<double, 1>();
-  std::vector<std::tuple<double, std::string, nlohmann::json>> rows;
+  if (meta.features.empty() || x.numel() != width) return nlohmann::json::array();
+  const torch::Tensor xs = x.flatten().to(torch::kCPU, torch::kDouble).contiguous();
+  const auto xa = xs.accessor<double, 1>();
+  nlohmann::json out = nlohmann::json::array();
   int64_t at = 0;
   for (const auto& f : meta.features) {
-    double attribution = 0;
     nlohmann::json value;
     if (f.type == "categorical") {
       int64_t best = 0;
-      for (int64_t j = 0; j < f.width(); ++j) {
-        attribution += ma[at + j];
+      for (int64_t j = 1; j < f.width(); ++j)
         if (xa[at + j] > xa[at + best]) best = j;
-      }
       value = f.values[static_cast<size_t>(best)];
     } else {
-      attribution = ma[at];
       char text[32];  // as the CSV wrote it: the float32 round trip's noise dropped
       std::snprintf(text, sizeof text, "%.7g", xa[at] * f.std + f.mean);
       value = std::stod(text);
     }
-    rows.emplace_back(attribution, f.name, value);
+    out.push_back({{"name", f.name}, {"value", value}});
     at += f.width();
   }
-  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return std::abs(std::get<0>(a)) > std::abs(std::get<0>(b)); });
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& [a, name, value] : rows) out.push_back({{"name", name}, {"value", value}, {"attribution", a}});
   return out;
+}
+
+nlohmann::json feature_attributions(const ModelMetadata& meta, const torch::Tensor& x, const torch::Tensor& map) {
+  nlohmann::json rows = feature_values(meta, x);
+  if (rows.empty() || map.numel() != x.numel()) return nlohmann::json::array();
+  const torch::Tensor ms = map.flatten().to(torch::kCPU, torch::kDouble).contiguous();
+  int64_t at = 0;
+  for (size_t k = 0; k < meta.features.size(); ++k) {  // a one-hot group's attributions summed back to its column
+    const int64_t w = meta.features[k].width();
+    rows[k]["attribution"] = ms.slice(0, at, at + w).sum().item<double>();
+    at += w;
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+    return std::abs(a["attribution"].get<double>()) > std::abs(b["attribution"].get<double>());
+  });
+  return rows;
 }
 
 namespace {

@@ -32,7 +32,8 @@ struct GroupSpec {
   FeatureGroups make(const torch::Tensor& x, const ModelMetadata& meta) const;  // x: one input
 };
 
-// Inputs where group g is kept (z[b][g] = 1) or replaced by the baseline (0): [B, ...].
+// Inputs where group g is kept (z[b][g] = 1) or replaced by the baseline (0): [B, ...]; with a
+// background set [M, ...] as the baseline, [B*M, ...] (coalition-major).
 torch::Tensor apply_coalitions(const torch::Tensor& x, const torch::Tensor& baseline, const FeatureGroups& groups,
                                const torch::Tensor& z);
 // f(input)[target] for every coalition row of z, `batch` forward passes at a time: [B] (double, CPU).

@@ -25,6 +25,10 @@ struct TabularRows {
 // taken as it is.
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta);
 
+// One encoded row [width] as the user's columns, in order: [{name, value}] (a number as the CSV
+// wrote it, a categorical column's category). Empty when the metadata has no features or the widths differ.
+nlohmann::json feature_values(const ModelMetadata& meta, const torch::Tensor& x);
+
 // A tabular map as the user's columns: [{name, value (as in the CSV), attribution}], one-hot
 // groups summed back to their column, sorted by |attribution| (largest first). `x` and `map` are
 // one encoded row [width]. Empty when the metadata has no features or the widths differ.

@@ -1197,10 +1197,7 @@ void Server::Impl::routes() {
     DataItem item = data->get(it->second);
     const ModelMetadata& meta = models.at(default_model).meta;
     if (!is_image_like(item.input.tensor)) {  // a tabular row: its columns as the CSV has them
-      json columns = json::array();
-      if (!meta.features.empty())
-        for (auto& f : feature_attributions(meta, item.input.tensor, torch::zeros_like(item.input.tensor))) columns.push_back({{"name", f["name"]}, {"value", f["value"]}});
-      json row = {{"id", item.id}, {"shape", item.input.tensor.sizes().vec()}, {"features", columns}};
+      json row = {{"id", item.id}, {"shape", item.input.tensor.sizes().vec()}, {"features", feature_values(meta, item.input.tensor)}};
       if (item.label >= 0) row["label"] = {{"class", item.label}, {"name", meta.label(item.label)}};
       send_json(res, row);
       return;
