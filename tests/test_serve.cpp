@@ -138,10 +138,21 @@ serve::ServeOptions demo_options() {
   return o;
 }
 
-Running& demo() {
-  static Running r(demo_options());
+// The shared demo server, stopped by a test environment's TearDown: before the process's static
+// objects are destroyed, never by a static destructor racing LibTorch's own (a crash at exit, once
+// in CI, after every test had passed).
+std::unique_ptr<Running>& demo_server() {
+  static std::unique_ptr<Running> r;
   return r;
 }
+Running& demo() {
+  if (!demo_server()) demo_server() = std::make_unique<Running>(demo_options());
+  return *demo_server();
+}
+struct StopDemoServer : ::testing::Environment {
+  void TearDown() override { demo_server().reset(); }
+};
+[[maybe_unused]] ::testing::Environment* const stop_demo_server = ::testing::AddGlobalTestEnvironment(new StopDemoServer);
 
 json body_of(const httplib::Result& r) {
   EXPECT_TRUE(r) << "no answer";
