@@ -159,7 +159,9 @@ bool Baseline::is_set_spec(const std::string& spec) {
 }
 
 Baseline Baseline::resolve_default(const Baseline& b, const ModelMetadata& meta) {
-  if (!b.defaulted || meta.features.empty()) return b;
+  if (!b.defaulted) return b;
+  if (!meta.tokenizer.empty()) return parse("pad", meta);
+  if (meta.features.empty()) return b;
   return parse("mean", meta);
 }
 
@@ -168,6 +170,12 @@ Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
   b.spec = spec;
   b.defaulted = false;
   if (spec.empty() || spec == "zeros") return b;
+  if (spec == "pad" || spec == "unk" || spec == "mask") {
+    if (meta.tokenizer.empty())
+      throw Error("baseline '" + spec + "' replaces tokens: it needs a text model (metadata \"tokenizer\")");
+    b.kind = Kind::Tokens;
+    return b;
+  }
   if (spec == "mean") {
     if (meta.features.empty())
       throw Error("baseline 'mean' (the mean row) needs a tabular model: its metadata names no features");
@@ -224,8 +232,17 @@ Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
   return b;
 }
 
-torch::Tensor Baseline::make(const torch::Tensor& x, uint64_t seed) const {
+torch::Tensor Baseline::make(const torch::Tensor& x, uint64_t seed, Model* model) const {
   switch (kind) {
+    case Kind::Tokens: {
+      if (!model || model->embedding_layer().empty())
+        throw Error("baseline '" + spec + "' replaces tokens: it applies to a text model's embeddings");
+      torch::Tensor b = model->token_baseline(spec);
+      if (b.sizes() != x.sizes())
+        throw Error("baseline '" + spec + "' has shape " + shape_text(b.sizes()) + ", the embeddings " + shape_text(x.sizes()),
+                    ErrorKind::Internal);
+      return b.to(x.options());
+    }
     case Kind::Zeros: return torch::zeros_like(x);
     case Kind::Black: return black_canvas(x, meta_);
     case Kind::Constant: return torch::full_like(x, value);

@@ -190,7 +190,7 @@ LayerCapture::~LayerCapture() = default;
 
 c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,
                           const std::vector<c10::IValue>& extra) {
-  torch::Tensor x = inputs.to(model.device(), model.dtype());
+  torch::Tensor x = model.cast_input(inputs);
   jit::Stack stack{model.module()._ivalue()};
   for (auto& a : model.arguments(x)) stack.push_back(std::move(a));
   stack.insert(stack.end(), extra.begin(), extra.end());
@@ -216,7 +216,6 @@ torch::Tensor LayerCapture::activation(const torch::Tensor& inputs, size_t index
 }
 
 torch::Tensor LayerCapture::run_replacing(size_t index, const torch::Tensor& inputs, const torch::Tensor& replacement) {
-  torch::NoGradGuard no_grad;
   if (!replace_.at(index)) {
     // Every use of the activation reads a new input instead; what only fed it is dropped.
     auto graph = model_.module().get_method("forward").graph()->copy();
@@ -228,7 +227,7 @@ torch::Tensor LayerCapture::run_replacing(size_t index, const torch::Tensor& inp
     jit::EliminateDeadCode(graph);
     replace_[index] = std::make_unique<jit::GraphFunction>("salient_replace", graph, nullptr);
   }
-  torch::Tensor x = inputs.to(model_.device(), model_.dtype());
+  torch::Tensor x = model_.cast_input(inputs);
   if (x.size(0) != replacement.size(0)) {
     std::vector<int64_t> shape = x.sizes().vec();
     shape[0] = replacement.size(0);

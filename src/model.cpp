@@ -12,6 +12,7 @@
 #include "salient/fsutil.hpp"
 #include "salient/layers.hpp"
 #include "salient/onnx.hpp"
+#include "salient/text.hpp"
 
 namespace salient {
 
@@ -107,6 +108,10 @@ void Model::prepare() {
   for (auto p : module_.parameters()) p.set_requires_grad(false);
   if (!module_.find_method("forward"))
     throw Error("TorchScript model '" + path_ + "' has no forward method");
+  if (!meta_.tokenizer.empty()) {
+    const std::string where = "model metadata of '" + path_ + "'";
+    tokenizer_ = std::make_shared<const WordPiece>(TokenizerConfig::from_json(nlohmann::json::parse(meta_.tokenizer), "", where));
+  }
   input_names_.clear();  // read once: arguments() runs on every forward
   const auto& args = module_.get_method("forward").function().getSchema().arguments();
   for (size_t i = 1; i < args.size(); ++i) input_names_.push_back(args[i].name());  // less self
@@ -212,6 +217,11 @@ std::vector<torch::Tensor> Model::unpack(const torch::Tensor& x) const {
 }
 
 std::vector<c10::IValue> Model::arguments(const torch::Tensor& x) const {
+  if (tokenizer_ && tokenizer_->config().mask_input) {  // (ids, mask): the mask is 1 on every token but pad
+    if (input_count() != 2)
+      throw Error("the model's metadata says its inputs are ids,mask, but its forward takes " + std::to_string(input_count()));
+    return {x, (x != tokenizer_->pad_id()).to(x.scalar_type())};
+  }
   if (const size_t k = input_count(); k != 1 && !packed()) {
     std::string names;
     for (const auto& n : input_names()) names += (names.empty() ? "" : ", ") + n;
@@ -244,8 +254,101 @@ torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, b
 torch::Tensor Model::forward(const torch::Tensor& batch) {
   if (backend_ == Backend::Onnx)
     throw Error("'" + path_ + "' is an ONNX model, which gives no gradients: use a black-box method (see `salient methods`)");
-  if (!output_layer_.empty()) return layer_output(batch.to(device_, dtype_));
-  return run_module(module_, batch.to(device_, dtype_), true);
+  if (!embedding_layer_.empty()) return embedding_output(batch);
+  if (!output_layer_.empty()) return layer_output(cast_input(batch));
+  return run_module(module_, cast_input(batch), true);
+}
+
+const WordPiece& Model::tokenizer() const {
+  if (!tokenizer_) throw Error("'" + path_ + "' is not a text model: its metadata has no \"tokenizer\"");
+  return *tokenizer_;
+}
+
+torch::Tensor Model::cast_input(const torch::Tensor& x) const {
+  if (!tokenizer_) return x.to(device_, dtype_);
+  if (x.is_floating_point() && !x.equal(x.round()))
+    throw Error("a text model's input is token ids, whole numbers; got fractional values");
+  torch::Tensor ids = x.to(device_, torch::kLong);
+  if (ids.numel() && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= tokenizer_->size()))
+    throw Error("token ids must lie in [0, " + std::to_string(tokenizer_->size()) + "), the vocabulary's size; got " +
+                std::to_string(ids.min().item<int64_t>()) + ".." + std::to_string(ids.max().item<int64_t>()));
+  return ids;
+}
+
+void Model::set_embedding_input(const std::string& layer, const torch::Tensor& ids) {
+  if (layer.empty()) {
+    embedding_layer_.clear();
+    embedding_ids_ = torch::Tensor();
+    return;
+  }
+  if (!tokenizer_) throw Error("attribution at an embedding layer needs a text model (metadata \"tokenizer\")");
+  if (!embedding_capture_ || embedding_capture_->paths()[0] != layer)
+    embedding_capture_ = std::make_shared<LayerCapture>(*this, std::vector<std::string>{layer});
+  embedding_ids_ = cast_input(ids.dim() == 1 ? ids.unsqueeze(0) : ids);
+  if (embedding_ids_.dim() != 2 || embedding_ids_.size(0) != 1)
+    throw Error("embedding mode takes the ids of one input [1, L]", ErrorKind::Internal);
+  embedding_layer_ = layer;
+}
+
+torch::Tensor Model::embed(const torch::Tensor& ids) {
+  if (!embedding_capture_ || (!embedding_layer_.empty() && embedding_capture_->paths()[0] != embedding_layer_))
+    throw Error("embed() needs an embedding layer (set_embedding_input)", ErrorKind::Internal);
+  torch::NoGradGuard no_grad;
+  const std::string saved = embedding_layer_;
+  embedding_layer_.clear();  // the capture runs the model itself on the ids
+  torch::Tensor e;
+  try {
+    e = embedding_capture_->activation(ids);
+  } catch (...) {
+    embedding_layer_ = saved;
+    throw;
+  }
+  embedding_layer_ = saved;
+  if (e.dim() != 3 || e.size(0) != ids.size(0) || e.size(1) != ids.size(-1))
+    throw Error("layer '" + embedding_capture_->paths()[0] + "' gave shape " + shape_str(e.sizes()) + " for ids " +
+                shape_str(ids.sizes()) + ": an embedding layer gives one vector per token [N, L, D]");
+  return e.detach();
+}
+
+torch::Tensor Model::token_baseline(const std::string& token) {
+  if (embedding_layer_.empty()) throw Error("baseline '" + token + "' is a text baseline: it needs a text model's embeddings");
+  const WordPiece& t = *tokenizer_;
+  const int64_t id = token == "pad" ? t.pad_id() : token == "unk" ? t.unk_id() : token == "mask" ? t.mask_id() : -2;
+  if (id == -2) throw Error("unknown text baseline '" + token + "'", ErrorKind::Internal);
+  if (id < 0) throw Error("baseline '" + token + "': the model's tokenizer has no " + token + " token");
+  torch::Tensor ids = embedding_ids_.clone();
+  torch::Tensor keep = ids == t.pad_id();  // padding stays padding; cls and sep are kept (the usual choice)
+  if (t.cls_id() >= 0) keep |= ids == t.cls_id();
+  if (t.sep_id() >= 0) keep |= ids == t.sep_id();
+  ids.masked_fill_(~keep, id);
+  return embed(ids)[0];
+}
+
+std::string Model::default_embedding_layer() {
+  std::string bag;
+  for (const auto& item : module().named_modules()) {
+    if (item.name.empty()) continue;
+    auto qn = item.value.type()->name();
+    const std::string type = qn ? qn->name() : "";
+    if (type == "Embedding") return item.name;
+    if (type == "EmbeddingBag" && bag.empty()) bag = item.name;
+  }
+  if (!bag.empty())
+    throw Error("the model's embedding layer '" + bag + "' is an EmbeddingBag, whose output is already pooled over the "
+                "tokens: no per-token attribution can be read there; give --layer a module whose output is [N, L, D]");
+  throw Error("the model has no nn.Embedding module: give --layer the module whose output is the token embeddings [N, L, D] "
+              "(see `salient layers`)");
+}
+
+torch::Tensor Model::embedding_output(const torch::Tensor& x) {
+  torch::Tensor e = x.to(device_, dtype_);
+  if (e.dim() != 3 || e.size(1) != embedding_ids_.size(1))
+    throw Error("in embedding mode the input is embeddings [M, L, D] with L = " + std::to_string(embedding_ids_.size(1)) +
+                "; got " + shape_str(e.sizes()), ErrorKind::Internal);
+  torch::Tensor t = embedding_capture_->run_replacing(0, embedding_ids_, e);
+  if (t.size(0) != e.size(0))
+    throw Error("the model's output has batch size " + std::to_string(t.size(0)) + " for " + std::to_string(e.size(0)) + " embeddings");
+  return t;
 }
 
 void Model::set_output_layer(const std::string& path) {
@@ -325,7 +428,8 @@ torch::Tensor Model::predict(const torch::Tensor& batch) {
     if (!reduction_) check_labels(out.size(1));
     return out;
   }
-  torch::Tensor x = batch.to(device_, dtype_);
+  if (!embedding_layer_.empty()) return embedding_output(batch);
+  torch::Tensor x = cast_input(batch);
   if (!output_layer_.empty()) return layer_output(x);  // the plain module: its layers are the user's
   if (!mode_settled_) choose_forward_copy(x);
   return fast_ ? run_module(*fast_, x, true) : run_module(module_, x, true);

@@ -23,7 +23,7 @@ GroupSpec GroupSpec::parse(const std::string& spec) {
     }
     throw Error("features '" + spec + "': '" + rest + "' is not a whole number >= 1");
   };
-  if (spec == "slic" || spec == "grid" || spec == "elements" || spec == "columns") return g;
+  if (spec == "slic" || spec == "grid" || spec == "elements" || spec == "columns" || spec == "tokens") return g;
   if (spec.rfind("slic:", 0) == 0 || spec.rfind("grid:", 0) == 0) {
     number_after(spec.substr(0, 5));  // validates
     return g;
@@ -33,7 +33,7 @@ GroupSpec GroupSpec::parse(const std::string& spec) {
     g.mask = (labels.is_floating_point() ? labels.round() : labels).to(torch::kLong);
     return g;
   }
-  throw Error("features '" + spec + "' is not slic[:SIZE], grid[:K], elements, or an .npy label file");
+  throw Error("features '" + spec + "' is not slic[:SIZE], grid[:K], elements, columns, tokens, or an .npy label file");
 }
 
 namespace {
@@ -65,6 +65,12 @@ FeatureGroups GroupSpec::make(const torch::Tensor& x, const ModelMetadata& meta)
       ++column;
     }
     if (static_cast<int64_t>(labels.size()) == x.numel()) return {torch::tensor(labels, torch::kLong), column, /*split=*/true};
+  }
+  if (spec == "tokens" || (!meta.tokenizer.empty() && spec != "elements" && x.dim() == 2)) {
+    // A text's embeddings [L, D]: one feature per token, its value split over the token's D values
+    // (so that a token's score, their sum, is the feature's).
+    if (x.dim() != 2) throw Error("features 'tokens' apply to a text model's embeddings [L, D]; the input is " + c10::str(x.sizes()));
+    return {torch::arange(x.size(0), torch::kLong).view({-1, 1}).expand(x.sizes()).contiguous(), x.size(0), /*split=*/true};
   }
   if (spec == "elements" || !image_shape(x)) {  // tabular and sequence inputs: every element
     return {torch::arange(x.numel(), torch::kLong).view(x.sizes()), x.numel()};

@@ -91,7 +91,7 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
     if (fs::path(c.vocab).is_relative()) c.vocab = (fs::path(base_dir) / c.vocab).string();
     c.lower_case = j.value("lower_case", true);
     c.max_length = j.value("max_length", int64_t{128});
-    for (auto [key, field] : {std::pair{"pad", &c.pad}, {"unk", &c.unk}, {"cls", &c.cls}, {"sep", &c.sep}})
+    for (auto [key, field] : {std::pair{"pad", &c.pad}, {"unk", &c.unk}, {"cls", &c.cls}, {"sep", &c.sep}, {"mask", &c.mask}})
       if (j.contains(key)) *field = j[key].is_null() ? std::string() : j[key].get<std::string>();
     const std::string inputs = j.value("inputs", std::string("ids"));
     if (inputs != "ids" && inputs != "ids,mask") throw Error(where + ": tokenizer \"inputs\" is ids or ids,mask, got '" + inputs + "'");
@@ -133,11 +133,17 @@ void WordPiece::index(const std::vector<std::string>& vocabulary) {
   unk_id_ = special(config_.unk, "unk");
   cls_id_ = special(config_.cls, "cls");
   sep_id_ = special(config_.sep, "sep");
+  mask_id_ = special(config_.mask, "mask");
 }
 
 int64_t WordPiece::id(const std::string& token) const {
   auto it = ids_.find(token);
   return it == ids_.end() ? unk_id_ : it->second;
+}
+
+const std::string& WordPiece::token(int64_t id) const {
+  static const std::string none;
+  return id >= 0 && id < size() ? vocab_[static_cast<size_t>(id)] : none;
 }
 
 std::string WordPiece::lower(const std::string& text) {
@@ -146,16 +152,25 @@ std::string WordPiece::lower(const std::string& text) {
   return out;
 }
 
-std::vector<std::string> WordPiece::split(const std::string& text) {
+namespace {
+
+// The basic split; `space` (optional) gets, per word, whether whitespace came before it.
+std::vector<std::string> split_words(const std::string& text, std::vector<bool>* space) {
   std::vector<std::string> words;
   std::string word;
+  bool gap = false;
   auto flush = [&] {
-    if (!word.empty()) words.push_back(std::move(word));
+    if (!word.empty()) {
+      words.push_back(std::move(word));
+      if (space) space->push_back(gap);
+      gap = false;
+    }
     word.clear();
   };
   for (char32_t c : decode(text)) {
     if (is_space(c)) {
       flush();
+      gap = true;
     } else if (is_control(c)) {
       continue;
     } else if (is_punct(c)) {
@@ -169,6 +184,10 @@ std::vector<std::string> WordPiece::split(const std::string& text) {
   flush();
   return words;
 }
+
+}  // namespace
+
+std::vector<std::string> WordPiece::split(const std::string& text) { return split_words(text, nullptr); }
 
 std::vector<std::string> WordPiece::pieces(const std::string& word) const {
   const std::vector<char32_t> cps = decode(word);
@@ -204,23 +223,43 @@ std::vector<std::string> WordPiece::pieces(const std::string& word) const {
 
 Tokenized WordPiece::encode(const std::string& text) const {
   Tokenized t;
-  t.words = split(text);
+  t.words = split_words(text, &t.space_before);
   if (t.words.empty()) throw Error("an empty text has nothing to explain");
   const int64_t room = config_.max_length - (cls_id_ >= 0 ? 1 : 0) - (sep_id_ >= 0 ? 1 : 0);
   if (cls_id_ >= 0) {
     t.tokens.push_back(config_.cls);
     t.ids.push_back(cls_id_);
     t.word.push_back(-1);
+    t.shown.push_back(config_.cls);
   }
   for (size_t w = 0; w < t.words.size(); ++w) {
-    for (const auto& p : pieces(config_.lower_case ? lower(t.words[w]) : t.words[w])) {
+    const std::vector<std::string> ps = pieces(config_.lower_case ? lower(t.words[w]) : t.words[w]);
+    // The word as written, cut where its pieces are (lower-casing keeps the characters' count); an
+    // unknown word shows whole.
+    const std::vector<char32_t> cps = decode(t.words[w]);
+    size_t covered = 0;
+    std::vector<size_t> lengths;
+    for (const auto& p : ps) {
+      lengths.push_back(decode(p.rfind("##", 0) == 0 ? p.substr(2) : p).size());
+      covered += lengths.back();
+    }
+    size_t at = 0;
+    for (size_t k = 0; k < ps.size(); ++k) {
       if (static_cast<int64_t>(t.ids.size()) - (cls_id_ >= 0 ? 1 : 0) >= room) {
         t.truncated = true;
         break;
       }
-      t.tokens.push_back(p);
-      t.ids.push_back(id(p));
+      t.tokens.push_back(ps[k]);
+      t.ids.push_back(id(ps[k]));
       t.word.push_back(static_cast<int64_t>(w));
+      std::string shown;
+      if (covered != cps.size()) {
+        shown = k == 0 ? t.words[w] : "";
+      } else {
+        for (size_t i = at; i < at + lengths[k]; ++i) append(shown, cps[i]);
+        at += lengths[k];
+      }
+      t.shown.push_back(shown);
     }
     if (t.truncated) break;
   }
@@ -228,6 +267,7 @@ Tokenized WordPiece::encode(const std::string& text) const {
     t.tokens.push_back(config_.sep);
     t.ids.push_back(sep_id_);
     t.word.push_back(-1);
+    t.shown.push_back(config_.sep);
   }
   return t;
 }

@@ -8,6 +8,7 @@
 #include "salient/error.hpp"
 #include "salient/explain.hpp"
 #include "salient/registry.hpp"
+#include "salient/text_explain.hpp"
 
 namespace salient::cli {
 
@@ -77,17 +78,54 @@ ExplainRequest MethodFlags::request(const ModelMetadata& meta) const {
   return req;
 }
 
+namespace {
+
+// Images, .npy stacks, or one .npy per forward argument of a model of several inputs.
+std::vector<ExplainedInput> explain_inputs(Model& model, const std::vector<std::string>& files, const MethodFlags& flags,
+                                           const ExplainRequest& req, MethodList& methods, std::vector<Error>& failures) {
+  std::vector<InputItem> inputs;
+  if (model.input_count() > 1) {  // one .npy per forward argument, rows paired, packed into one tensor
+    std::vector<std::vector<int64_t>> shapes;
+    inputs = load_paired_inputs(files, model.input_count(), shapes);
+    model.set_input_shapes(shapes);
+  } else {
+    inputs = load_inputs(files, model.metadata(), parse_resize(flags.resize));
+  }
+  return explain(model, inputs, req, methods, &failures);
+}
+
+void print_results(const std::vector<ExplainedInput>& results) {
+  for (const auto& r : results) {
+    std::cout << r.stem << ":";
+    const auto& preds = r.json["predictions"];
+    for (size_t k = 0; k < std::min<size_t>(3, preds.size()); ++k)
+      std::cout << (k ? "," : "") << " " << preds[k]["label"].get<std::string>() << " " << std::fixed
+                << std::setprecision(1) << 100.0 * preds[k]["probability"].get<double>() << "%";
+    std::cout << "  ->  " << r.dir << "/ (";
+    bool first = true;
+    for (const auto& [name, m] : r.json["explained"][0]["methods"].items()) {
+      std::cout << (first ? "" : ", ") << name << " " << std::setprecision(3) << m["seconds"].get<double>() << " s";
+      first = false;
+    }
+    std::cout << ")\n";
+    for (const auto& w : r.warnings) std::cerr << "warning: " << r.stem << ": " << w << "\n";
+  }
+}
+
+}  // namespace
+
 void add_explain(CLI::App& app) {
   auto* cmd = app.add_subcommand("explain", "compute saliency maps for inputs and write them under --out");
   struct Flags {
     ModelFlags model;
     MethodFlags method;
-    std::vector<std::string> inputs;
+    std::vector<std::string> inputs, texts;
     std::string out;
   };
   auto f = std::make_shared<Flags>();
   f->model.add_to(cmd);
-  cmd->add_option("--input,-i", f->inputs, "image files (PNG, JPEG, BMP, ...) or .npy stacks [N, ...]")->required();
+  cmd->add_option("--input,-i", f->inputs, "image files (PNG, JPEG, BMP, ...) or .npy stacks [N, ...]; a text model's .txt files (one example a line) or .npy token ids");
+  cmd->add_option("--text", f->texts, "a text model's input text (repeatable)");
   cmd->add_option("--out,-o", f->out, "output folder")->required();
   f->method.add_to(cmd);
 
@@ -103,32 +141,23 @@ void add_explain(CLI::App& app) {
                   << static_cast<int>(100 * f) << "%   " << (f >= 1.0 ? "\r" + std::string(width + method.size() + 12, ' ') + "\r" : "")
                   << std::flush;
       };
-    MethodList methods = prepare(req, model.metadata());
-    std::vector<InputItem> inputs;
-    if (model.input_count() > 1) {  // one .npy per forward argument, rows paired, packed into one tensor
-      std::vector<std::vector<int64_t>> shapes;
-      inputs = load_paired_inputs(f->inputs, model.input_count(), shapes);
-      model.set_input_shapes(shapes);
-    } else {
-      inputs = load_inputs(f->inputs, model.metadata(), parse_resize(f->method.resize));
-    }
     std::vector<Error> failures;
-    auto results = explain(model, inputs, req, methods, &failures);
-    for (const auto& r : results) {
-      std::cout << r.stem << ":";
-      const auto& preds = r.json["predictions"];
-      for (size_t k = 0; k < std::min<size_t>(3, preds.size()); ++k)
-        std::cout << (k ? "," : "") << " " << preds[k]["label"].get<std::string>() << " " << std::fixed
-                  << std::setprecision(1) << 100.0 * preds[k]["probability"].get<double>() << "%";
-      std::cout << "  ->  " << r.dir << "/ (";
-      bool first = true;
-      for (const auto& [name, m] : r.json["explained"][0]["methods"].items()) {
-        std::cout << (first ? "" : ", ") << name << " " << std::setprecision(3) << m["seconds"].get<double>() << " s";
-        first = false;
+    std::vector<ExplainedInput> results;
+    if (model.text()) {  // token attributions at the embedding layer; --layer names it
+      if (auto it = req.method_options.find("layer"); it != req.method_options.end()) {
+        if (!it->is_array() || it->size() != 1) throw Error("--layer: a text model takes one embedding layer");
+        req.embedding_layer = (*it)[0].get<std::string>();
+        req.method_options.erase(it);
       }
-      std::cout << ")\n";
-      for (const auto& w : r.warnings) std::cerr << "warning: " << r.stem << ": " << w << "\n";
+      MethodList methods = prepare(req, model.metadata());
+      results = explain_text(model, load_text_inputs(f->texts, f->inputs), req, methods, &failures);
+    } else {
+      if (!f->texts.empty()) throw Error("--text is for text models; '" + model.path() + "' has no tokenizer in its metadata");
+      if (f->inputs.empty()) throw Error("no input: give --input FILE (images or .npy)");
+      MethodList methods = prepare(req, model.metadata());
+      results = explain_inputs(model, f->inputs, f->method, req, methods, failures);
     }
+    print_results(results);
     if (!failures.empty()) {
       // The other methods' files are written; the run still fails, with the failures' own exit code.
       bool internal = false;

@@ -6,11 +6,12 @@
 
 #include "salient/image.hpp"
 #include "salient/metadata.hpp"
+#include "salient/model.hpp"
 
 namespace salient {
 
 struct Baseline {
-  enum class Kind { Zeros, Black, Constant, Blur, Uniform, Tensor, Mean, Set };
+  enum class Kind { Zeros, Black, Constant, Blur, Uniform, Tensor, Mean, Set, Tokens };
   Kind kind = Kind::Zeros;
   double value = 0.0;    // Constant: the value (model input space); Blur: the Gaussian sigma in pixels
   torch::Tensor tensor;  // Tensor: one input, loaded from a file; Set: the reference inputs [M, ...]
@@ -29,10 +30,13 @@ struct Baseline {
   // distribution of the Shapley and path methods: "FILE.csv" or an .npy stack [M, ...] (a seeded
   // sample of at most 100 rows), "sample:M:FILE" (at most M rows) or "kmeans:K:FILE" (K k-means
   // centroids weighted by their clusters' sizes, as SHAP's kmeans summary).
+  // Text models (metadata "tokenizer") take "pad" (their default), "unk" or "mask": the input's
+  // embeddings with every token but cls/sep/pad replaced by that token; "zeros" is the zero vector.
   static Baseline parse(const std::string& spec, const ModelMetadata& meta);
   // The baseline for one input x (no batch dimension); for a set, the reference inputs [M, ...x].
-  // Throws salient::Error on a shape mismatch.
-  torch::Tensor make(const torch::Tensor& x, uint64_t seed) const;
+  // A text baseline (Tokens) is made by `model` in embedding mode. Throws salient::Error on a shape
+  // mismatch.
+  torch::Tensor make(const torch::Tensor& x, uint64_t seed, Model* model = nullptr) const;
   bool is_set() const { return kind == Kind::Set; }
   // Whether parse() reads `spec` as a background set (sample:, kmeans: or a .csv file).
   static bool is_set_spec(const std::string& spec);

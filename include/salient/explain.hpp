@@ -24,6 +24,8 @@ struct ExplainRequest {
   // method call (see Explainer).
   nlohmann::json method_options = nlohmann::json::object();
   Target target;
+  std::string embedding_layer;         // text models: the layer attributions are read at (--layer;
+                                       // empty: the model's nn.Embedding)
   std::string out_dir;
   RenderOptions render;
   int top_predictions = 5;

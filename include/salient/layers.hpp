@@ -53,7 +53,8 @@ class LayerCapture {
   // inner-neuron target reads. Carries autograd history when `inputs` requires grad.
   torch::Tensor activation(const torch::Tensor& inputs, size_t index = 0);
   // The output when the activation of path `index` is replaced by `replacement` (its batch may be
-  // larger than the input's one row: the input is broadcast). Forward-only; for ablation methods.
+  // larger than the input's one row: the input is broadcast). Gradients flow to `replacement` when
+  // it requires them (attribution at a text model's embeddings); ablation methods pass plain tensors.
   torch::Tensor run_replacing(size_t index, const torch::Tensor& inputs, const torch::Tensor& replacement);
   const std::vector<std::string>& paths() const { return paths_; }
 

@@ -34,6 +34,7 @@ struct ForwardMode {
 enum class Backend { TorchScript, Onnx };
 
 class LayerCapture;
+class WordPiece;
 
 class Model {
  public:
@@ -81,6 +82,28 @@ class Model {
   void set_output_layer(const std::string& path);
   const std::string& output_layer() const { return output_layer_; }
 
+  // Text models (metadata "tokenizer"): their inputs are token ids [N, L] and stay int64 end to end
+  // (a model of inputs "ids,mask" gets the mask ids != pad as its second argument, built here).
+  bool text() const { return tokenizer_ != nullptr; }
+  const WordPiece& tokenizer() const;  // salient::Error when the model is not a text model
+  // The tensor a forward argument is made of: ids as int64 for a text model, else the model's dtype.
+  torch::Tensor cast_input(const torch::Tensor& x) const;
+
+  // Embedding mode (text): while set, forward() and predict() take the output of embedding layer
+  // `layer` [M, L, D] (float) in place of ids, and run the model on `ids` [1, L] (broadcast to the M
+  // rows) with that layer's output replaced -- attribution at the embeddings, as Captum's
+  // LayerIntegratedGradients. Empty `layer`: off. See EmbeddingScope.
+  void set_embedding_input(const std::string& layer, const torch::Tensor& ids);
+  const std::string& embedding_layer() const { return embedding_layer_; }
+  // The embedding layer's output for ids [N, L]: [N, L, D] (detached).
+  torch::Tensor embed(const torch::Tensor& ids);
+  // In embedding mode, the embeddings [L, D] of the context's ids with every token that is not
+  // cls/sep/pad replaced by `token` ("pad", "unk" or "mask"): the baselines of text attributions.
+  torch::Tensor token_baseline(const std::string& token);
+  // The model's default embedding layer: its one nn.Embedding (the first, if several); an
+  // EmbeddingBag or none is a salient::Error saying why and what to give instead (--layer).
+  std::string default_embedding_layer();
+
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
   torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
 
@@ -118,6 +141,25 @@ class Model {
   std::string output_layer_;
   std::shared_ptr<LayerCapture> layer_capture_;  // built for output_layer_
   torch::Tensor layer_output(const torch::Tensor& x);
+  std::shared_ptr<const WordPiece> tokenizer_;  // text models
+  std::string embedding_layer_;                 // embedding mode: the replaced layer
+  torch::Tensor embedding_ids_;                 // ... and the ids it runs on [1, L]
+  std::shared_ptr<LayerCapture> embedding_capture_;
+  torch::Tensor embedding_output(const torch::Tensor& x);
+};
+
+// Embedding mode for a scope: attributions of a text input at its embedding layer.
+class EmbeddingScope {
+ public:
+  EmbeddingScope(Model& model, const std::string& layer, const torch::Tensor& ids) : model_(model) {
+    model_.set_embedding_input(layer, ids);
+  }
+  ~EmbeddingScope() { model_.set_embedding_input("", {}); }
+  EmbeddingScope(const EmbeddingScope&) = delete;
+  EmbeddingScope& operator=(const EmbeddingScope&) = delete;
+
+ private:
+  Model& model_;
 };
 
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).

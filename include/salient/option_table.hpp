@@ -131,7 +131,8 @@ class OptionTable {
   // otherwise a set is refused with the method's name.
   static constexpr const char* kBaselineHelp =
       "zeros (0 after normalisation), black (pixel 0 before it), a number V or constant:V, blur[:SIGMA], uniform, an image/.npy "
-      "file, or mean (tabular: the mean row, their default)";
+      "file, mean (tabular: the mean row, their default), or pad, unk, mask (text: every token replaced by it, cls/sep kept; pad "
+      "is their default)";
   static constexpr const char* kBackgroundHelp =
       "as baseline, or a background set (tabular): rows.csv, sample:M:FILE or kmeans:K:FILE -- attributions then average over it";
   OptionTable& baseline(const std::string& name, Baseline O::*m, bool sets = false) {

@@ -19,6 +19,7 @@ struct TokenizerConfig {
   bool lower_case = true;
   int64_t max_length = 128;   // tokens per input, cls and sep included; longer text is truncated
   std::string pad = "[PAD]", unk = "[UNK]", cls = "[CLS]", sep = "[SEP]";  // "" = the model uses none
+  std::string mask;           // the mask token ("[MASK]"), for `baseline=mask`; "" = none
   bool mask_input = false;    // the model's forward takes (ids, mask), not ids alone
 
   // Reads the metadata's "tokenizer" object; `base_dir` resolves a relative vocab path. Throws
@@ -31,6 +32,9 @@ struct Tokenized {
   std::vector<std::string> tokens;  // as the vocabulary has them ("[CLS]", "un", "##aff", ...)
   std::vector<int64_t> ids;         // one per token
   std::vector<int64_t> word;        // per token: its word's index in `words`, -1 for cls/sep
+  std::vector<std::string> shown;   // per token: the original text it covers (case kept; a word no
+                                    // piece covers is shown whole on its unk; cls/sep as themselves)
+  std::vector<bool> space_before;   // per word: whitespace came before it in the text
   bool truncated = false;           // the text had more tokens than max_length allows
 };
 
@@ -56,6 +60,12 @@ class WordPiece {
 
   int64_t id(const std::string& token) const;  // unk's id when unknown (-1 without unk)
   int64_t pad_id() const { return pad_id_; }
+  int64_t unk_id() const { return unk_id_; }
+  int64_t mask_id() const { return mask_id_; }
+  int64_t cls_id() const { return cls_id_; }
+  int64_t sep_id() const { return sep_id_; }
+  // The token of an id ("" when out of range).
+  const std::string& token(int64_t id) const;
   int64_t size() const { return static_cast<int64_t>(vocab_.size()); }
   const TokenizerConfig& config() const { return config_; }
 
@@ -64,7 +74,7 @@ class WordPiece {
   TokenizerConfig config_;
   std::map<std::string, int64_t> ids_;
   std::vector<std::string> vocab_;
-  int64_t pad_id_ = -1, unk_id_ = -1, cls_id_ = -1, sep_id_ = -1;
+  int64_t pad_id_ = -1, unk_id_ = -1, cls_id_ = -1, sep_id_ = -1, mask_id_ = -1;
 };
 
 }  // namespace salient

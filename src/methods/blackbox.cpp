@@ -9,7 +9,7 @@ torch::Tensor BlackBox::compute(Model& model, const torch::Tensor& inputs, const
   std::map<std::string, std::vector<torch::Tensor>> extras;
   for (int64_t i = 0; i < inputs.size(0); ++i) {
     torch::Tensor x = inputs[i];
-    torch::Tensor b = o.baseline.make(x, o.seed);
+    torch::Tensor b = o.baseline.make(x, o.seed, &model);
     const torch::Tensor w = o.baseline.is_set() ? o.baseline.weights : torch::Tensor();
     nlohmann::json diag = nlohmann::json::object();
     std::map<std::string, torch::Tensor> extra;

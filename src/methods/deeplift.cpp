@@ -85,7 +85,7 @@ torch::Tensor DeepLift::compute(Model& model, const torch::Tensor& inputs, const
   BackpropGraph& graph = graph_for(model);
   const int64_t n = inputs.size(0);
   std::vector<torch::Tensor> baselines;
-  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed));
+  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed, &model));
   const torch::Tensor x0 = torch::stack(baselines);
   std::vector<torch::Tensor> maps, fx, fx0;
   for_chunks(n, options_.batch, [&](int64_t b, int64_t e) {

@@ -62,7 +62,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   const int64_t n = inputs.size(0);
   const bool set = options_.baseline.is_set();
   std::vector<torch::Tensor> baselines;
-  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed));
+  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed, &model));
   torch::Tensor f;
   if (!set) {  // f(x) and f(x0) of every input in one pass: what completeness is measured against
     torch::Tensor ends = model.predict(torch::cat({inputs, torch::stack(baselines)}));

@@ -34,7 +34,10 @@ torch::Tensor occlusion(const BlackBoxCall& c, const OcclusionOptions& o) {
   const size_t rank = shape.size();
   // The window covers the trailing dims it names; leading dims (an image's channels) whole.
   std::vector<int64_t> win = shape, stride = shape;
-  if (o.window.empty()) {  // auto: ~7 windows per side of an image, half-window strides
+  const bool tokens = c.model.text() && rank == 2 && o.window.empty() && o.stride.empty();
+  if (tokens) {  // a text's embeddings [L, D]: one token at a time
+    win = {1, shape[1]};
+  } else if (o.window.empty()) {  // auto: ~7 windows per side of an image, half-window strides
     for (size_t d = rank >= 2 ? rank - 2 : 0; d < rank; ++d) win[d] = std::max<int64_t>(1, (shape[d] + 6) / 7);
   } else {
     if (o.window.size() > rank) throw Error("occlusion: the window has more dims than the input " + c10::str(c.x.sizes()));
@@ -90,7 +93,9 @@ torch::Tensor occlusion(const BlackBoxCall& c, const OcclusionOptions& o) {
   c.diag["coverage_min"] = count.min().item<double>();
   c.diag["coverage_max"] = count.max().item<double>();
   c.extra["coverage"] = count.to(torch::kFloat).view(c.x.sizes());
-  return (sum / count.clamp_min(1.0)).view(c.x.sizes());
+  torch::Tensor map = (sum / count.clamp_min(1.0)).view(c.x.sizes());
+  // A token's drop is split over its D embedding values, so that their sum (the token's score) is it.
+  return tokens ? map / static_cast<double>(shape[1]) : map;
 }
 
 }  // namespace
@@ -107,7 +112,7 @@ void register_occlusion(Registry& r) {
             [name, member](const nlohmann::json& v, const OptionContext& c, OcclusionOptions& o) { o.*member = int_list(v, c, name); },
             [member](const OcclusionOptions& o) { return nlohmann::json(o.*member); }, "auto");
   };
-  ints("window", &OcclusionOptions::window, "window shape over the trailing dims, e.g. 4x4 (auto: ~1/7 of each side)");
+  ints("window", &OcclusionOptions::window, "window shape over the trailing dims, e.g. 4x4 (auto: ~1/7 of each side; one token of a text)");
   ints("stride", &OcclusionOptions::stride, "window strides (auto: half the window)");
   add_blackbox(r, m, std::move(t), occlusion);
 }

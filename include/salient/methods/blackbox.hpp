@@ -74,11 +74,12 @@ class TypedBlackBox final : public BlackBox {
 template <class O>
 OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
   return t.template parsed<GroupSpec>(
-      "features", m, "string", "slic[:SIZE], grid[:K], elements, columns (tabular: a one-hot group as one; their default), or an .npy label file",
+      "features", m, "string", "slic[:SIZE], grid[:K], elements, columns (tabular: a one-hot group as one; their default), tokens (text: their default), or an .npy label file",
       [](const std::string& s, const OptionContext&) { return GroupSpec::parse(s); },
       [](const GroupSpec& g) { return nlohmann::json(g.spec); })
-      .finally([m](O& o, const OptionContext& c) {  // superpixels mean nothing on a row: its columns are the features
+      .finally([m](O& o, const OptionContext& c) {  // superpixels mean nothing on a row or a text: its columns or tokens are the features
         if (!c.meta.features.empty() && (o.*m).spec == "slic") (o.*m).spec = "columns";
+        if (!c.meta.tokenizer.empty() && (o.*m).spec == "slic") (o.*m).spec = "tokens";
       });
 }
 
