@@ -3,12 +3,17 @@
 // metadata's "tokenizer" object.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <random>
 
 #include "helpers.hpp"
 #include "salient/error.hpp"
 #include "salient/metadata.hpp"
+#include "salient/fsutil.hpp"
+#include "salient/registry.hpp"
 #include "salient/text.hpp"
+#include "salient/text_explain.hpp"
 
 using namespace salient;
 
@@ -108,4 +113,266 @@ TEST(WordPiece, TheMetadataNamesTheVocabularyBesideIt) {
     m << R"({"labels": ["a"], "tokenizer": {"vocab": "vocab.txt", "max_length": 2}})";
   }
   EXPECT_NE(error_of([&] { ModelMetadata::load(dir / "short.json"); }).find("max_length must leave room"), std::string::npos);
+}
+
+// ---- attributions at the embedding layer ------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kVocab = 12, kDim = 5, kClasses = 3;
+
+// A vocabulary file and a text model's metadata naming it.
+ModelMetadata text_metadata(const test::TempDir& dir, bool mask_input) {
+  {
+    std::ofstream v(dir / "vocab.txt");
+    v << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nsat\non\nmat\n##s\n.\n";
+  }
+  ModelMetadata meta;
+  meta.present = true;
+  meta.modality = "text";
+  meta.labels = {"a", "b", "c"};
+  meta.tokenizer = nlohmann::json{{"vocab", dir / "vocab.txt"}, {"max_length", 16}, {"mask", "[MASK]"},
+                                  {"inputs", mask_input ? "ids,mask" : "ids"}}.dump();
+  return meta;
+}
+
+// Mean-pooled embeddings and a linear layer: f(ids) = W (sum_t m_t e_t / sum_t m_t) + b, the mask m
+// being ids != [PAD] (computed inside) or the model's second input.
+torch::jit::Module mean_pooled(const torch::Tensor& E, const torch::Tensor& W, const torch::Tensor& b, bool mask_input) {
+  torch::jit::Module emb("Embedding");
+  emb.register_parameter("weight", E.clone(), false);
+  emb.define(R"(
+    def forward(self, ids):
+        return torch.embedding(self.weight, ids)
+  )");
+  torch::jit::Module m("MeanPooled");
+  m.register_module("embedding", emb);
+  m.register_parameter("weight", W.clone(), false);
+  m.register_parameter("bias", b.clone(), false);
+  if (mask_input)
+    m.define(R"(
+    def forward(self, ids, mask):
+        e = self.embedding.forward(ids)
+        m = mask.to(e.dtype).unsqueeze(2)
+        return torch.matmul((e * m).sum(1) / m.sum(1), self.weight.t()) + self.bias
+  )");
+  else
+    m.define(R"(
+    def forward(self, ids):
+        e = self.embedding.forward(ids)
+        m = (ids != 0).to(e.dtype).unsqueeze(2)
+        return torch.matmul((e * m).sum(1) / m.sum(1), self.weight.t()) + self.bias
+  )");
+  return m;
+}
+
+struct TextFixture {
+  test::TempDir dir;
+  torch::Tensor E, W, b;
+  std::unique_ptr<Model> model;
+  explicit TextFixture(bool mask_input) {
+    torch::manual_seed(3);
+    E = torch::randn({kVocab, kDim});
+    W = torch::randn({kClasses, kDim});
+    b = torch::randn({kClasses});
+    const ModelMetadata meta = text_metadata(dir, mask_input);
+    model = std::make_unique<Model>(mean_pooled(E, W, b, mask_input), ModelOptions{}, meta);
+  }
+  // One method's token scores [L] for ids [L] and class c, at the embeddings.
+  torch::Tensor scores(const std::string& method, const torch::Tensor& ids, int64_t c, const nlohmann::json& options = {}) {
+    auto m = Registry::builtin().create(method, options, model->metadata());
+    EmbeddingScope scope(*model, "embedding", ids.unsqueeze(0));
+    const torch::Tensor emb = model->embed(ids.unsqueeze(0));
+    return m->attribute(*model, emb, torch::tensor({c})).map[0].to(torch::kDouble).sum(1);
+  }
+};
+
+std::vector<double> as_vector(const torch::Tensor& t) {
+  const torch::Tensor c = t.to(torch::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+}  // namespace
+
+// IG on the embeddings from the pad baseline (cls/sep kept) is exactly w_c . (e_t - e_pad) / L per
+// token on a mean-pooled linear model; gradient x embedding is w_c . e_t / L; the token-removing
+// methods (occlusion, KernelSHAP with every coalition) agree with IG there, since f is linear in
+// each token's embedding.
+TEST(TextAttribution, MeanPooledLinearModelHasClosedForms) {
+  TextFixture f(false);
+  const torch::Tensor ids = torch::tensor({2, 5, 6, 7, 8, 5, 9, 10, 11, 3}, torch::kLong);  // [CLS] the cat sat on the mat ##s . [SEP]
+  const int64_t L = ids.size(0), c = 1;
+  const torch::Tensor w = f.W[c].to(torch::kDouble), E = f.E.to(torch::kDouble);
+  const torch::Tensor e = E.index_select(0, ids);
+  torch::Tensor ig = (e - E[0]).matmul(w) / static_cast<double>(L);
+  ig[0] = 0;      // [CLS] and [SEP] stay in the baseline
+  ig[L - 1] = 0;
+  const torch::Tensor ixg = e.matmul(w) / static_cast<double>(L);
+  EXPECT_TRUE(torch::allclose(f.scores("integrated-gradients", ids, c), ig, 1e-5, 1e-6)) << f.scores("integrated-gradients", ids, c) << ig;
+  EXPECT_TRUE(torch::allclose(f.scores("input-x-gradient", ids, c), ixg, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(f.scores("occlusion", ids, c), ig, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(f.scores("kernel-shap", ids, c, {{"samples", 2000}}), ig, 1e-4, 1e-5));
+  // unk in place of pad: w_c . (e_t - e_unk) / L
+  torch::Tensor ig_unk = (e - E[1]).matmul(w) / static_cast<double>(L);
+  ig_unk[0] = ig_unk[L - 1] = 0;
+  EXPECT_TRUE(torch::allclose(f.scores("integrated-gradients", ids, c, {{"baseline", "unk"}}), ig_unk, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(f.scores("occlusion", ids, c, {{"baseline", "unk"}}), ig_unk, 1e-5, 1e-6));
+  // zeros: the zero vector for every token, cls/sep too
+  EXPECT_TRUE(torch::allclose(f.scores("integrated-gradients", ids, c, {{"baseline", "zeros"}}), ixg, 1e-5, 1e-6));
+  // A text baseline outside a text model is refused by name.
+  EXPECT_NE(error_of([] { Registry::builtin().create("integrated-gradients", {{"baseline", "pad"}}, ModelMetadata{}); }).find("needs a text model"),
+            std::string::npos);
+}
+
+// A model of (ids, mask): padding positions get no attribution and do not change the prediction.
+TEST(TextAttribution, PaddingOfAnIdsAndMaskModelIsInert) {
+  TextFixture f(true);
+  ASSERT_EQ(f.model->input_count(), 2u);
+  const torch::Tensor ids = torch::tensor({2, 5, 6, 7, 3}, torch::kLong);
+  const torch::Tensor padded = torch::tensor({2, 5, 6, 7, 3, 0, 0, 0}, torch::kLong);
+  const torch::Tensor p1 = f.model->predict(ids.unsqueeze(0)), p2 = f.model->predict(padded.unsqueeze(0));
+  EXPECT_TRUE(torch::allclose(p1, p2, 1e-6, 1e-6)) << p1 << p2;
+  for (const std::string m : {"integrated-gradients", "input-x-gradient", "saliency", "occlusion", "kernel-shap"}) {
+    const torch::Tensor s = f.scores(m, padded, 0);
+    // exactly 0, but for KernelSHAP's least-squares solve (rounding: ~1e-11)
+    EXPECT_LE(s.slice(0, 5).abs().max().item<double>(), m == "kernel-shap" ? 1e-8 : 0.0) << m << ": " << s;
+    if (m != "saliency" && m != "kernel-shap")  // the real tokens' scores are the unpadded input's
+      EXPECT_TRUE(torch::allclose(s.slice(0, 0, 5), f.scores(m, ids, 0), 1e-5, 1e-6)) << m;
+  }
+}
+
+// `salient explain` on a text model: the HTML holds every token as escaped text (no tag), the
+// JSON tokens, words, scores and the truncation warning; ids from an .npy give the same scores;
+// bad input is one line, exit 2, nothing written.
+TEST(TextAttribution, ExplainWritesEscapedHtmlAndRefusesBadInput) {
+  test::TempDir dir;
+  const std::string model = test::source_dir() + "/models/langid/langid.pt";
+  const std::string out = dir / "out";
+  const std::string script = "<script>alert(1)</script>";
+  std::string long_text;
+  for (int k = 0; k < 100; ++k) long_text += "uno dos ";
+  auto r = test::run_cli("explain --model " + model + " --text " + test::quoted("Le " + script + " chien") +
+                         " --text " + test::quoted(long_text) +
+                         " --method integrated-gradients,occlusion --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string html = read_file(out + "/text-1/integrated-gradients.html");
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_NE(html.find("&lt;</span>"), std::string::npos);
+  EXPECT_NE(html.find("&gt;</span>"), std::string::npos);
+  const auto j = nlohmann::json::parse(read_file(out + "/text-1/explanation.json"));
+  EXPECT_EQ(j["text"], "Le " + script + " chien");
+  EXPECT_EQ(j["tokens"].size(), j["ids"].size());
+  EXPECT_EQ(j["words"][1], "<");
+  const auto& ig = j["explained"][0]["methods"]["integrated-gradients"];
+  EXPECT_EQ(ig["scores"].size(), j["tokens"].size());
+  EXPECT_EQ(ig["l2"].size(), j["tokens"].size());
+  EXPECT_LT(std::abs(ig["diagnostics"]["completeness_gap"].get<double>()), 1e-3);
+  const auto j2 = nlohmann::json::parse(read_file(out + "/text-2/explanation.json"));
+  ASSERT_TRUE(j2.contains("warnings"));
+  EXPECT_NE(j2["warnings"][0].get<std::string>().find("max_length"), std::string::npos);
+  EXPECT_EQ(j2["tokens"].size(), 64u);
+  // The same ids as an .npy of int64: the same scores.
+  std::vector<int64_t> ids = j["ids"].get<std::vector<int64_t>>();
+  {
+    std::string header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1, " + std::to_string(ids.size()) + "), }";
+    header += std::string(64 - (10 + header.size() + 1) % 64, ' ') + "\n";
+    std::ofstream npy(dir / "ids.npy", std::ios::binary);
+    npy << "\x93NUMPY" << '\x01' << '\x00' << static_cast<char>(header.size() & 0xFF) << static_cast<char>(header.size() >> 8) << header;
+    npy.write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * sizeof(int64_t)));
+  }
+  r = test::run_cli("explain --model " + model + " --input " + (dir / "ids.npy") + " --method integrated-gradients --out " + (dir / "ids"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j3 = nlohmann::json::parse(read_file(dir / "ids/ids-0/explanation.json"));
+  const auto a = ig["scores"].get<std::vector<double>>(), b = j3["explained"][0]["methods"]["integrated-gradients"]["scores"].get<std::vector<double>>();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5);
+
+  // Bad input: one line naming the problem, exit 2, nothing written.
+  {
+    std::ofstream t(dir / "lines.txt");
+    t << "una frase\n\nanother\n";
+  }
+  const std::string bad = dir / "bad";
+  for (const std::string& args : {"--input " + (dir / "lines.txt"), std::string("--text ''"), std::string("--text hello --method grad-cam"),
+                                  "--input " + test::first_sample(), std::string("--text hi --baseline black")}) {
+    r = test::run_cli("explain --model " + model + " " + args + " --out " + bad);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(test::count_files(bad), 0) << args;
+  }
+  r = test::run_cli("explain --model " + model + " --input " + (dir / "lines.txt") + " --out " + bad);
+  EXPECT_NE(r.err.find("line 2 is empty"), std::string::npos) << r.err;
+}
+
+namespace {
+
+// The demo's held-out lines and their languages.
+std::vector<std::pair<std::string, std::string>> langid_test_lines() {
+  std::istringstream t(read_file(test::source_dir() + "/models/langid/test.txt"));
+  std::istringstream l(read_file(test::source_dir() + "/models/langid/test_labels.txt"));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (std::string text, label; std::getline(t, text) && std::getline(l, label);) out.emplace_back(text, label);
+  return out;
+}
+
+}  // namespace
+
+// The langid demo: held-out accuracy >= 0.95 through Salient's own tokenizer; IG's token scores sum
+// to f(x) - f(baseline); deleting each line's top-3 IG tokens lowers the predicted language's
+// probability more than deleting 3 random ones, on average over the test lines.
+TEST(TextAttribution, LangidDemoIsAccurateCompleteAndItsTopTokensMatter) {
+  Model model(test::source_dir() + "/models/langid/langid.pt");
+  ASSERT_TRUE(model.text());
+  const WordPiece& tok = model.tokenizer();
+  const auto lines = langid_test_lines();
+  ASSERT_GE(lines.size(), 300u);
+  const std::vector<std::string> codes = {"en", "de", "es", "it", "pt", "pl"};
+  auto ig = Registry::builtin().create("integrated-gradients", {}, model.metadata());
+  const std::string layer = model.default_embedding_layer();
+  EXPECT_EQ(layer, "embedding");
+  int correct = 0, compared = 0;
+  double drop_top = 0, drop_random = 0, worst_gap = 0;
+  std::mt19937 rng(7);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const Tokenized t = tok.encode(lines[i].first);
+    const torch::Tensor ids = torch::tensor(t.ids, torch::kLong).unsqueeze(0);
+    const torch::Tensor p = torch::softmax(model.predict(ids), 1)[0];
+    const int64_t c = p.argmax().item<int64_t>();
+    correct += codes[static_cast<size_t>(c)] == lines[i].second;
+    std::vector<double> s;
+    {
+      EmbeddingScope scope(model, layer, ids);
+      const Attribution a = ig->attribute(model, model.embed(ids), torch::tensor({c}));
+      s = as_vector(a.map[0].sum(1));
+      worst_gap = std::max(worst_gap, std::abs(a.diagnostics["completeness_gap"][0].get<double>()));
+      double sum = 0;
+      for (double v : s) sum += v;
+      EXPECT_NEAR(sum, a.diagnostics["f(x)-f(x0)"][0].get<double>(), 1e-3);
+    }
+    std::vector<size_t> inner;  // the text's tokens (not cls/sep)
+    for (size_t k = 1; k + 1 < t.ids.size(); ++k) inner.push_back(k);
+    if (inner.size() < 6) continue;
+    auto without = [&](std::vector<size_t> drop) {
+      std::sort(drop.begin(), drop.end());
+      std::vector<int64_t> kept;
+      for (size_t k = 0; k < t.ids.size(); ++k)
+        if (!std::binary_search(drop.begin(), drop.end(), k)) kept.push_back(t.ids[k]);
+      return torch::softmax(model.predict(torch::tensor(kept, torch::kLong).unsqueeze(0)), 1)[0][c].item<double>();
+    };
+    std::vector<size_t> by_score = inner;
+    std::sort(by_score.begin(), by_score.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+    std::vector<size_t> random = inner;
+    std::shuffle(random.begin(), random.end(), rng);
+    const double p0 = p[c].item<double>();
+    drop_top += p0 - without({by_score[0], by_score[1], by_score[2]});
+    drop_random += p0 - without({random[0], random[1], random[2]});
+    ++compared;
+  }
+  const double accuracy = static_cast<double>(correct) / static_cast<double>(lines.size());
+  EXPECT_GE(accuracy, 0.95);
+  EXPECT_LT(worst_gap, 1e-3);
+  ASSERT_GT(compared, 100);
+  EXPECT_GT(drop_top / compared, drop_random / compared + 0.01) << "top-3 " << drop_top / compared << " random " << drop_random / compared;
+  std::cout << "langid: accuracy " << accuracy << ", mean drop top-3 " << drop_top / compared << " vs random " << drop_random / compared
+            << " over " << compared << " lines\n";
 }
