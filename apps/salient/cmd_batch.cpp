@@ -85,7 +85,7 @@ void add_batch(CLI::App& app) {
     }
     if (!f->shard.empty() && f->shards) throw Error("give --shard K/N or --shards N, not both");
     req.sharded = resolve_shard(req.shard, req.shards, !f->shard.empty(), f->shards);
-    Model model = f->model.load();
+    Model model = f->model.load_not_text("batch");
     const std::string out = req.explain.out_dir;
     req.explain = f->method.request(model.metadata());
     req.explain.out_dir = out;

@@ -31,7 +31,7 @@ void add_class_model(CLI::App& app) {
   cmd->add_option("--blur-every", f->o.blur_every, "blur every this many steps")->capture_default_str();
   cmd->add_option("--seed", f->o.seed, "random seed of the jitter")->capture_default_str();
   cmd->callback([=] {
-    Model model = f->model.load();
+    Model model = f->model.load_not_text("class-model");
     const ModelMetadata& meta = model.metadata();
     if (meta.input_shape.empty()) throw Error("class-model needs the model's input_shape (metadata)");
     std::vector<int64_t> shape = meta.input_shape;

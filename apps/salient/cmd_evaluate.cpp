@@ -44,7 +44,7 @@ void add_evaluate(CLI::App& app) {
           if (o.name == "seed") req->method_options["seed"] = req->seed;
     req->resize = parse_resize(*resize);
     req->method_options.update(parse_assignments(*options));
-    Model model = flags->load();
+    Model model = flags->load_not_text("evaluate");
     validate(*req, model);
     const bool tty = ::isatty(2);
     auto report = evaluate(model, *req, [tty](int64_t done, int64_t total, const std::string& what) {

@@ -37,7 +37,7 @@ void add_global(CLI::App& app) {
     req->features = split_list(*features);
     req->method_options = parse_assignments(*options);
     apply_background(req->method_options, req->methods, background->file, background->max_rows, background->k);
-    Model model = flags->load();
+    Model model = flags->load_not_text("global");
     const auto report = global_report(model, *req);
     std::cout << "explained " << report["rows"] << " rows for class " << report["label"].get<std::string>() << " -> " << req->out_dir
               << "/ (report.md, report.json, permutation.png, importance_*.png, beeswarm_*.png, attributions_*.csv, pdp_*.png)"

@@ -21,6 +21,8 @@ struct ModelFlags {
   int64_t max_pixels = kDefaultMaxPixels;
   void add_to(CLI::App* cmd);
   Model load() const;  // also sets the thread count
+  // The same, refusing a text model for `command`, which does not explain text yet.
+  Model load_not_text(const std::string& command) const;
 };
 
 // The method, target and rendering flags of `explain` (and of `batch`, which takes every one).

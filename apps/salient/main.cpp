@@ -40,6 +40,14 @@ Model ModelFlags::load() const {
   return Model(model, o);
 }
 
+Model ModelFlags::load_not_text(const std::string& command) const {
+  Model m = load();
+  if (m.text())
+    throw Error("salient " + command + " does not take text models yet: explain text with `salient explain --text ...` or "
+                "`--input FILE.txt` (one example a line)");
+  return m;
+}
+
 void add_resize_option(CLI::App* cmd, std::string& resize) {
   cmd->add_option("--resize", resize,
                   "images of another size: --resize (stretch to the input size) or --resize crop (short side to "
