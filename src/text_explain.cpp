@@ -224,8 +224,13 @@ cv::Mat token_image(const TokenView& v, int width) {
     const cv::Vec3d tone = t >= 0 ? cv::Vec3d(60, 160, 0) : cv::Vec3d(30, 30, 220);
     cv::line(img, {margin + i, ly}, {margin + i, ly + 14}, cv::Scalar(255 + a * (tone[0] - 255), 255 + a * (tone[1] - 255), 255 + a * (tone[2] - 255)));
   }
-  font.put(img, "-" + number(m, 3) + "   0   +" + number(m, 3), {margin + lw + 10, ly - 4}, 16, {60, 60, 60});
-  return img;
+  const std::string scale = "-" + number(m, 3) + "   0   +" + number(m, 3);
+  font.put(img, scale, {margin + lw + 10, ly - 4}, 16, {60, 60, 60});
+  // As wide as what is drawn: a short text makes a small picture.
+  int right = margin + lw + 10 + font.size(scale, 16).width;
+  for (const auto& p : placed) right = std::max(right, p.box.x + p.box.width);
+  right = std::max({right, margin + font.size(v.title, h).width, margin + font.size(v.caption, h - 4).width});
+  return img.colRange(0, std::min(width, right + margin)).clone();
 }
 
 namespace {
