@@ -2,7 +2,7 @@
 // passes of the same 50 path points in one batch and nothing else, written by hand in plain LibTorch
 // for this model (embedding lookup, masked mean, linear layer), the ids already made. Both run over
 // every held-out line of models/langid/test.txt, interleaved, in one process.
-//   usage: salient_bench_text MODEL_DIR [THREADS] [REPEATS]
+//   usage: salient_bench_text MODEL_DIR [THREADS] [REPEATS] [STEPS]
 // Prints {"inputs", "salient_ms", "floor_ms", "ratio", "tokenize_ms"} as JSON.
 #include <chrono>
 #include <cstdio>
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   const std::string dir = argv[1];
   set_threads(argc > 2 ? std::atoi(argv[2]) : 2);
   const int repeats = argc > 3 ? std::atoi(argv[3]) : 3;
+  const int64_t steps = argc > 4 ? std::atoll(argv[4]) : 50;
   Model model(dir + "/langid.pt");
   const WordPiece& tok = model.tokenizer();
   std::vector<std::string> lines;
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
     std::ifstream in(dir + "/test.txt");
     for (std::string l; std::getline(in, l);) lines.push_back(l);
   }
-  auto ig = Registry::builtin().create("integrated-gradients", {{"steps", 50}, {"batch-size", 64}}, model.metadata());
+  auto ig = Registry::builtin().create("integrated-gradients", {{"steps", steps}, {"batch-size", 64}}, model.metadata());
   const std::string layer = model.default_embedding_layer();
   torch::jit::Module plain = torch::jit::load(dir + "/langid.pt");
   plain.eval();
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
       const auto t2 = Clock::now();
       torch::Tensor base = ids.clone();
       base.slice(1, 1, base.size(1) - 1).fill_(tok.pad_id());
-      sink += floor_pass(plain, ids, base, 50);
+      sink += floor_pass(plain, ids, base, steps);
       const auto t3 = Clock::now();
       if (r > 0 || repeats == 1) {  // the first pass warms up both
         tokenize_total += ms(t0, t1);

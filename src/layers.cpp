@@ -188,6 +188,14 @@ LayerCapture::LayerCapture(Model& model, std::vector<std::string> paths) : model
 
 LayerCapture::~LayerCapture() = default;
 
+bool LayerCapture::called_on_input(size_t index) const {
+  auto graph = model_.module().get_method("forward").graph()->copy();
+  std::vector<jit::Value*> none;
+  const auto calls = find_module_calls(*graph, paths_.at(index), none);
+  return calls.size() == 1 && calls[0]->inputs().size() == 2 && graph->inputs().size() >= 2 &&
+         calls[0]->inputs()[1] == graph->inputs()[1];
+}
+
 c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,
                           const std::vector<c10::IValue>& extra) {
   torch::Tensor x = model.cast_input(inputs);

@@ -11,6 +11,7 @@
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/layers.hpp"
+#include "salient/method.hpp"
 #include "salient/onnx.hpp"
 #include "salient/text.hpp"
 
@@ -266,6 +267,7 @@ const WordPiece& Model::tokenizer() const {
 
 torch::Tensor Model::cast_input(const torch::Tensor& x) const {
   if (!tokenizer_) return x.to(device_, dtype_);
+  if (embedding_ids_.defined() && x.is_same(embedding_ids_)) return x;  // checked once, in set_embedding_input
   if (x.is_floating_point() && !x.equal(x.round()))
     throw Error("a text model's input is token ids, whole numbers; got fractional values");
   torch::Tensor ids = x.to(device_, torch::kLong);
@@ -282,8 +284,11 @@ void Model::set_embedding_input(const std::string& layer, const torch::Tensor& i
     return;
   }
   if (!tokenizer_) throw Error("attribution at an embedding layer needs a text model (metadata \"tokenizer\")");
-  if (!embedding_capture_ || embedding_capture_->paths()[0] != layer)
+  if (!embedding_capture_ || embedding_capture_->paths()[0] != layer) {
     embedding_capture_ = std::make_shared<LayerCapture>(*this, std::vector<std::string>{layer});
+    embedding_module_.reset();
+    embedding_direct_ = -1;
+  }
   embedding_ids_ = cast_input(ids.dim() == 1 ? ids.unsqueeze(0) : ids);
   if (embedding_ids_.dim() != 2 || embedding_ids_.size(0) != 1)
     throw Error("embedding mode takes the ids of one input [1, L]", ErrorKind::Internal);
@@ -294,6 +299,7 @@ torch::Tensor Model::embed(const torch::Tensor& ids) {
   if (!embedding_capture_ || (!embedding_layer_.empty() && embedding_capture_->paths()[0] != embedding_layer_))
     throw Error("embed() needs an embedding layer (set_embedding_input)", ErrorKind::Internal);
   torch::NoGradGuard no_grad;
+  if (embedding_direct_ == 1) return embedding_module_->forward({cast_input(ids)}).toTensor();
   const std::string saved = embedding_layer_;
   embedding_layer_.clear();  // the capture runs the model itself on the ids
   torch::Tensor e;
@@ -307,6 +313,21 @@ torch::Tensor Model::embed(const torch::Tensor& ids) {
   if (e.dim() != 3 || e.size(0) != ids.size(0) || e.size(1) != ids.size(-1))
     throw Error("layer '" + embedding_capture_->paths()[0] + "' gave shape " + shape_str(e.sizes()) + " for ids " +
                 shape_str(ids.sizes()) + ": an embedding layer gives one vector per token [N, L, D]");
+  if (embedding_direct_ < 0) {  // the layer alone on the ids is a lookup, not a pass of the whole model
+    embedding_direct_ = 0;
+    try {
+      if (embedding_capture_->called_on_input(0)) {
+        torch::jit::Module m = module_;
+        for (const auto& part : split_list(embedding_capture_->paths()[0], ".")) m = m.attr(part).toModule();
+        const torch::Tensor direct = m.forward({cast_input(ids)}).toTensor();
+        if (direct.sizes() == e.sizes() && direct.equal(e)) {
+          embedding_module_ = m;
+          embedding_direct_ = 1;
+        }
+      }
+    } catch (const std::exception&) {  // not callable on the ids alone: the capture stays
+    }
+  }
   return e.detach();
 }
 

@@ -1,6 +1,8 @@
 #include "salient/path.hpp"
 
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include "salient/error.hpp"
 #include "salient/gradients.hpp"
@@ -49,10 +51,29 @@ void gauss_legendre(int64_t n, std::vector<double>& x, std::vector<double>& w) {
   }
 }
 
+QuadratureRule make_rule(Quadrature q, int64_t steps);
+
 }  // namespace
 
 QuadratureRule quadrature_rule(Quadrature q, int64_t steps) {
   if (steps < 1) throw Error("steps must be >= 1, got " + std::to_string(steps));
+  // Gauss-Legendre's Newton iterations cost O(steps^2): every rule is made once per process.
+  static std::mutex mutex;
+  static std::map<std::pair<int, int64_t>, QuadratureRule> made;
+  const std::pair<int, int64_t> key{static_cast<int>(q), steps};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = made.find(key); it != made.end()) return it->second;
+  }
+  QuadratureRule r = make_rule(q, steps);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (made.size() < 256) made.emplace(key, r);
+  return r;
+}
+
+namespace {
+
+QuadratureRule make_rule(Quadrature q, int64_t steps) {
   QuadratureRule r;
   const double m = static_cast<double>(steps);
   switch (q) {
@@ -85,6 +106,8 @@ QuadratureRule quadrature_rule(Quadrature q, int64_t steps) {
   }
   return r;
 }
+
+}  // namespace
 
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
                              const QuadratureRule& rule, int64_t batch) {

@@ -145,6 +145,10 @@ class Model {
   std::string embedding_layer_;                 // embedding mode: the replaced layer
   torch::Tensor embedding_ids_;                 // ... and the ids it runs on [1, L]
   std::shared_ptr<LayerCapture> embedding_capture_;
+  // The embedding module called alone on the ids, once it gave what the capture gives (a model
+  // that transforms its ids before the layer fails that check and keeps the capture): -1 unknown.
+  std::optional<torch::jit::Module> embedding_module_;
+  int embedding_direct_ = -1;
   torch::Tensor embedding_output(const torch::Tensor& x);
 };
 
