@@ -346,14 +346,28 @@ torch::Tensor Model::token_baseline(const std::string& token) {
 }
 
 std::string Model::default_embedding_layer() {
+  std::vector<std::string> found;
   std::string bag;
   for (const auto& item : module().named_modules()) {
     if (item.name.empty()) continue;
     auto qn = item.value.type()->name();
     const std::string type = qn ? qn->name() : "";
-    if (type == "Embedding") return item.name;
+    if (type == "Embedding") found.push_back(item.name);
     if (type == "EmbeddingBag" && bag.empty()) bag = item.name;
   }
+  if (found.size() > 1) {  // token and position embeddings: the one that reads the ids themselves
+    std::string names;
+    for (const auto& f : found) {
+      try {
+        if (LayerCapture(*this, {f}).called_on_input(0)) return f;
+      } catch (const Error&) {
+      }
+      names += (names.empty() ? "" : ", ") + f;
+    }
+    throw Error("the model has several nn.Embedding modules (" + names + ") and none is called on the ids themselves: "
+                "give --layer the token embedding");
+  }
+  if (found.size() == 1) return found[0];
   if (!bag.empty())
     throw Error("the model's embedding layer '" + bag + "' is an EmbeddingBag, whose output is already pooled over the "
                 "tokens: no per-token attribution can be read there; give --layer a module whose output is [N, L, D]");

@@ -376,3 +376,39 @@ TEST(TextAttribution, LangidDemoIsAccurateCompleteAndItsTopTokensMatter) {
   std::cout << "langid: accuracy " << accuracy << ", mean drop top-3 " << drop_top / compared << " vs random " << drop_random / compared
             << " over " << compared << " lines\n";
 }
+
+// Token and position embeddings: the default layer is the one called on the ids themselves, whatever
+// the order of definition; IG from the pad baseline is then complete on a nonlinear model.
+TEST(TextAttribution, TheDefaultLayerIsTheEmbeddingThatReadsTheIds) {
+  test::TempDir dir;
+  torch::manual_seed(5);
+  auto embedding = [](const torch::Tensor& w) {
+    torch::jit::Module e("Embedding");
+    e.register_parameter("weight", w, false);
+    e.define(R"(
+    def forward(self, ids):
+        return torch.embedding(self.weight, ids)
+  )");
+    return e;
+  };
+  torch::jit::Module m("Positional");
+  m.register_module("pos", embedding(torch::randn({16, kDim})));
+  m.register_module("tok", embedding(torch::randn({kVocab, kDim})));
+  m.register_parameter("weight", torch::randn({kClasses, kDim}), false);
+  m.define(R"(
+    def forward(self, ids):
+        p = self.pos.forward(torch.arange(ids.size(1)).unsqueeze(0))
+        e = torch.tanh(self.tok.forward(ids) + p)
+        return torch.matmul(e.mean(1), self.weight.t())
+  )");
+  Model model(m, ModelOptions{}, text_metadata(dir, false));
+  EXPECT_EQ(model.default_embedding_layer(), "tok");
+  const torch::Tensor ids = torch::tensor({2, 5, 6, 7, 3}, torch::kLong).unsqueeze(0);
+  auto ig = Registry::builtin().create("integrated-gradients", {{"steps", 200}}, model.metadata());
+  EmbeddingScope scope(model, "tok", ids);
+  const Attribution a = ig->attribute(model, model.embed(ids), torch::tensor({int64_t{2}}));
+  EXPECT_LT(std::abs(a.diagnostics["relative_gap"][0].get<double>()), 1e-3);
+  const torch::Tensor s = a.map[0].sum(1);
+  EXPECT_EQ(s[0].item<double>(), 0.0);  // [CLS] and [SEP] are in the baseline too
+  EXPECT_EQ(s[4].item<double>(), 0.0);
+}

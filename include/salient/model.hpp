@@ -100,8 +100,9 @@ class Model {
   // In embedding mode, the embeddings [L, D] of the context's ids with every token that is not
   // cls/sep/pad replaced by `token` ("pad", "unk" or "mask"): the baselines of text attributions.
   torch::Tensor token_baseline(const std::string& token);
-  // The model's default embedding layer: its one nn.Embedding (the first, if several); an
-  // EmbeddingBag or none is a salient::Error saying why and what to give instead (--layer).
+  // The model's default embedding layer: its one nn.Embedding, or of several (token and position
+  // embeddings) the one called on the ids themselves; an EmbeddingBag, none, or several of which
+  // none reads the ids is a salient::Error saying why and what to give instead (--layer).
   std::string default_embedding_layer();
 
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
