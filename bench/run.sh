@@ -26,3 +26,6 @@ for b in 10 50; do
 done
 mem_json="${mem_json%,}}"
 /usr/bin/python3 bench/ratios.py "$build/bench/gradients.json" "$mem_json"
+
+# Text: IG-50 at the langid demo's embeddings against its hand-written LibTorch floor.
+echo "text (IG-50 at the embeddings, per input, langid demo): $("$build/salient_bench_text" models/langid "$threads" 3)"
