@@ -145,8 +145,9 @@ void add_explain(CLI::App& app) {
     std::vector<ExplainedInput> results;
     if (model.text()) {  // token attributions at the embedding layer; --layer names it
       if (auto it = req.method_options.find("layer"); it != req.method_options.end()) {
-        if (!it->is_array() || it->size() != 1) throw Error("--layer: a text model takes one embedding layer");
-        req.embedding_layer = (*it)[0].get<std::string>();
+        const nlohmann::json one = it->is_array() && it->size() == 1 ? (*it)[0] : *it;
+        if (!one.is_string()) throw Error("--layer: a text model takes one embedding layer (a module path)");
+        req.embedding_layer = one.get<std::string>();
         req.method_options.erase(it);
       }
       MethodList methods = prepare(req, model.metadata());
