@@ -278,6 +278,7 @@ torch::Tensor Model::cast_input(const torch::Tensor& x) const {
 }
 
 void Model::set_embedding_input(const std::string& layer, const torch::Tensor& ids) {
+  token_baselines_.clear();
   if (layer.empty()) {
     embedding_layer_.clear();
     embedding_ids_ = torch::Tensor();
@@ -337,12 +338,13 @@ torch::Tensor Model::token_baseline(const std::string& token) {
   const int64_t id = token == "pad" ? t.pad_id() : token == "unk" ? t.unk_id() : token == "mask" ? t.mask_id() : -2;
   if (id == -2) throw Error("unknown text baseline '" + token + "'", ErrorKind::Internal);
   if (id < 0) throw Error("baseline '" + token + "': the model's tokenizer has no " + token + " token");
+  if (auto it = token_baselines_.find(token); it != token_baselines_.end()) return it->second;
   torch::Tensor ids = embedding_ids_.clone();
   torch::Tensor keep = ids == t.pad_id();  // padding stays padding; cls and sep are kept (the usual choice)
   if (t.cls_id() >= 0) keep |= ids == t.cls_id();
   if (t.sep_id() >= 0) keep |= ids == t.sep_id();
   ids.masked_fill_(~keep, id);
-  return embed(ids)[0];
+  return token_baselines_[token] = embed(ids)[0];
 }
 
 std::string Model::default_embedding_layer() {

@@ -110,22 +110,33 @@ QuadratureRule make_rule(Quadrature q, int64_t steps) {
 }  // namespace
 
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
-                             const QuadratureRule& rule, int64_t batch) {
+                             const QuadratureRule& rule, int64_t batch, torch::Tensor* ends) {
   const int64_t steps = static_cast<int64_t>(rule.alphas.size());
   auto opts = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor alphas = torch::tensor(rule.alphas, opts).to(model.device(), model.dtype());
-  torch::Tensor weights = torch::tensor(rule.weights, opts).to(model.device());
+  torch::Tensor weights = torch::tensor(rule.weights, opts).to(model.device(), model.dtype());
   torch::Tensor diff = (x - x0).unsqueeze(0);
   std::vector<int64_t> bshape(x.dim() + 1, 1);
-  torch::Tensor sum = torch::zeros(x.sizes(), x.options().dtype(torch::kDouble));
+  torch::Tensor sum = torch::zeros({x.numel()}, x.options().dtype(torch::kDouble));
   torch::Tensor t = torch::full({1}, target, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
+  bool first = true;
   for_chunks(steps, batch, [&](int64_t b, int64_t e) {
     bshape[0] = e - b;
     torch::Tensor points = x0.unsqueeze(0) + alphas.slice(0, b, e).view(bshape) * diff;
-    torch::Tensor g = target_gradient(model, points, t.expand({e - b})).to(torch::kDouble);
-    sum += (g * weights.slice(0, b, e).view(bshape)).sum(0);
+    const bool with_ends = ends && first;
+    if (with_ends) points = torch::cat({points, x.unsqueeze(0).to(points.options()), x0.unsqueeze(0).to(points.options())});
+    torch::Tensor scores;
+    torch::Tensor g = target_gradient(model, points, t.expand({points.size(0)}), with_ends ? &scores : nullptr);
+    if (with_ends) {
+      *ends = scores.slice(0, e - b).to(torch::kCPU, torch::kDouble);
+      g = g.slice(0, 0, e - b);
+    }
+    first = false;
+    // sum_k w_k g_k as one matrix product per pass (each term in the model's precision, the sum
+    // over passes in double)
+    sum += torch::matmul(weights.slice(0, b, e).view({1, -1}), g.reshape({e - b, -1})).view({-1}).to(torch::kDouble);
   });
-  return (sum * (x - x0).to(torch::kDouble)).to(x.scalar_type());
+  return (sum.view(x.sizes()) * (x - x0).to(torch::kDouble)).to(x.scalar_type());
 }
 
 }  // namespace salient

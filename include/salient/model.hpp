@@ -2,6 +2,7 @@
 // Model: a TorchScript module loaded through LibTorch, in eval mode, on one device.
 #include <memory>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -145,6 +146,7 @@ class Model {
   std::shared_ptr<const WordPiece> tokenizer_;  // text models
   std::string embedding_layer_;                 // embedding mode: the replaced layer
   torch::Tensor embedding_ids_;                 // ... and the ids it runs on [1, L]
+  std::map<std::string, torch::Tensor> token_baselines_;  // made once per embedding scope
   std::shared_ptr<LayerCapture> embedding_capture_;
   // The embedding module called alone on the ids, once it gave what the capture gives (a model
   // that transforms its ids before the layer fails that check and keeps the capture): -1 unknown.

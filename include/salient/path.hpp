@@ -23,8 +23,10 @@ struct QuadratureRule {
 QuadratureRule quadrature_rule(Quadrature q, int64_t steps);
 
 // (x - x0) * sum_k w_k * grad f(x0 + alpha_k (x - x0))[target], for one input x and baseline x0
-// (both without batch dimension); the path points go through the model `batch` at a time.
+// (both without batch dimension); the path points go through the model `batch` at a time. With
+// `ends`, x and x0 ride along in the first pass and *ends gets [f(x), f(x0)][target] (double, CPU):
+// what completeness is measured against, from the same forward as the gradients, for no extra pass.
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
-                             const QuadratureRule& rule, int64_t batch);
+                             const QuadratureRule& rule, int64_t batch, torch::Tensor* ends = nullptr);
 
 }  // namespace salient

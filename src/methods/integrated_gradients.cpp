@@ -63,21 +63,26 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   const bool set = options_.baseline.is_set();
   std::vector<torch::Tensor> baselines;
   for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed, &model));
-  torch::Tensor f;
-  if (!set) {  // f(x) and f(x0) of every input in one pass: what completeness is measured against
-    torch::Tensor ends = model.predict(torch::cat({inputs, torch::stack(baselines)}));
-    torch::Tensor t2 = torch::cat({targets, targets}).view({-1, 1});
-    f = ends.gather(1, t2).squeeze(1).to(torch::kDouble).cpu();
-  } else {  // a background set: expected IG, measured against E[f] over the set
-    f = torch::cat({model.predict(inputs).gather(1, targets.view({-1, 1})).squeeze(1).to(torch::kDouble).cpu(),
-                    torch::empty({n}, torch::kDouble)});
+  // f(x) and f(x0) of each input, what completeness is measured against: from the first pass of
+  // its path (one baseline), or f(x) and E[f] over a background set.
+  torch::Tensor f = torch::empty({2 * n}, torch::kDouble);
+  if (set) {  // a background set: expected IG, measured against E[f] over the set
+    f.slice(0, 0, n).copy_(model.predict(inputs).gather(1, targets.view({-1, 1})).squeeze(1).to(torch::kDouble).cpu());
     for (int64_t i = 0; i < n; ++i)
       f[n + i] = reference_score(model, baselines[i], options_.baseline.weights, inputs.dim() - 1, targets[i].item<int64_t>(), options_.batch);
   }
-  out.scores = f.slice(0, 0, n);
   // One path per reference input, weighted (one baseline: one path of weight 1).
-  auto integrate = [&](int64_t i, int64_t target, int64_t steps) {
-    if (!set) return integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps), options_.batch);
+  auto integrate = [&](int64_t i, int64_t target, int64_t steps, bool first) {
+    if (!set) {
+      torch::Tensor ends;
+      torch::Tensor a = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps),
+                                       options_.batch, first ? &ends : nullptr);
+      if (first) {
+        f[i] = ends[0].item<double>();
+        f[n + i] = ends[1].item<double>();
+      }
+      return a;
+    }
     torch::Tensor sum;
     for (int64_t m = 0; m < baselines[i].size(0); ++m) {
       torch::Tensor a = integrate_path(model, inputs[i], baselines[i][m], target, quadrature_rule(options_.quadrature, steps), options_.batch)
@@ -91,14 +96,15 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   nlohmann::json steps_used = nlohmann::json::array(), delta = nlohmann::json::array(), total = nlohmann::json::array(),
                  gap = nlohmann::json::array(), rel = nlohmann::json::array(), warning = nlohmann::json::array();
   for (int64_t i = 0; i < n; ++i) {
-    const double d = f[i].item<double>() - f[n + i].item<double>();
     const int64_t target = targets[i].item<int64_t>();
     int64_t steps = options_.auto_steps ? 8 : options_.steps;
     torch::Tensor attr;
-    double g = 0, r = 0;
-    for (;;) {
-      attr = integrate(i, target, steps);
-      g = std::abs(attr.sum().item<double>() - d);
+    double g = 0, r = 0, d = 0, attr_sum = 0;
+    for (bool first = true;; first = false) {
+      attr = integrate(i, target, steps, first);
+      d = f[i].item<double>() - f[n + i].item<double>();
+      attr_sum = attr.sum().item<double>();
+      g = std::abs(attr_sum - d);
       // Relative to f(x) - f(x0), floored at the float32 resolution of the outputs: a difference
       // below it (a neuron the input barely moves, an offset output) is not a gap to warn about.
       r = g / std::max({std::abs(d), 1e-6 * std::max(std::abs(f[i].item<double>()), std::abs(f[n + i].item<double>())), 1e-12});
@@ -108,7 +114,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
     maps.push_back(attr);
     steps_used.push_back(steps);
     delta.push_back(d);
-    total.push_back(attr.sum().item<double>());
+    total.push_back(attr_sum);
     gap.push_back(g);
     rel.push_back(r);
     if (r > options_.tolerance) {
@@ -121,6 +127,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
       warning.push_back(nullptr);
     }
   }
+  out.scores = f.slice(0, 0, n);
   out.diagnostics["steps"] = steps_used;
   out.diagnostics["f(x)-f(x0)"] = delta;
   out.diagnostics["f(baseline)"] = std::vector<double>(f.data_ptr<double>() + n, f.data_ptr<double>() + 2 * n);
