@@ -4,6 +4,7 @@
 // every held-out line of models/langid/test.txt, interleaved, in one process.
 //   usage: salient_bench_text MODEL_DIR [THREADS] [REPEATS] [STEPS]
 // Prints {"inputs", "salient_ms", "floor_ms", "ratio", "tokenize_ms"} as JSON.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -61,7 +62,7 @@ int main(int argc, char** argv) {
     std::ifstream in(dir + "/test.txt");
     for (std::string l; std::getline(in, l);) lines.push_back(l);
   }
-  auto ig = Registry::builtin().create("integrated-gradients", {{"steps", steps}, {"batch-size", 64}}, model.metadata());
+  auto ig = Registry::builtin().create("integrated-gradients", {{"steps", steps}, {"batch-size", std::max<int64_t>(2, steps)}}, model.metadata());
   const std::string layer = model.default_embedding_layer();
   torch::jit::Module plain = torch::jit::load(dir + "/langid.pt");
   plain.eval();
