@@ -66,7 +66,9 @@ FeatureGroups GroupSpec::make(const torch::Tensor& x, const ModelMetadata& meta)
     }
     if (static_cast<int64_t>(labels.size()) == x.numel()) return {torch::tensor(labels, torch::kLong), column, /*split=*/true};
   }
-  if (spec == "tokens" || (!meta.tokenizer.empty() && spec != "elements" && x.dim() == 2)) {
+  if (!meta.tokenizer.empty() && spec != "tokens" && spec != "elements")
+    throw Error("features '" + spec + "' do not apply to a text model: tokens (its default), elements or an .npy label file");
+  if (spec == "tokens") {
     // A text's embeddings [L, D]: one feature per token, its value split over the token's D values
     // (so that a token's score, their sum, is the feature's).
     if (x.dim() != 2) throw Error("features 'tokens' apply to a text model's embeddings [L, D]; the input is " + c10::str(x.sizes()));

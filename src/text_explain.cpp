@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <iomanip>
 #include <numeric>
-#include <set>
 #include <sstream>
 
 #include <opencv2/freetype.hpp>

@@ -294,7 +294,8 @@ TEST(TextAttribution, ExplainWritesEscapedHtmlAndRefusesBadInput) {
   }
   const std::string bad = dir / "bad";
   for (const std::string& args : {"--input " + (dir / "lines.txt"), std::string("--text ''"), std::string("--text hello --method grad-cam"),
-                                  "--input " + test::first_sample(), std::string("--text hi --baseline black")}) {
+                                  "--input " + test::first_sample(), std::string("--text hi --baseline black"),
+                                  std::string("--text hi --method lime --features grid:3")}) {
     r = test::run_cli("explain --model " + model + " " + args + " --out " + bad);
     EXPECT_EQ(r.code, 2) << args << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

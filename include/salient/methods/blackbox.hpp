@@ -80,6 +80,9 @@ OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
       .finally([m](O& o, const OptionContext& c) {  // superpixels mean nothing on a row or a text: its columns or tokens are the features
         if (!c.meta.features.empty() && (o.*m).spec == "slic") (o.*m).spec = "columns";
         if (!c.meta.tokenizer.empty() && (o.*m).spec == "slic") (o.*m).spec = "tokens";
+        const std::string& spec = (o.*m).spec;
+        if (!c.meta.tokenizer.empty() && spec != "tokens" && spec != "elements" && !(o.*m).mask.defined())
+          throw Error(c.method + ": features '" + spec + "' do not apply to a text model: tokens (its default), elements or an .npy label file");
       });
 }
 
