@@ -154,8 +154,9 @@ std::string WordPiece::lower(const std::string& text) {
 
 namespace {
 
-// The basic split; `space` (optional) gets, per word, whether whitespace came before it.
-std::vector<std::string> split_words(const std::string& text, std::vector<bool>* space) {
+// The basic split; `space` (optional) gets, per word, whether whitespace came before it. It stops
+// after `max_words` words (a text of millions of words is cut at its model's max_length anyway).
+std::vector<std::string> split_words(const std::string& text, std::vector<bool>* space, size_t max_words = SIZE_MAX) {
   std::vector<std::string> words;
   std::string word;
   bool gap = false;
@@ -168,6 +169,7 @@ std::vector<std::string> split_words(const std::string& text, std::vector<bool>*
     word.clear();
   };
   for (char32_t c : decode(text)) {
+    if (words.size() >= max_words) break;
     if (is_space(c)) {
       flush();
       gap = true;
@@ -223,7 +225,8 @@ std::vector<std::string> WordPiece::pieces(const std::string& word) const {
 
 Tokenized WordPiece::encode(const std::string& text) const {
   Tokenized t;
-  t.words = split_words(text, &t.space_before);
+  // Every word gives at least one token: max_length + 1 words are enough to see the truncation.
+  t.words = split_words(text, &t.space_before, static_cast<size_t>(config_.max_length) + 1);
   if (t.words.empty()) throw Error("an empty text has nothing to explain");
   const int64_t room = config_.max_length - (cls_id_ >= 0 ? 1 : 0) - (sep_id_ >= 0 ? 1 : 0);
   if (cls_id_ >= 0) {
