@@ -287,6 +287,12 @@ TEST(TextAttribution, ExplainWritesEscapedHtmlAndRefusesBadInput) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5);
 
+  // `salient layers` runs a text model on sample ids: the embedding's output is [1, 8, D].
+  r = test::run_cli("layers --model " + model);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Embedding"), std::string::npos);
+  EXPECT_NE(r.out.find("[1,8,16]"), std::string::npos) << r.out;
+
   // Bad input: one line naming the problem, exit 2, nothing written.
   {
     std::ofstream t(dir / "lines.txt");

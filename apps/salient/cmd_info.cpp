@@ -19,7 +19,7 @@ void add_info(CLI::App& app) {
     Model model = flags->load();
     const ModelMetadata& meta = model.metadata();
     // Without an input shape (no metadata, no --input-shape) everything but the output is said.
-    const bool runnable = !shape->empty() || !meta.input_shape.empty();
+    const bool runnable = !shape->empty() || !meta.input_shape.empty() || model.text();
     nlohmann::json batch_shape, out_shape;
     if (runnable) {
       torch::Tensor sample = sample_input(model, *shape);
