@@ -112,19 +112,29 @@ QuadratureRule make_rule(Quadrature q, int64_t steps) {
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
                              const QuadratureRule& rule, int64_t batch, torch::Tensor* ends) {
   const int64_t steps = static_cast<int64_t>(rule.alphas.size());
-  auto opts = torch::TensorOptions().dtype(torch::kDouble);
-  torch::Tensor alphas = torch::tensor(rule.alphas, opts).to(model.device(), model.dtype());
-  torch::Tensor weights = torch::tensor(rule.weights, opts).to(model.device(), model.dtype());
-  torch::Tensor diff = (x - x0).unsqueeze(0);
+  // Every op here runs once per pass or per input: on a small model (a text classifier) their
+  // dispatch, not their arithmetic, is what they cost, so there are as few as can be.
+  const auto as_model = x.options().dtype(model.dtype());
+  const torch::Tensor alphas = torch::from_blob(const_cast<double*>(rule.alphas.data()), {steps}, torch::kDouble).to(as_model);
+  const torch::Tensor weights = torch::from_blob(const_cast<double*>(rule.weights.data()), {steps}, torch::kDouble).to(as_model);
+  const torch::Tensor diff = (x - x0).to(model.dtype());
   std::vector<int64_t> bshape(x.dim() + 1, 1);
-  torch::Tensor sum = torch::zeros({x.numel()}, x.options().dtype(torch::kDouble));
-  torch::Tensor t = torch::full({1}, target, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
+  torch::Tensor sum;  // sum_k w_k g_k, flat, double
+  const torch::Tensor t = torch::full({1}, target, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
   bool first = true;
   for_chunks(steps, batch, [&](int64_t b, int64_t e) {
     bshape[0] = e - b;
-    torch::Tensor points = x0.unsqueeze(0) + alphas.slice(0, b, e).view(bshape) * diff;
     const bool with_ends = ends && first;
-    if (with_ends) points = torch::cat({points, x.unsqueeze(0).to(points.options()), x0.unsqueeze(0).to(points.options())});
+    std::vector<int64_t> pshape = x.sizes().vec();
+    pshape.insert(pshape.begin(), (e - b) + (with_ends ? 2 : 0));
+    // x0 + alpha_k (x - x0) for the pass's nodes, then (first pass, with ends) x and x0 themselves
+    torch::Tensor points = torch::empty(pshape, as_model);
+    torch::Tensor head = points.slice(0, 0, e - b);
+    torch::addcmul_out(head, x0.to(model.dtype()).unsqueeze(0), alphas.slice(0, b, e).view(bshape), diff.unsqueeze(0));
+    if (with_ends) {
+      points[e - b].copy_(x);
+      points[e - b + 1].copy_(x0);
+    }
     torch::Tensor scores;
     torch::Tensor g = target_gradient(model, points, t.expand({points.size(0)}), with_ends ? &scores : nullptr);
     if (with_ends) {
@@ -132,11 +142,11 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
       g = g.slice(0, 0, e - b);
     }
     first = false;
-    // sum_k w_k g_k as one matrix product per pass (each term in the model's precision, the sum
-    // over passes in double)
-    sum += torch::matmul(weights.slice(0, b, e).view({1, -1}), g.reshape({e - b, -1})).view({-1}).to(torch::kDouble);
+    // one matrix product per pass (each term in the model's precision, the passes summed in double)
+    torch::Tensor part = torch::matmul(weights.slice(0, b, e).view({1, -1}), g.reshape({e - b, -1})).view({-1}).to(torch::kDouble);
+    sum = sum.defined() ? sum + part : part;
   });
-  return (sum.view(x.sizes()) * (x - x0).to(torch::kDouble)).to(x.scalar_type());
+  return (sum.view(x.sizes()) * diff).to(x.scalar_type());
 }
 
 }  // namespace salient

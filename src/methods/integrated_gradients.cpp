@@ -65,11 +65,15 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed, &model));
   // f(x) and f(x0) of each input, what completeness is measured against: from the first pass of
   // its path (one baseline), or f(x) and E[f] over a background set.
-  torch::Tensor f = torch::empty({2 * n}, torch::kDouble);
+  std::vector<double> f(static_cast<size_t>(2 * n));
+  const torch::Tensor target_list = targets.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t* target_of = target_list.data_ptr<int64_t>();
   if (set) {  // a background set: expected IG, measured against E[f] over the set
-    f.slice(0, 0, n).copy_(model.predict(inputs).gather(1, targets.view({-1, 1})).squeeze(1).to(torch::kDouble).cpu());
-    for (int64_t i = 0; i < n; ++i)
-      f[n + i] = reference_score(model, baselines[i], options_.baseline.weights, inputs.dim() - 1, targets[i].item<int64_t>(), options_.batch);
+    const torch::Tensor fx = model.predict(inputs).gather(1, targets.view({-1, 1})).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();
+    for (int64_t i = 0; i < n; ++i) {
+      f[i] = fx.data_ptr<double>()[i];
+      f[n + i] = reference_score(model, baselines[i], options_.baseline.weights, inputs.dim() - 1, target_of[i], options_.batch);
+    }
   }
   // One path per reference input, weighted (one baseline: one path of weight 1).
   auto integrate = [&](int64_t i, int64_t target, int64_t steps, bool first) {
@@ -78,8 +82,9 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
       torch::Tensor a = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps),
                                        options_.batch, first ? &ends : nullptr);
       if (first) {
-        f[i] = ends[0].item<double>();
-        f[n + i] = ends[1].item<double>();
+        const torch::Tensor e = ends.contiguous();
+        f[i] = e.data_ptr<double>()[0];
+        f[n + i] = e.data_ptr<double>()[1];
       }
       return a;
     }
@@ -96,18 +101,18 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   nlohmann::json steps_used = nlohmann::json::array(), delta = nlohmann::json::array(), total = nlohmann::json::array(),
                  gap = nlohmann::json::array(), rel = nlohmann::json::array(), warning = nlohmann::json::array();
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t target = targets[i].item<int64_t>();
+    const int64_t target = target_of[i];
     int64_t steps = options_.auto_steps ? 8 : options_.steps;
     torch::Tensor attr;
     double g = 0, r = 0, d = 0, attr_sum = 0;
     for (bool first = true;; first = false) {
       attr = integrate(i, target, steps, first);
-      d = f[i].item<double>() - f[n + i].item<double>();
+      d = f[i] - f[n + i];
       attr_sum = attr.sum().item<double>();
       g = std::abs(attr_sum - d);
       // Relative to f(x) - f(x0), floored at the float32 resolution of the outputs: a difference
       // below it (a neuron the input barely moves, an offset output) is not a gap to warn about.
-      r = g / std::max({std::abs(d), 1e-6 * std::max(std::abs(f[i].item<double>()), std::abs(f[n + i].item<double>())), 1e-12});
+      r = g / std::max({std::abs(d), 1e-6 * std::max(std::abs(f[i]), std::abs(f[n + i])), 1e-12});
       if (!options_.auto_steps || r <= options_.tolerance || steps * 2 > options_.max_steps) break;
       steps *= 2;
     }
@@ -127,10 +132,10 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
       warning.push_back(nullptr);
     }
   }
-  out.scores = f.slice(0, 0, n);
+  out.scores = torch::tensor(std::vector<double>(f.begin(), f.begin() + n), torch::kDouble);
   out.diagnostics["steps"] = steps_used;
   out.diagnostics["f(x)-f(x0)"] = delta;
-  out.diagnostics["f(baseline)"] = std::vector<double>(f.data_ptr<double>() + n, f.data_ptr<double>() + 2 * n);
+  out.diagnostics["f(baseline)"] = std::vector<double>(f.begin() + n, f.end());
   out.diagnostics["sum"] = total;
   out.diagnostics["completeness_gap"] = gap;
   out.diagnostics["relative_gap"] = rel;
