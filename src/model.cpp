@@ -339,12 +339,12 @@ torch::Tensor Model::token_baseline(const std::string& token) {
   if (id == -2) throw Error("unknown text baseline '" + token + "'", ErrorKind::Internal);
   if (id < 0) throw Error("baseline '" + token + "': the model's tokenizer has no " + token + " token");
   if (auto it = token_baselines_.find(token); it != token_baselines_.end()) return it->second;
-  torch::Tensor ids = embedding_ids_.clone();
-  torch::Tensor keep = ids == t.pad_id();  // padding stays padding; cls and sep are kept (the usual choice)
-  if (t.cls_id() >= 0) keep |= ids == t.cls_id();
-  if (t.sep_id() >= 0) keep |= ids == t.sep_id();
-  ids.masked_fill_(~keep, id);
-  return token_baselines_[token] = embed(ids)[0];
+  // Padding stays padding; cls and sep are kept (the usual choice). A loop over L ids, not tensor ops.
+  torch::Tensor ids = embedding_ids_.to(torch::kCPU).contiguous().clone();
+  int64_t* p = ids.data_ptr<int64_t>();
+  for (int64_t k = 0; k < ids.numel(); ++k)
+    if (p[k] != t.pad_id() && p[k] != t.cls_id() && p[k] != t.sep_id()) p[k] = id;
+  return token_baselines_[token] = embed(ids.to(device_))[0];
 }
 
 std::string Model::default_embedding_layer() {
