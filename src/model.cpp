@@ -297,20 +297,11 @@ void Model::set_embedding_input(const std::string& layer, const torch::Tensor& i
 }
 
 torch::Tensor Model::embed(const torch::Tensor& ids) {
-  if (!embedding_capture_ || (!embedding_layer_.empty() && embedding_capture_->paths()[0] != embedding_layer_))
-    throw Error("embed() needs an embedding layer (set_embedding_input)", ErrorKind::Internal);
+  if (!embedding_capture_) throw Error("embed() needs an embedding layer (set_embedding_input)", ErrorKind::Internal);
   torch::NoGradGuard no_grad;
   if (embedding_direct_ == 1) return embedding_module_->forward({cast_input(ids)}).toTensor();
-  const std::string saved = embedding_layer_;
-  embedding_layer_.clear();  // the capture runs the model itself on the ids
-  torch::Tensor e;
-  try {
-    e = embedding_capture_->activation(ids);
-  } catch (...) {
-    embedding_layer_ = saved;
-    throw;
-  }
-  embedding_layer_ = saved;
+  // The capture runs the module itself on the ids (not forward(), which embedding mode redirects).
+  const torch::Tensor e = embedding_capture_->activation(ids);
   if (e.dim() != 3 || e.size(0) != ids.size(0) || e.size(1) != ids.size(-1))
     throw Error("layer '" + embedding_capture_->paths()[0] + "' gave shape " + shape_str(e.sizes()) + " for ids " +
                 shape_str(ids.sizes()) + ": an embedding layer gives one vector per token [N, L, D]");

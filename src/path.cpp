@@ -117,7 +117,7 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
   const auto as_model = x.options().dtype(model.dtype());
   const torch::Tensor alphas = torch::from_blob(const_cast<double*>(rule.alphas.data()), {steps}, torch::kDouble).to(as_model);
   const torch::Tensor weights = torch::from_blob(const_cast<double*>(rule.weights.data()), {steps}, torch::kDouble).to(as_model);
-  const torch::Tensor diff = (x - x0).to(model.dtype());
+  const torch::Tensor diff = (x - x0).to(model.dtype()), start = x0.to(model.dtype()).unsqueeze(0);
   std::vector<int64_t> bshape(x.dim() + 1, 1);
   torch::Tensor sum;  // sum_k w_k g_k, flat, double
   const torch::Tensor t = torch::full({1}, target, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
@@ -130,7 +130,7 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
     // x0 + alpha_k (x - x0) for the pass's nodes, then (first pass, with ends) x and x0 themselves
     torch::Tensor points = torch::empty(pshape, as_model);
     torch::Tensor head = points.slice(0, 0, e - b);
-    torch::addcmul_out(head, x0.to(model.dtype()).unsqueeze(0), alphas.slice(0, b, e).view(bshape), diff.unsqueeze(0));
+    torch::addcmul_out(head, start, alphas.slice(0, b, e).view(bshape), diff.unsqueeze(0));
     if (with_ends) {
       points[e - b].copy_(x);
       points[e - b + 1].copy_(x0);
