@@ -197,8 +197,8 @@ bool LayerCapture::called_on_input(size_t index) const {
 }
 
 c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,
-                          const std::vector<c10::IValue>& extra) {
-  torch::Tensor x = model.cast_input(inputs);
+                          const std::vector<c10::IValue>& extra, bool cast) {
+  torch::Tensor x = cast ? model.cast_input(inputs) : inputs;
   jit::Stack stack{model.module()._ivalue()};
   for (auto& a : model.arguments(x)) stack.push_back(std::move(a));
   stack.insert(stack.end(), extra.begin(), extra.end());
@@ -233,15 +233,15 @@ torch::Tensor LayerCapture::run_replacing(size_t index, const torch::Tensor& inp
     r->setType(last->output()->type());
     last->output()->replaceAllUsesWith(r);
     jit::EliminateDeadCode(graph);
-    replace_[index] = std::make_unique<jit::GraphFunction>("salient_replace", graph, nullptr);
+    replace_[index] = std::make_unique<jit::GraphFunction>("salient_replace", graph, nullptr, jit::ExecutorExecutionMode::SIMPLE);
   }
   torch::Tensor x = model_.cast_input(inputs);
-  if (x.size(0) != replacement.size(0)) {
+  if (x.size(0) != replacement.size(0)) {  // the input's rows repeated for the replacement's (checked before)
     std::vector<int64_t> shape = x.sizes().vec();
     shape[0] = replacement.size(0);
     x = x.expand(shape);
   }
-  return model_.explained_output(run_on_module(*replace_[index], model_, x, {replacement}));
+  return model_.explained_output(run_on_module(*replace_[index], model_, x, {replacement}, /*cast=*/false));
 }
 
 LayerGradients layer_gradients(LayerCapture& capture, const torch::Tensor& inputs, const torch::Tensor& targets,

@@ -271,9 +271,22 @@ torch::Tensor Model::cast_input(const torch::Tensor& x) const {
   if (x.is_floating_point() && !x.equal(x.round()))
     throw Error("a text model's input is token ids, whole numbers; got fractional values");
   torch::Tensor ids = x.to(device_, torch::kLong);
-  if (ids.numel() && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= tokenizer_->size()))
+  if (!ids.numel()) return ids;
+  int64_t lo = 0, hi = 0;
+  if (ids.is_cpu() && ids.is_contiguous()) {  // a loop over the ids, not two reductions' dispatch
+    const int64_t* p = ids.data_ptr<int64_t>();
+    lo = hi = p[0];
+    for (int64_t k = 1; k < ids.numel(); ++k) {
+      lo = std::min(lo, p[k]);
+      hi = std::max(hi, p[k]);
+    }
+  } else {
+    lo = ids.min().item<int64_t>();
+    hi = ids.max().item<int64_t>();
+  }
+  if (lo < 0 || hi >= tokenizer_->size())
     throw Error("token ids must lie in [0, " + std::to_string(tokenizer_->size()) + "), the vocabulary's size; got " +
-                std::to_string(ids.min().item<int64_t>()) + ".." + std::to_string(ids.max().item<int64_t>()));
+                std::to_string(lo) + ".." + std::to_string(hi));
   return ids;
 }
 
@@ -331,10 +344,12 @@ torch::Tensor Model::token_baseline(const std::string& token) {
   if (id < 0) throw Error("baseline '" + token + "': the model's tokenizer has no " + token + " token");
   if (auto it = token_baselines_.find(token); it != token_baselines_.end()) return it->second;
   // Padding stays padding; cls and sep are kept (the usual choice). A loop over L ids, not tensor ops.
-  torch::Tensor ids = embedding_ids_.to(torch::kCPU).contiguous().clone();
+  const torch::Tensor from = embedding_ids_.to(torch::kCPU).contiguous();
+  torch::Tensor ids = torch::empty(from.sizes(), from.options());
+  const int64_t* q = from.data_ptr<int64_t>();
   int64_t* p = ids.data_ptr<int64_t>();
   for (int64_t k = 0; k < ids.numel(); ++k)
-    if (p[k] != t.pad_id() && p[k] != t.cls_id() && p[k] != t.sep_id()) p[k] = id;
+    p[k] = q[k] != t.pad_id() && q[k] != t.cls_id() && q[k] != t.sep_id() ? id : q[k];
   return token_baselines_[token] = embed(ids.to(device_))[0];
 }
 

@@ -19,10 +19,11 @@ struct GraphFunction;
 namespace salient {
 
 // Runs a function made from a copy of the model's forward graph on the user's module object, with
-// `inputs` moved to the model's device and dtype (and any extra arguments); a failure of the
-// model becomes a one-line salient::Error naming the input's shape.
+// `inputs` moved to the model's device and dtype (Model::cast_input; `cast` false: they already
+// are) and any extra arguments; a failure of the model becomes a one-line salient::Error naming the
+// input's shape.
 c10::IValue run_on_module(torch::jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,
-                          const std::vector<c10::IValue>& extra = {});
+                          const std::vector<c10::IValue>& extra = {}, bool cast = true);
 
 struct LayerInfo {
   std::string path;                // "layer4.1.conv2"
