@@ -6,20 +6,47 @@
 
 namespace salient {
 
-torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-                              torch::Tensor* scores) {
+namespace {
+
+torch::Tensor gradient_of_picked(Model& model, const torch::Tensor& inputs,
+                                 const std::function<torch::Tensor(const torch::Tensor&)>& pick, torch::Tensor* scores,
+                                 const torch::Tensor& seed) {
   torch::Tensor x = inputs.detach().to(model.device(), model.dtype()).requires_grad_(true);
   torch::Tensor out = model.forward(x);
   if (!out.requires_grad())
     throw Error("the model's output does not depend on its input through autograd (an integer or detached output): "
                 "gradient methods cannot explain it; use a black-box method (occlusion, rise, ...)");
-  torch::Tensor picked = out.gather(1, targets.to(out.device(), torch::kLong).view({-1, 1})).squeeze(1);
+  torch::Tensor picked = pick(out);
   // Each row's score depends only on its own input (eval mode), so the gradient of the sum is the
   // per-input gradient, all in one backward pass.
-  auto grads = torch::autograd::grad({picked.sum()}, {x}, /*grad_outputs=*/{}, /*retain_graph=*/false,
-                                     /*create_graph=*/false, /*allow_unused=*/true);
+  auto grads = seed.defined() ? torch::autograd::grad({picked}, {x}, {seed.to(picked.device(), picked.scalar_type())},
+                                                      /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true)
+                               : torch::autograd::grad({picked.sum()}, {x}, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                                       /*create_graph=*/false, /*allow_unused=*/true);
   if (scores) *scores = picked.detach();
   return grads[0].defined() ? grads[0] : torch::zeros_like(x);
+}
+
+}  // namespace
+
+torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+                              torch::Tensor* scores) {
+  return gradient_of_picked(
+      model, inputs,
+      [&](const torch::Tensor& out) { return out.gather(1, targets.to(out.device(), torch::kLong).view({-1, 1})).squeeze(1); },
+      scores, {});
+}
+
+torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, int64_t target, torch::Tensor* scores,
+                              const torch::Tensor& seed) {
+  return gradient_of_picked(
+      model, inputs,
+      [&](const torch::Tensor& out) {
+        if (target < 0 || target >= out.size(1))
+          throw Error("target " + std::to_string(target) + " is out of range for " + std::to_string(out.size(1)) + " outputs");
+        return out.select(1, target);
+      },
+      scores, seed);
 }
 
 torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets) {

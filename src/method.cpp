@@ -76,13 +76,20 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
 void Method::check_map(Attribution& a) const {
   const int64_t n = a.map.size(0);
   if (n == 0) return;
-  torch::Tensor flat = a.map.reshape({n, -1});
-  // One reduction answers both questions: a row's largest |value| is NaN or Inf when the row has a
-  // non-finite value (counted only then), and 0 when the row is all zero.
-  const torch::Tensor peak = flat.numel() ? flat.abs().amax(1).contiguous() : torch::zeros({n});
-  const float* top = peak.data_ptr<float>();
+  // (The map is CPU float and contiguous: attribute() made it so.) A row's largest |value| answers
+  // both questions: it is NaN or Inf when the row has a non-finite value (counted only then), and
+  // 0 when the row is all zero. One pass over the values, no tensor operation.
+  const int64_t per = a.map.numel() / n;
+  const float* v = a.map.data_ptr<float>();
+  std::vector<float> top(static_cast<size_t>(n), 0.0f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < per; ++k) {
+      const float m = std::abs(v[i * per + k]);
+      if (m > top[i] || std::isnan(m)) top[i] = m;  // a NaN, once in, stays: nothing compares above it
+    }
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(top[i])) {
+      const torch::Tensor flat = a.map.reshape({n, -1});
       const int64_t bad = (~torch::isfinite(flat)).sum().item<int64_t>();
       throw Error(info().name + ": the map has " + std::to_string(bad) + " non-finite values (NaN/Inf) of " +
                   std::to_string(flat.numel()) + "; the model's outputs or gradients overflow on this input");

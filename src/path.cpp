@@ -1,5 +1,6 @@
 #include "salient/path.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -109,18 +110,34 @@ QuadratureRule make_rule(Quadrature q, int64_t steps) {
 
 }  // namespace
 
+namespace {
+
+// A rule's numbers b..e as a tensor of the model's type on its device, then `zeros` zeros: written
+// in place on the host (no conversion op), moved only for another device.
+torch::Tensor rule_tensor(const std::vector<double>& v, int64_t b, int64_t e, int64_t zeros, const torch::TensorOptions& as_model) {
+  torch::Tensor t = torch::empty({e - b + zeros}, as_model.device(torch::kCPU));
+  if (t.scalar_type() == torch::kFloat) {
+    std::fill(std::copy(v.begin() + b, v.begin() + e, t.data_ptr<float>()), t.data_ptr<float>() + t.numel(), 0.0f);
+  } else if (t.scalar_type() == torch::kDouble) {
+    std::fill(std::copy(v.begin() + b, v.begin() + e, t.data_ptr<double>()), t.data_ptr<double>() + t.numel(), 0.0);
+  } else {
+    t.zero_();
+    t.slice(0, 0, e - b).copy_(torch::from_blob(const_cast<double*>(v.data()) + b, {e - b}, torch::kDouble));
+  }
+  return t.to(as_model.device());
+}
+
+}  // namespace
+
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
-                             const QuadratureRule& rule, int64_t batch, torch::Tensor* ends) {
+                             const QuadratureRule& rule, int64_t batch, std::array<double, 2>* ends) {
   const int64_t steps = static_cast<int64_t>(rule.alphas.size());
   // Every op here runs once per pass or per input: on a small model (a text classifier) their
   // dispatch, not their arithmetic, is what they cost, so there are as few as can be.
   const auto as_model = x.options().dtype(model.dtype());
-  const torch::Tensor alphas = torch::from_blob(const_cast<double*>(rule.alphas.data()), {steps}, torch::kDouble).to(as_model);
-  const torch::Tensor weights = torch::from_blob(const_cast<double*>(rule.weights.data()), {steps}, torch::kDouble).to(as_model);
-  const torch::Tensor diff = (x - x0).to(model.dtype()), start = x0.to(model.dtype()).unsqueeze(0);
+  const torch::Tensor diff = (x - x0).to(model.dtype()), start = x0.to(model.dtype());
   std::vector<int64_t> bshape(x.dim() + 1, 1);
-  torch::Tensor sum;  // sum_k w_k g_k, flat, double
-  const torch::Tensor t = torch::full({1}, target, torch::TensorOptions().dtype(torch::kLong).device(model.device()));
+  torch::Tensor sum;  // sum_k w_k g_k: in the model's type for one pass, passes summed in double
   bool first = true;
   for_chunks(steps, batch, [&](int64_t b, int64_t e) {
     bshape[0] = e - b;
@@ -130,23 +147,31 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
     // x0 + alpha_k (x - x0) for the pass's nodes, then (first pass, with ends) x and x0 themselves
     torch::Tensor points = torch::empty(pshape, as_model);
     torch::Tensor head = points.slice(0, 0, e - b);
-    torch::addcmul_out(head, start, alphas.slice(0, b, e).view(bshape), diff.unsqueeze(0));
+    torch::addcmul_out(head, start, rule_tensor(rule.alphas, b, e, 0, as_model).view(bshape), diff);
     if (with_ends) {
       points[e - b].copy_(x);
       points[e - b + 1].copy_(x0);
     }
+    // The weights seed the backward pass (x and x0 get 0): row k's gradient comes out as w_k g_k,
+    // and the pass's share of the integral is their sum.
     torch::Tensor scores;
-    torch::Tensor g = target_gradient(model, points, t.expand({points.size(0)}), with_ends ? &scores : nullptr);
-    if (with_ends) {
-      *ends = scores.slice(0, e - b).to(torch::kCPU, torch::kDouble);
-      g = g.slice(0, 0, e - b);
+    torch::Tensor g = target_gradient(model, points, target, with_ends ? &scores : nullptr,
+                                      rule_tensor(rule.weights, b, e, with_ends ? 2 : 0, as_model));
+    if (with_ends) {  // read where they are on the host (a float model's: no op)
+      const bool as_is = scores.is_cpu() && scores.scalar_type() == torch::kFloat;
+      const torch::Tensor f = as_is ? scores : scores.to(torch::kCPU, torch::kDouble);
+      if (as_is) {
+        *ends = {f.accessor<float, 1>()[e - b], f.accessor<float, 1>()[e - b + 1]};
+      } else {
+        *ends = {f.accessor<double, 1>()[e - b], f.accessor<double, 1>()[e - b + 1]};
+      }
     }
+    torch::Tensor part = (with_ends ? g.slice(0, 0, e - b) : g).sum(0);
+    sum = first && e == steps ? part : sum.defined() ? sum + part.to(torch::kDouble) : part.to(torch::kDouble);
     first = false;
-    // one matrix product per pass (each term in the model's precision, the passes summed in double)
-    torch::Tensor part = torch::matmul(weights.slice(0, b, e).view({1, -1}), g.reshape({e - b, -1})).view({-1}).to(torch::kDouble);
-    sum = sum.defined() ? sum + part : part;
   });
-  return (sum.view(x.sizes()) * diff).to(x.scalar_type());
+  torch::Tensor a = sum * diff;
+  return a.scalar_type() == x.scalar_type() ? a : a.to(x.scalar_type());
 }
 
 }  // namespace salient

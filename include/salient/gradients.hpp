@@ -12,6 +12,12 @@ namespace salient {
 // backward. When `scores` is given it receives f(x)[target] [B] (detached).
 torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs,
                               const torch::Tensor& targets, torch::Tensor* scores = nullptr);
+// The same for one target class of every row (a path's points): its column read directly, which
+// backpropagates without gather's scatter. With `seed` [B], the backward pass starts from it
+// instead of ones: row r's gradient comes out multiplied by seed[r] (a quadrature's weights), for
+// no extra operation.
+torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, int64_t target, torch::Tensor* scores = nullptr,
+                              const torch::Tensor& seed = {});
 
 // f(x)[target] [B] without autograd.
 torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);

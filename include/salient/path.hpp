@@ -1,6 +1,7 @@
 #pragma once
 // Path integrals for the path methods (Integrated Gradients and friends): quadrature rules on
 // [0, 1] and the batched integral of the gradient along a straight path.
+#include <array>
 #include <string>
 #include <vector>
 
@@ -24,9 +25,9 @@ QuadratureRule quadrature_rule(Quadrature q, int64_t steps);
 
 // (x - x0) * sum_k w_k * grad f(x0 + alpha_k (x - x0))[target], for one input x and baseline x0
 // (both without batch dimension); the path points go through the model `batch` at a time. With
-// `ends`, x and x0 ride along in the first pass and *ends gets [f(x), f(x0)][target] (double, CPU):
-// what completeness is measured against, from the same forward as the gradients, for no extra pass.
+// `ends`, x and x0 ride along in the first pass and *ends gets f(x)[target] and f(x0)[target]: what
+// completeness is measured against, from the same forward as the gradients, for no extra pass.
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
-                             const QuadratureRule& rule, int64_t batch, torch::Tensor* ends = nullptr);
+                             const QuadratureRule& rule, int64_t batch, std::array<double, 2>* ends = nullptr);
 
 }  // namespace salient

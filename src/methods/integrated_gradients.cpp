@@ -1,6 +1,7 @@
 #include "salient/methods/integrated_gradients.hpp"
 
 #include <algorithm>
+#include <array>
 #include <sstream>
 
 #include "salient/error.hpp"
@@ -57,6 +58,19 @@ IntegratedGradientsOptions IntegratedGradients::parse(const nlohmann::json& opti
 
 nlohmann::json IntegratedGradients::params() const { return options_table().params(options_); }
 
+namespace {
+
+// The sum of a map's values in double: a loop on the host, an op elsewhere.
+double total_of(const torch::Tensor& t) {
+  if (!t.is_cpu() || !t.is_contiguous() || t.scalar_type() != torch::kFloat) return t.sum(torch::kDouble).item<double>();
+  const float* p = t.data_ptr<float>();
+  double s = 0;
+  for (int64_t k = 0; k < t.numel(); ++k) s += p[k];
+  return s;
+}
+
+}  // namespace
+
 torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                                            Attribution& out) {
   const int64_t n = inputs.size(0);
@@ -78,13 +92,12 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   // One path per reference input, weighted (one baseline: one path of weight 1).
   auto integrate = [&](int64_t i, int64_t target, int64_t steps, bool first) {
     if (!set) {
-      torch::Tensor ends;
+      std::array<double, 2> ends{};
       torch::Tensor a = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps),
                                        options_.batch, first ? &ends : nullptr);
       if (first) {
-        const torch::Tensor e = ends.contiguous();
-        f[i] = e.data_ptr<double>()[0];
-        f[n + i] = e.data_ptr<double>()[1];
+        f[i] = ends[0];
+        f[n + i] = ends[1];
       }
       return a;
     }
@@ -108,7 +121,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
     for (bool first = true;; first = false) {
       attr = integrate(i, target, steps, first);
       d = f[i] - f[n + i];
-      attr_sum = attr.sum().item<double>();
+      attr_sum = total_of(attr);
       g = std::abs(attr_sum - d);
       // Relative to f(x) - f(x0), floored at the float32 resolution of the outputs: a difference
       // below it (a neuron the input barely moves, an offset output) is not a gap to warn about.
@@ -140,7 +153,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   out.diagnostics["completeness_gap"] = gap;
   out.diagnostics["relative_gap"] = rel;
   out.diagnostics["warning"] = warning;
-  return torch::stack(maps);
+  return n == 1 ? maps[0].unsqueeze(0) : torch::stack(maps);
 }
 
 void register_integrated_gradients(Registry& r) {
