@@ -60,13 +60,15 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   auto start = std::chrono::steady_clock::now();
   Attribution a;
   a.method = info().name;
-  torch::Tensor x = inputs.to(model.device(), model.dtype()).detach();
+  // (detach() only where there is a graph to cut: on a small model every op counts)
+  auto detached = [](torch::Tensor t) { return t.requires_grad() ? t.detach() : t; };
+  torch::Tensor x = detached(inputs.to(model.device(), model.dtype()));
   torch::Tensor t = targets.to(model.device(), torch::kLong);
-  a.map = compute(model, x, t, a).detach().to(torch::kCPU, torch::kFloat).contiguous();
+  a.map = detached(compute(model, x, t, a)).to(torch::kCPU, torch::kFloat).contiguous();
   check_map(a);
   a.params = params();  // after compute: a method may settle defaults on its first call (a CAM's layer)
-  for (auto& [key, t] : a.extra) t = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
-  if (a.scores.defined()) a.scores = a.scores.detach().to(torch::kCPU, torch::kDouble);
+  for (auto& [key, t] : a.extra) t = detached(t).to(torch::kCPU, torch::kFloat).contiguous();
+  if (a.scores.defined()) a.scores = detached(a.scores).to(torch::kCPU, torch::kDouble);
   auto tc = targets.to(torch::kCPU, torch::kLong).contiguous();
   a.targets.assign(tc.data_ptr<int64_t>(), tc.data_ptr<int64_t>() + tc.numel());
   a.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -112,17 +112,19 @@ QuadratureRule make_rule(Quadrature q, int64_t steps) {
 
 namespace {
 
-// A rule's numbers b..e as a tensor of the model's type on its device, then `zeros` zeros: written
-// in place on the host (no conversion op), moved only for another device.
-torch::Tensor rule_tensor(const std::vector<double>& v, int64_t b, int64_t e, int64_t zeros, const torch::TensorOptions& as_model) {
-  torch::Tensor t = torch::empty({e - b + zeros}, as_model.device(torch::kCPU));
+// A rule's numbers b..e then `zeros` zeros, as a tensor of the model's type on its device shaped
+// `shape` (holding e - b + zeros numbers): written in place on the host (no conversion op), moved
+// only for another device.
+torch::Tensor rule_tensor(const std::vector<double>& v, int64_t b, int64_t e, int64_t zeros, c10::IntArrayRef shape,
+                          const torch::TensorOptions& as_model) {
+  torch::Tensor t = torch::empty(shape, as_model.device(torch::kCPU));
   if (t.scalar_type() == torch::kFloat) {
     std::fill(std::copy(v.begin() + b, v.begin() + e, t.data_ptr<float>()), t.data_ptr<float>() + t.numel(), 0.0f);
   } else if (t.scalar_type() == torch::kDouble) {
     std::fill(std::copy(v.begin() + b, v.begin() + e, t.data_ptr<double>()), t.data_ptr<double>() + t.numel(), 0.0);
   } else {
     t.zero_();
-    t.slice(0, 0, e - b).copy_(torch::from_blob(const_cast<double*>(v.data()) + b, {e - b}, torch::kDouble));
+    t.view({-1}).slice(0, 0, e - b).copy_(torch::from_blob(const_cast<double*>(v.data()) + b, {e - b}, torch::kDouble));
   }
   return t.to(as_model.device());
 }
@@ -146,8 +148,8 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
     pshape.insert(pshape.begin(), (e - b) + (with_ends ? 2 : 0));
     // x0 + alpha_k (x - x0) for the pass's nodes, then (first pass, with ends) x and x0 themselves
     torch::Tensor points = torch::empty(pshape, as_model);
-    torch::Tensor head = points.slice(0, 0, e - b);
-    torch::addcmul_out(head, start, rule_tensor(rule.alphas, b, e, 0, as_model).view(bshape), diff);
+    torch::Tensor head = with_ends ? points.slice(0, 0, e - b) : points;
+    torch::addcmul_out(head, start, rule_tensor(rule.alphas, b, e, 0, bshape, as_model), diff);
     if (with_ends) {
       points[e - b].copy_(x);
       points[e - b + 1].copy_(x0);
@@ -156,7 +158,7 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
     // and the pass's share of the integral is their sum.
     torch::Tensor scores;
     torch::Tensor g = target_gradient(model, points, target, with_ends ? &scores : nullptr,
-                                      rule_tensor(rule.weights, b, e, with_ends ? 2 : 0, as_model));
+                                      rule_tensor(rule.weights, b, e, with_ends ? 2 : 0, {points.size(0)}, as_model));
     if (with_ends) {  // read where they are on the host (a float model's: no op)
       const bool as_is = scores.is_cpu() && scores.scalar_type() == torch::kFloat;
       const torch::Tensor f = as_is ? scores : scores.to(torch::kCPU, torch::kDouble);

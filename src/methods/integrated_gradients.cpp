@@ -76,7 +76,11 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   const int64_t n = inputs.size(0);
   const bool set = options_.baseline.is_set();
   std::vector<torch::Tensor> baselines;
-  for (int64_t i = 0; i < n; ++i) baselines.push_back(options_.baseline.make(inputs[i], options_.seed, &model));
+  std::vector<torch::Tensor> xs;
+  for (int64_t i = 0; i < n; ++i) {
+    xs.push_back(inputs[i]);
+    baselines.push_back(options_.baseline.make(xs[i], options_.seed, &model));
+  }
   // f(x) and f(x0) of each input, what completeness is measured against: from the first pass of
   // its path (one baseline), or f(x) and E[f] over a background set.
   std::vector<double> f(static_cast<size_t>(2 * n));
@@ -93,7 +97,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
   auto integrate = [&](int64_t i, int64_t target, int64_t steps, bool first) {
     if (!set) {
       std::array<double, 2> ends{};
-      torch::Tensor a = integrate_path(model, inputs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps),
+      torch::Tensor a = integrate_path(model, xs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps),
                                        options_.batch, first ? &ends : nullptr);
       if (first) {
         f[i] = ends[0];
@@ -103,7 +107,7 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
     }
     torch::Tensor sum;
     for (int64_t m = 0; m < baselines[i].size(0); ++m) {
-      torch::Tensor a = integrate_path(model, inputs[i], baselines[i][m], target, quadrature_rule(options_.quadrature, steps), options_.batch)
+      torch::Tensor a = integrate_path(model, xs[i], baselines[i][m], target, quadrature_rule(options_.quadrature, steps), options_.batch)
                             .to(torch::kDouble) * options_.baseline.weights[m].item<double>();
       sum = sum.defined() ? sum + a : a;
     }
