@@ -14,6 +14,7 @@
 #include "salient/fsutil.hpp"
 #include "salient/noise.hpp"
 #include "salient/npy.hpp"
+#include "salient/registry.hpp"
 
 using namespace salient;
 namespace fs = std::filesystem;
@@ -106,6 +107,22 @@ TEST(Hostile, StorageOutsideItsBufferIsNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("is corrupt: tensor 'w' needs 48 bytes, its storage holds 40"), std::string::npos)
         << e.what();
+  }
+}
+
+// A finite output whose gradient is not (sqrt of |x| at 0: 0 * inf): the map's check counts the
+// non-finite values, also when finite values follow the NaN in its row, and on every method.
+TEST(Hostile, ANonFiniteGradientIsNamedNotWritten) {
+  Model model(scripted("def forward(self, x):\n    return torch.sqrt(torch.abs(x.flatten(1)[:, :3]))\n"));
+  const torch::Tensor x = torch::tensor({0.0f, 4.0f, 1.0f, 9.0f}).view({1, 1, 2, 2});
+  for (const char* method : {"saliency", "input-x-gradient", "integrated-gradients"}) {
+    auto m = Registry::builtin().create(method, nlohmann::json::object(), model.metadata());
+    try {
+      m->attribute(model, x, torch::zeros({1}, torch::kLong));
+      ADD_FAILURE() << method << ": a NaN map was returned";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(": the map has 1 non-finite values (NaN/Inf) of 4"), std::string::npos) << e.what();
+    }
   }
 }
 
