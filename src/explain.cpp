@@ -26,32 +26,6 @@ std::string percent(double p) {
 }
 
 // Diagnostics are per-input arrays (length N) or batch-wide values: take input i's share.
-// Files an earlier explanation.json in `dir` listed that this run did not write again: a re-run
-// into the same --out leaves no stale map beside a new explanation.json. Only listed files go.
-void remove_stale_files(const std::string& dir, const std::set<std::string>& written) {
-  const fs::path old = fs::path(dir) / "explanation.json";
-  std::error_code ec;
-  if (!fs::is_regular_file(old, ec)) return;
-  nlohmann::json j = nlohmann::json::parse(read_file(old.string()), nullptr, false);
-  if (!j.is_object()) return;
-  std::set<std::string> listed;
-  if (j.contains("grid") && j["grid"].is_string()) listed.insert(j["grid"].get<std::string>());
-  if (j.contains("explained") && j["explained"].is_array())
-    for (const auto& t : j["explained"])
-      if (t.is_object() && t.contains("methods") && t["methods"].is_object())
-        for (const auto& [name, m] : t["methods"].items()) {
-          if (!m.is_object()) continue;
-          for (const char* key : {"npy", "png"})
-            if (m.contains(key) && m[key].is_string()) listed.insert(m[key].get<std::string>());
-          for (const char* key : {"npy", "extra_npy"})  // per-input maps, extra arrays: name -> file
-            if (m.contains(key) && m[key].is_object())
-              for (const auto& [k, f] : m[key].items())
-                if (f.is_string()) listed.insert(f.get<std::string>());
-        }
-  for (const auto& f : listed)
-    if (!written.count(f) && f.find('/') == std::string::npos && f != ".." && f != ".") fs::remove(fs::path(dir) / f, ec);
-}
-
 torch::Tensor stack_inputs(const std::vector<InputItem>& items) {
   std::vector<torch::Tensor> xs;
   for (const auto& it : items) xs.push_back(it.tensor);
@@ -107,6 +81,31 @@ MethodResult run_method(Method& method, Model& model, const torch::Tensor& batch
 }
 
 }  // namespace
+
+void remove_stale_files(const std::string& dir, const std::set<std::string>& written) {
+  const fs::path old = fs::path(dir) / "explanation.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(old, ec)) return;
+  nlohmann::json j = nlohmann::json::parse(read_file(old.string()), nullptr, false);
+  if (!j.is_object()) return;
+  std::set<std::string> listed;
+  if (j.contains("grid") && j["grid"].is_string()) listed.insert(j["grid"].get<std::string>());
+  if (j.contains("explained") && j["explained"].is_array())
+    for (const auto& t : j["explained"])
+      if (t.is_object() && t.contains("methods") && t["methods"].is_object())
+        for (const auto& [name, m] : t["methods"].items()) {
+          if (!m.is_object()) continue;
+          for (const char* key : {"npy", "png", "html"})
+            if (m.contains(key) && m[key].is_string()) listed.insert(m[key].get<std::string>());
+          for (const char* key : {"npy", "extra_npy"})  // per-input maps, extra arrays: name -> file
+            if (m.contains(key) && m[key].is_object())
+              for (const auto& [k, f] : m[key].items())
+                if (f.is_string()) listed.insert(f.get<std::string>());
+        }
+  for (const auto& f : listed)
+    if (!written.count(f) && f.find('/') == std::string::npos && f != ".." && f != ".") fs::remove(fs::path(dir) / f, ec);
+}
+
 
 MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
   if (request.methods.empty()) throw Error("no method given (see `salient methods`)");

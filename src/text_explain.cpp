@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include <opencv2/freetype.hpp>
@@ -372,7 +373,12 @@ std::vector<ExplainedInput> explain_text(Model& model, const std::vector<TextInp
     if (!failed.empty()) j["failed"] = failed;
     ensure_writable_dir(e.dir);
     remove_stale_temporaries(e.dir);
-    for (const auto& [name, bytes] : files) write_file_atomic((fs::path(e.dir) / name).string(), bytes);
+    std::set<std::string> written;
+    for (const auto& [name, bytes] : files) {
+      write_file_atomic((fs::path(e.dir) / name).string(), bytes);
+      written.insert(name);
+    }
+    remove_stale_files(e.dir, written);
     write_file_atomic((fs::path(e.dir) / "explanation.json").string(), j.dump(2) + "\n");
     e.json = std::move(j);
     out.push_back(std::move(e));

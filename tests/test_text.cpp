@@ -286,6 +286,12 @@ TEST(TextAttribution, ExplainWritesEscapedHtmlAndRefusesBadInput) {
   const auto a = ig["scores"].get<std::vector<double>>(), b = j3["explained"][0]["methods"]["integrated-gradients"]["scores"].get<std::vector<double>>();
   ASSERT_EQ(a.size(), b.size());
   for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5);
+  // Again into the same folder with another method: the first one's files go with its record.
+  r = test::run_cli("explain --model " + model + " --input " + (dir / "ids.npy") + " --method input-x-gradient --out " + (dir / "ids"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir / "ids/ids-0/input-x-gradient.html"));
+  for (const char* ext : {".html", ".png", ".npy"})
+    EXPECT_FALSE(std::filesystem::exists(dir / ("ids/ids-0/integrated-gradients" + std::string(ext)))) << ext << " left stale";
 
   // `salient layers` runs a text model on sample ids: the embedding's output is [1, 8, D].
   r = test::run_cli("layers --model " + model);

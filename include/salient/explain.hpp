@@ -4,6 +4,7 @@
 // arrays of batch.hpp, PNG bytes for a server).
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,11 @@ class Explainer {
 // the record with the file names added. Without `pngs`, no heatmap and no grid.
 nlohmann::json write_explanation_files(const Explanation& e, const std::string& dir, const Model& model,
                                        const RenderOptions& render, bool pngs = true);
+
+// Files an earlier explanation.json in `dir` listed (a method's npy, png, html, extra arrays; the
+// grid) that this run did not write again: a re-run into the same --out leaves no stale map beside
+// a new explanation.json. Only listed files go, only inside `dir`. Call before writing the new one.
+void remove_stale_files(const std::string& dir, const std::set<std::string>& written);
 
 struct ExplainedInput {
   std::string stem;
