@@ -192,8 +192,12 @@ bool LayerCapture::called_on_input(size_t index) const {
   auto graph = model_.module().get_method("forward").graph()->copy();
   std::vector<jit::Value*> none;
   const auto calls = find_module_calls(*graph, paths_.at(index), none);
-  return calls.size() == 1 && calls[0]->inputs().size() == 2 && graph->inputs().size() >= 2 &&
-         calls[0]->inputs()[1] == graph->inputs()[1];
+  if (calls.size() != 1 || graph->inputs().size() < 2 || calls[0]->inputs().size() < 2 ||
+      calls[0]->inputs()[1] != graph->inputs()[1])
+    return false;
+  for (size_t k = 2; k < calls[0]->inputs().size(); ++k)  // further arguments only None (a bag's offsets, weights)
+    if (calls[0]->inputs()[k]->type()->kind() != c10::TypeKind::NoneType) return false;
+  return true;
 }
 
 c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torch::Tensor& inputs,

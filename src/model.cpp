@@ -1,6 +1,7 @@
 #include "salient/model.hpp"
 
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <cmath>
 #include <thread>
@@ -16,6 +17,38 @@
 #include "salient/text.hpp"
 
 namespace salient {
+
+namespace {
+
+// The module at a dotted path ("encoder.embedding") of `root`.
+torch::jit::Module submodule(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module m = root;
+  for (const auto& part : split_list(path, ".")) m = m.attr(part).toModule();
+  return m;
+}
+
+}  // namespace
+
+// What embedding mode needs of layer `path` when it is an nn.EmbeddingBag (else nothing): its mode,
+// padding_idx and weight; refused when its tokens' vectors cannot be replaced one by one.
+std::optional<Model::Bag> Model::embedding_bag(const torch::jit::Module& root, const std::string& path, const LayerCapture& capture) {
+  const torch::jit::Module m = submodule(root, path);
+  const auto qn = m.type()->name();
+  if (!qn || qn->name() != "EmbeddingBag") return std::nullopt;
+  const std::string named = "the EmbeddingBag '" + path + "'";
+  if (!capture.called_on_input(0))
+    throw Error(named + " is called with offsets or per-sample weights, or on other than the model's ids: its tokens can be "
+                "attributed only when it is called on the ids [N, L] alone");
+  Model::Bag b;
+  b.mode = m.hasattr("mode") ? m.attr("mode").toStringRef() : "";
+  if (b.mode != "sum" && b.mode != "mean" && b.mode != "max") throw Error(named + " has mode '" + b.mode + "' (expected sum, mean or max)");
+  if (m.hasattr("max_norm") && !m.attr("max_norm").isNone())
+    throw Error(named + " has max_norm, which rescales its vectors as it looks them up: its tokens' vectors are not its weights");
+  if (m.hasattr("padding_idx") && m.attr("padding_idx").isInt()) b.padding = m.attr("padding_idx").toInt();
+  if (!m.hasattr("weight") || !m.attr("weight").isTensor()) throw Error(named + " has no weight tensor");
+  b.weight = m.attr("weight").toTensor().detach();
+  return b;
+}
 
 namespace {
 
@@ -290,6 +323,18 @@ torch::Tensor Model::cast_input(const torch::Tensor& x) const {
   return ids;
 }
 
+torch::Tensor Model::pool_bag(const torch::Tensor& e, const torch::Tensor& ids) const {
+  const Bag& b = *bag_;
+  if (b.padding < 0) return b.mode == "sum" ? e.sum(1) : b.mode == "mean" ? e.mean(1) : e.amax(1);
+  const torch::Tensor keep = (ids != b.padding).unsqueeze(2);  // [1 or M, L, 1]
+  if (b.mode == "max") {  // an all-padding bag is zeros, as EmbeddingBag's
+    const torch::Tensor m = e.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity()).amax(1);
+    return torch::where(keep.any(1), m, torch::zeros_like(m));
+  }
+  const torch::Tensor k = keep.to(e.scalar_type()), sum = (e * k).sum(1);
+  return b.mode == "sum" ? sum : sum / k.sum(1).clamp_min(1.0);
+}
+
 void Model::set_embedding_input(const std::string& layer, const torch::Tensor& ids) {
   token_baselines_.clear();
   if (layer.empty()) {
@@ -299,7 +344,10 @@ void Model::set_embedding_input(const std::string& layer, const torch::Tensor& i
   }
   if (!tokenizer_) throw Error("attribution at an embedding layer needs a text model (metadata \"tokenizer\")");
   if (!embedding_capture_ || embedding_capture_->paths()[0] != layer) {
-    embedding_capture_ = std::make_shared<LayerCapture>(*this, std::vector<std::string>{layer});
+    auto capture = std::make_shared<LayerCapture>(*this, std::vector<std::string>{layer});
+    std::optional<Bag> bag = embedding_bag(module_, layer, *capture);
+    embedding_capture_ = std::move(capture);
+    bag_ = std::move(bag);
     embedding_module_.reset();
     embedding_direct_ = -1;
   }
@@ -312,6 +360,24 @@ void Model::set_embedding_input(const std::string& layer, const torch::Tensor& i
 torch::Tensor Model::embed(const torch::Tensor& ids) {
   if (!embedding_capture_) throw Error("embed() needs an embedding layer (set_embedding_input)", ErrorKind::Internal);
   torch::NoGradGuard no_grad;
+  if (bag_) {  // the tokens' own vectors, which the bag pools
+    const torch::Tensor x = cast_input(ids);
+    torch::Tensor e = torch::embedding(bag_->weight, x);
+    if (!bag_->checked) {  // on these ids and, with padding_idx, a copy whose last token is padding
+      torch::Tensor probe = x;
+      if (bag_->padding >= 0) {
+        torch::Tensor padded = x.slice(0, 0, 1).clone();
+        padded.select(1, padded.size(1) - 1).fill_(bag_->padding);
+        probe = torch::cat({x, padded});
+      }
+      const torch::Tensor own = embedding_capture_->activation(probe), pooled = pool_bag(torch::embedding(bag_->weight, probe), probe);
+      if (own.sizes() != pooled.sizes() || !torch::allclose(own.to(pooled.dtype()), pooled, 1e-4, 1e-5))
+        throw Error("the EmbeddingBag '" + embedding_capture_->paths()[0] + "' (mode " + bag_->mode + ") gave other values than the " +
+                    bag_->mode + " of its tokens' vectors: its tokens cannot be attributed here; give --layer another module");
+      bag_->checked = true;
+    }
+    return e;
+  }
   if (embedding_direct_ == 1) return embedding_module_->forward({cast_input(ids)}).toTensor();
   // The capture runs the module itself on the ids (not forward(), which embedding mode redirects).
   const torch::Tensor e = embedding_capture_->activation(ids);
@@ -322,8 +388,7 @@ torch::Tensor Model::embed(const torch::Tensor& ids) {
     embedding_direct_ = 0;
     try {
       if (embedding_capture_->called_on_input(0)) {
-        torch::jit::Module m = module_;
-        for (const auto& part : split_list(embedding_capture_->paths()[0], ".")) m = m.attr(part).toModule();
+        torch::jit::Module m = submodule(module_, embedding_capture_->paths()[0]);
         const torch::Tensor direct = m.forward({cast_input(ids)}).toTensor();
         if (direct.sizes() == e.sizes() && direct.equal(e)) {
           embedding_module_ = m;
@@ -376,9 +441,7 @@ std::string Model::default_embedding_layer() {
                 "give --layer the token embedding");
   }
   if (found.size() == 1) return found[0];
-  if (!bag.empty())
-    throw Error("the model's embedding layer '" + bag + "' is an EmbeddingBag, whose output is already pooled over the "
-                "tokens: no per-token attribution can be read there; give --layer a module whose output is [N, L, D]");
+  if (!bag.empty()) return bag;
   throw Error("the model has no nn.Embedding module: give --layer the module whose output is the token embeddings [N, L, D] "
               "(see `salient layers`)");
 }
@@ -388,7 +451,7 @@ torch::Tensor Model::embedding_output(const torch::Tensor& x) {
   if (e.dim() != 3 || e.size(1) != embedding_ids_.size(1))
     throw Error("in embedding mode the input is embeddings [M, L, D] with L = " + std::to_string(embedding_ids_.size(1)) +
                 "; got " + shape_str(e.sizes()), ErrorKind::Internal);
-  torch::Tensor t = embedding_capture_->run_replacing(0, embedding_ids_, e);
+  torch::Tensor t = embedding_capture_->run_replacing(0, embedding_ids_, bag_ ? pool_bag(e, embedding_ids_) : e);
   if (t.size(0) != e.size(0))
     throw Error("the model's output has batch size " + std::to_string(t.size(0)) + " for " + std::to_string(e.size(0)) + " embeddings");
   return t;

@@ -10,6 +10,7 @@
 #include "helpers.hpp"
 #include "salient/error.hpp"
 #include "salient/metadata.hpp"
+#include "salient/npy.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/registry.hpp"
 #include "salient/text.hpp"
@@ -424,4 +425,38 @@ TEST(TextAttribution, TheDefaultLayerIsTheEmbeddingThatReadsTheIds) {
   const torch::Tensor s = a.map[0].sum(1);
   EXPECT_EQ(s[0].item<double>(), 0.0);  // [CLS] and [SEP] are in the baseline too
   EXPECT_EQ(s[4].item<double>(), 0.0);
+}
+
+// An nn.EmbeddingBag classifier (fastText's shape), scripted by PyTorch: the bag is the default
+// layer, its tokens' vectors are what is attributed, and IG there equals eager IG on the same model
+// written over per-token vectors (tools/zoo_models.py), for mode mean with padding_idx (the padded
+// row's padding gets zero) and mode sum; the prediction in embedding mode is the model's. A bag
+// called with offsets is refused by name.
+TEST(TextAttribution, EmbeddingBagTokensMatchEagerIntegratedGradients) {
+  const std::string zoo = std::string(SALIENT_TESTDATA) + "/zoo/";
+  test::TempDir dir;
+  const ModelMetadata meta = text_metadata(dir, false);
+  const torch::Tensor ids = read_npy(zoo + "bag_ids.npy").to(torch::kLong);  // [2, 8], row 1 padded
+  for (const std::string mode : {"mean", "sum"}) {
+    Model model(torch::jit::load(zoo + "bag_" + mode + ".pt"), ModelOptions{}, meta);
+    EXPECT_EQ(model.default_embedding_layer(), "bag");
+    const torch::Tensor targets = read_npy(zoo + "bag_targets_" + mode + ".npy").to(torch::kLong);
+    const torch::Tensor want = read_npy(zoo + "bag_ig_" + mode + ".npy").to(torch::kDouble);
+    auto ig = Registry::builtin().create("integrated-gradients", nlohmann::json::object(), meta);
+    for (int64_t i = 0; i < 2; ++i) {
+      const torch::Tensor row = ids.slice(0, i, i + 1), logits = model.predict(row);
+      EmbeddingScope scope(model, "bag", row);
+      const torch::Tensor emb = model.embed(row);
+      EXPECT_EQ(emb.sizes(), (std::vector<int64_t>{1, 8, 5}));
+      EXPECT_LT((model.predict(emb) - logits).abs().max().item<double>(), 1e-6) << mode;
+      const Attribution a = ig->attribute(model, emb, targets.slice(0, i, i + 1));
+      const torch::Tensor got = a.map[0].to(torch::kDouble).sum(1);
+      EXPECT_LT((got - want[i]).abs().max().item<double>(), 2e-6) << mode << " row " << i << ": " << got << want[i];
+      EXPECT_LT(a.diagnostics["relative_gap"][0].get<double>(), 1e-4) << mode;
+      if (i == 1) EXPECT_EQ(got.slice(0, 5).abs().max().item<double>(), 0.0) << mode;  // the padding
+    }
+  }
+  Model offsets(torch::jit::load(zoo + "bag_offsets.pt"), ModelOptions{}, meta);
+  const std::string err = error_of([&] { EmbeddingScope scope(offsets, offsets.default_embedding_layer(), ids.slice(0, 0, 1)); });
+  EXPECT_NE(err.find("the EmbeddingBag 'bag' is called with offsets"), std::string::npos) << err;
 }

@@ -24,6 +24,12 @@ Writes into OUT_DIR:
   pool1d.pt                         Captum's test_lin_maxpool_lin_classification model (MaxPool1d)
   pool3d.pt, adaptivemax.pt         a MaxPool3d and an AdaptiveMaxPool2d network; pool_input*.npy,
                                     pool_deeplift*.npy (Captum-style rescale and max-pool rules)
+  bag_mean.pt, bag_sum.pt           nn.EmbeddingBag(12, 5) (mode mean with padding_idx 0; mode sum
+                                    without) -> tanh -> Linear(5, 3), scripted, on token ids;
+                                    bag_ids.npy [2, 8] (the second row padded), bag_targets_*.npy,
+                                    bag_ig_*.npy: eager IG per token (Gauss-Legendre, 50 nodes) at the
+                                    bag's per-token vectors, from the pad baseline (cls/sep kept);
+                                    bag_offsets.pt: the bag called on flat ids with offsets
   two_input.pt                      forward(a, b) = linear(a) * linear(b) summed to 2 classes;
                                     two_a.npy, two_b.npy [3,4], two_grad_a.npy, two_grad_b.npy
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
@@ -185,6 +191,47 @@ class TokenNet(nn.Module):
         return self.head(self.encoder(t).mean(1))
 
 
+class BagNet(nn.Module):
+    """A fastText-style classifier: the tokens' vectors pooled by an nn.EmbeddingBag."""
+    def __init__(self, mode, padding_idx):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(12, 5, mode=mode, padding_idx=padding_idx)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, ids):
+        return self.fc(torch.tanh(self.bag(ids)))
+
+    def on_tokens(self, e, ids):
+        """The same model on per-token vectors e [M, L, D] of ids [1, L]: the bag's pooling by hand."""
+        keep = torch.ones_like(ids, dtype=e.dtype) if self.bag.padding_idx is None else (ids != self.bag.padding_idx).to(e.dtype)
+        pooled = (e * keep.unsqueeze(2)).sum(1)
+        if self.bag.mode == "mean":
+            pooled = pooled / keep.sum(1, keepdim=True).clamp(min=1)
+        return self.fc(torch.tanh(pooled))
+
+
+class BagOffsets(BagNet):
+    """The bag called on the flattened ids with offsets: no [N, L] per-token view to replace."""
+    def forward(self, ids):
+        offsets = torch.arange(0, ids.numel(), ids.size(1), device=ids.device)
+        return self.fc(torch.tanh(self.bag(ids.flatten(), offsets)))
+
+
+def bag_ig(model, ids, target, steps=50):
+    """IG per token at the bag's per-token vectors, eager, from the pad baseline (ids 0, 2, 3 kept)."""
+    base = torch.where((ids == 0) | (ids == 2) | (ids == 3), ids, torch.zeros_like(ids))
+    w = model.bag.weight.detach()
+    e, e0 = w[ids], w[base]                      # [1, L, D]
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    alphas = torch.tensor((nodes + 1) / 2, dtype=torch.float64)
+    total = torch.zeros_like(e, dtype=torch.float64)
+    for a, wt in zip(alphas, weights / 2):
+        p = (e0 + a.float() * (e - e0)).requires_grad_(True)
+        g, = torch.autograd.grad(model.on_tokens(p, ids)[0, target], p)
+        total += wt * g.double()
+    return ((e - e0).double() * total).sum(2)[0]  # [L]
+
+
 class TwoInput(nn.Module):
     def __init__(self):
         super().__init__()
@@ -295,6 +342,18 @@ def main():
     save(out, "two_b.npy", b.numpy())
     save(out, "two_grad_a.npy", ga.numpy())
     save(out, "two_grad_b.npy", gb.numpy())
+
+    torch.manual_seed(7)
+    ids = torch.tensor([[2, 5, 6, 7, 10, 8, 9, 3], [2, 6, 10, 11, 3, 0, 0, 0]])
+    save(out, "bag_ids.npy", ids.numpy())
+    for mode, padding in (("mean", 0), ("sum", None)):
+        bag = BagNet(mode, padding).eval()
+        torch.jit.script(bag).save(os.path.join(out, f"bag_{mode}.pt"))
+        with torch.no_grad():
+            targets = bag(ids).argmax(1)
+        save(out, f"bag_targets_{mode}.npy", targets.numpy())
+        save(out, f"bag_ig_{mode}.npy", torch.stack([bag_ig(bag, ids[i:i + 1], int(targets[i])) for i in range(2)]).numpy())
+    torch.jit.script(BagOffsets("mean", 0).eval()).save(os.path.join(out, "bag_offsets.pt"))
 
     import export_resnet18
     resnet = export_resnet18.build()

@@ -58,8 +58,9 @@ class LayerCapture {
   // it requires them (attribution at a text model's embeddings); ablation methods pass plain tensors.
   torch::Tensor run_replacing(size_t index, const torch::Tensor& inputs, const torch::Tensor& replacement);
   const std::vector<std::string>& paths() const { return paths_; }
-  // Whether module `index` is called once, on the forward's first argument itself (no op between):
-  // then calling it alone on the input gives its activation (an embedding lookup on the ids).
+  // Whether module `index` is called once, on the forward's first argument itself (no op between)
+  // and otherwise only None (an EmbeddingBag's offsets and per-sample weights): then calling it
+  // alone on the input gives its activation (an embedding lookup on the ids).
   bool called_on_input(size_t index) const;
 
  private:

@@ -102,8 +102,11 @@ class Model {
   // cls/sep/pad replaced by `token` ("pad", "unk" or "mask"): the baselines of text attributions.
   torch::Tensor token_baseline(const std::string& token);
   // The model's default embedding layer: its one nn.Embedding, or of several (token and position
-  // embeddings) the one called on the ids themselves; an EmbeddingBag, none, or several of which
-  // none reads the ids is a salient::Error saying why and what to give instead (--layer).
+  // embeddings) the one called on the ids themselves, or else its nn.EmbeddingBag; none, or several
+  // of which none reads the ids, is a salient::Error saying why and what to give instead (--layer).
+  // An EmbeddingBag's output is already pooled [N, D]: its tokens' own vectors are weight[ids]
+  // [N, L, D], and in embedding mode those are replaced and pooled as the bag does (mode sum, mean
+  // or max, padding_idx left out), checked once against the bag's own output.
   std::string default_embedding_layer();
 
   // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
@@ -152,6 +155,15 @@ class Model {
   // that transforms its ids before the layer fails that check and keeps the capture): -1 unknown.
   std::optional<torch::jit::Module> embedding_module_;
   int embedding_direct_ = -1;
+  struct Bag {              // the embedding layer is an nn.EmbeddingBag
+    std::string mode;       // sum, mean or max
+    int64_t padding = -1;   // its padding_idx, or -1
+    torch::Tensor weight;   // [V, D]
+    bool checked = false;   // pooling its tokens' vectors gave the bag's own output
+  };
+  std::optional<Bag> bag_;
+  static std::optional<Bag> embedding_bag(const torch::jit::Module& root, const std::string& path, const LayerCapture& capture);
+  torch::Tensor pool_bag(const torch::Tensor& e, const torch::Tensor& ids) const;
   torch::Tensor embedding_output(const torch::Tensor& x);
 };
 
