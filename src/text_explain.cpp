@@ -262,10 +262,8 @@ Tokenized from_ids(const WordPiece& tok, const torch::Tensor& ids) {
 
 }  // namespace
 
-std::vector<ExplainedInput> explain_text(Model& model, const std::vector<TextInput>& inputs, const ExplainRequest& request,
-                                         MethodList& methods, std::vector<Error>* failures) {
-  const WordPiece& tok = model.tokenizer();
-  const ModelMetadata& meta = model.metadata();
+std::string check_text_request(Model& model, const ExplainRequest& request) {
+  model.tokenizer();  // a text model
   for (const auto& name : request.methods)
     if (std::find(text_methods().begin(), text_methods().end(), name) == text_methods().end()) {
       std::string list;
@@ -275,112 +273,134 @@ std::vector<ExplainedInput> explain_text(Model& model, const std::vector<TextInp
     }
   if (request.target.kind() == Target::Kind::Function || !request.target.layer().empty())
     throw Error("target '" + request.target.to_string() + "': a text model explains classes (top, top-K, an index or a label)");
-  const std::string layer = request.embedding_layer.empty() ? model.default_embedding_layer() : request.embedding_layer;
+  return request.embedding_layer.empty() ? model.default_embedding_layer() : request.embedding_layer;
+}
+
+Tokenized tokenize_text_input(const WordPiece& tok, const TextInput& in) {
+  try {
+    return in.text.empty() ? from_ids(tok, in.ids) : tok.encode(in.text);
+  } catch (const Error& e) {
+    throw Error(in.source + ": " + e.what());
+  }
+}
+
+torch::Tensor sample_text_ids(const WordPiece& t) {
+  std::vector<int64_t> ids(8, t.unk_id() >= 0 ? t.unk_id() : t.pad_id());
+  if (t.cls_id() >= 0) ids.front() = t.cls_id();
+  if (t.sep_id() >= 0) ids.back() = t.sep_id();
+  return torch::tensor(ids, torch::kLong).unsqueeze(0);
+}
+
+TextExplained explain_text_input(Model& model, const TextInput& in, const Tokenized& t, const ExplainRequest& request,
+                                 MethodList& methods, const std::string& layer, std::map<std::string, Error>& failed_once,
+                                 size_t i, size_t count) {
+  const WordPiece& tok = model.tokenizer();
+  const ModelMetadata& meta = model.metadata();
+  const torch::Tensor ids = torch::tensor(t.ids, torch::kLong).unsqueeze(0);
+  const torch::Tensor logits = model.predict(ids).to(torch::kCPU, torch::kDouble);
+  if (!torch::isfinite(logits).all().item<bool>())
+    throw Error("the model's output for " + in.source + " is not finite (NaN or Inf): nothing to explain");
+  const torch::Tensor probs = output_probabilities(meta, logits);
+  const std::vector<int64_t> targets = request.target.resolve(logits, probs)[0];
+  nlohmann::json j;
+  j["model"] = model.path();
+  j["input"] = in.source;
+  j["stem"] = in.stem;
+  if (!in.text.empty()) j["text"] = in.text;
+  j["tokens"] = t.tokens;
+  j["ids"] = t.ids;
+  j["words"] = t.words;
+  j["token_word"] = t.word;
+  j["embedding_layer"] = layer;
+  ExplainedInput e;
+  e.stem = in.stem;
+  if (t.truncated) {
+    e.warnings.push_back("the text has more than " + std::to_string(tok.config().max_length) +
+                         " tokens (the model's max_length): its tail was cut off and is not explained");
+    j["warnings"] = e.warnings;
+  }
+  const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
+  const torch::Tensor order = std::get<1>(probs[0].topk(top));
+  nlohmann::json preds = nlohmann::json::array();
+  for (int64_t p = 0; p < top; ++p) {
+    const int64_t c = order[p].item<int64_t>();
+    e.predicted.push_back(c);
+    preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", probs[0][c].item<double>()},
+                     {"logit", logits[0][c].item<double>()}});
+  }
+  j["predictions"] = preds;
+  j["target"] = request.target.to_string();
+  j["explained"] = nlohmann::json::array();
+  const bool several = request.target.several() || targets.size() > 1;
+  std::map<std::string, std::string> files;  // name -> bytes, written after the record is complete
+  nlohmann::json failed = nlohmann::json::object();
+  EmbeddingScope scope(model, layer, ids);
+  const torch::Tensor emb = model.embed(ids);
+  for (const int64_t c : targets) {
+    nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[0][c].item<double>()},
+                      {"methods", nlohmann::json::object()}};
+    for (size_t m = 0; m < methods.size(); ++m) {
+      const std::string& name = request.methods[m];
+      if (failed.contains(name)) continue;
+      try {
+        if (request.progress)
+          methods[m]->set_progress([&](double f) { request.progress(name, (static_cast<double>(i) + f) / static_cast<double>(count)); });
+        const Attribution a = methods[m]->attribute(model, emb, torch::tensor({c}, torch::kLong));
+        methods[m]->set_progress({});
+        const TokenScores s = token_scores(a.map[0]);
+        nlohmann::json diag = nlohmann::json::object();
+        for (auto it = a.diagnostics.begin(); it != a.diagnostics.end(); ++it)
+          diag[it.key()] = it.value().is_array() && it.value().size() == 1 ? it.value()[0] : it.value();
+        if (diag.contains("warning") && diag["warning"].is_string()) e.warnings.push_back(name + ": " + diag["warning"].get<std::string>());
+        const std::string base = several ? name + "_c" + std::to_string(c) : name;
+        TokenView v = token_view(t, s.score);
+        v.title = methods[m]->info().title + " -- " + meta.label(c);
+        v.caption = "predicted " + meta.label(e.predicted[0]) + " " + percent(probs[0][e.predicted[0]].item<double>()) +
+                    "; explained " + meta.label(c) + " " + percent(probs[0][c].item<double>());
+        files[base + ".html"] = token_html(v);
+        std::vector<uchar> png;
+        cv::imencode(".png", token_image(v), png);
+        files[base + ".png"] = std::string(png.begin(), png.end());
+        files[base + ".npy"] = encode_npy(torch::tensor(s.score, torch::kDouble).to(torch::kFloat));
+        tj["methods"][name] = {{"params", a.params}, {"seconds", a.seconds}, {"score", logits[0][c].item<double>()},
+                               {"scores", s.score}, {"l2", s.l2}, {"sum", std::accumulate(s.score.begin(), s.score.end(), 0.0)},
+                               {"diagnostics", diag}, {"html", base + ".html"}, {"png", base + ".png"}, {"npy", base + ".npy"}};
+      } catch (const Cancelled&) {
+        throw;
+      } catch (const Error& err) {
+        methods[m]->set_progress({});
+        failed[name] = name + ": " + err.what();
+        failed_once.emplace(name, Error(name + ": " + err.what(), err.kind()));
+      }
+    }
+    j["explained"].push_back(tj);
+  }
+  if (!failed.empty()) j["failed"] = failed;
+  e.json = std::move(j);
+  return {std::move(e), std::move(files)};
+}
+
+std::vector<ExplainedInput> explain_text(Model& model, const std::vector<TextInput>& inputs, const ExplainRequest& request,
+                                         MethodList& methods, std::vector<Error>* failures) {
+  const std::string layer = check_text_request(model, request);
   // Everything is tokenized, and every id checked, before the first file is written.
   std::vector<Tokenized> tokenized;
-  for (const auto& in : inputs) {
-    try {
-      tokenized.push_back(in.text.empty() ? from_ids(tok, in.ids) : tok.encode(in.text));
-    } catch (const Error& e) {
-      throw Error(in.source + ": " + e.what());
-    }
-  }
+  for (const auto& in : inputs) tokenized.push_back(tokenize_text_input(model.tokenizer(), in));
   std::vector<ExplainedInput> out;
   std::map<std::string, Error> failed_once;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const TextInput& in = inputs[i];
-    const Tokenized& t = tokenized[i];
-    const torch::Tensor ids = torch::tensor(t.ids, torch::kLong).unsqueeze(0);
-    const torch::Tensor logits = model.predict(ids).to(torch::kCPU, torch::kDouble);
-    if (!torch::isfinite(logits).all().item<bool>())
-      throw Error("the model's output for " + in.source + " is not finite (NaN or Inf): nothing to explain");
-    const torch::Tensor probs = output_probabilities(meta, logits);
-    const std::vector<int64_t> targets = request.target.resolve(logits, probs)[0];
-    nlohmann::json j;
-    j["model"] = model.path();
-    j["input"] = in.source;
-    j["stem"] = in.stem;
-    if (!in.text.empty()) j["text"] = in.text;
-    j["tokens"] = t.tokens;
-    j["ids"] = t.ids;
-    j["words"] = t.words;
-    j["token_word"] = t.word;
-    j["embedding_layer"] = layer;
-    ExplainedInput e;
-    e.stem = in.stem;
-    e.dir = (fs::path(request.out_dir) / in.stem).string();
-    if (t.truncated) {
-      e.warnings.push_back("the text has more than " + std::to_string(tok.config().max_length) +
-                           " tokens (the model's max_length): its tail was cut off and is not explained");
-      j["warnings"] = e.warnings;
-    }
-    const int64_t top = std::min<int64_t>(request.top_predictions, logits.size(1));
-    const torch::Tensor order = std::get<1>(probs[0].topk(top));
-    nlohmann::json preds = nlohmann::json::array();
-    for (int64_t p = 0; p < top; ++p) {
-      const int64_t c = order[p].item<int64_t>();
-      e.predicted.push_back(c);
-      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", probs[0][c].item<double>()},
-                       {"logit", logits[0][c].item<double>()}});
-    }
-    j["predictions"] = preds;
-    j["target"] = request.target.to_string();
-    j["explained"] = nlohmann::json::array();
-    const bool several = request.target.several() || targets.size() > 1;
-    std::map<std::string, std::string> files;  // name -> bytes, written after the record is complete
-    nlohmann::json failed = nlohmann::json::object();
-    EmbeddingScope scope(model, layer, ids);
-    const torch::Tensor emb = model.embed(ids);
-    for (const int64_t c : targets) {
-      nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[0][c].item<double>()},
-                        {"methods", nlohmann::json::object()}};
-      for (size_t m = 0; m < methods.size(); ++m) {
-        const std::string& name = request.methods[m];
-        if (failed.contains(name)) continue;
-        try {
-          if (request.progress)
-            methods[m]->set_progress([&](double f) { request.progress(name, (static_cast<double>(i) + f) / static_cast<double>(inputs.size())); });
-          const Attribution a = methods[m]->attribute(model, emb, torch::tensor({c}, torch::kLong));
-          methods[m]->set_progress({});
-          const TokenScores s = token_scores(a.map[0]);
-          nlohmann::json diag = nlohmann::json::object();
-          for (auto it = a.diagnostics.begin(); it != a.diagnostics.end(); ++it)
-            diag[it.key()] = it.value().is_array() && it.value().size() == 1 ? it.value()[0] : it.value();
-          if (diag.contains("warning") && diag["warning"].is_string()) e.warnings.push_back(name + ": " + diag["warning"].get<std::string>());
-          const std::string base = several ? name + "_c" + std::to_string(c) : name;
-          TokenView v = token_view(t, s.score);
-          v.title = methods[m]->info().title + " -- " + meta.label(c);
-          v.caption = "predicted " + meta.label(e.predicted[0]) + " " + percent(probs[0][e.predicted[0]].item<double>()) +
-                      "; explained " + meta.label(c) + " " + percent(probs[0][c].item<double>());
-          files[base + ".html"] = token_html(v);
-          std::vector<uchar> png;
-          cv::imencode(".png", token_image(v), png);
-          files[base + ".png"] = std::string(png.begin(), png.end());
-          files[base + ".npy"] = encode_npy(torch::tensor(s.score, torch::kDouble).to(torch::kFloat));
-          tj["methods"][name] = {{"params", a.params}, {"seconds", a.seconds}, {"score", logits[0][c].item<double>()},
-                                 {"scores", s.score}, {"l2", s.l2}, {"sum", std::accumulate(s.score.begin(), s.score.end(), 0.0)},
-                                 {"diagnostics", diag}, {"html", base + ".html"}, {"png", base + ".png"}, {"npy", base + ".npy"}};
-        } catch (const Cancelled&) {
-          throw;
-        } catch (const Error& err) {
-          methods[m]->set_progress({});
-          failed[name] = name + ": " + err.what();
-          failed_once.emplace(name, Error(name + ": " + err.what(), err.kind()));
-        }
-      }
-      j["explained"].push_back(tj);
-    }
-    if (!failed.empty()) j["failed"] = failed;
+    TextExplained x = explain_text_input(model, inputs[i], tokenized[i], request, methods, layer, failed_once, i, inputs.size());
+    ExplainedInput& e = x.e;
+    e.dir = (fs::path(request.out_dir) / inputs[i].stem).string();
     ensure_writable_dir(e.dir);
     remove_stale_temporaries(e.dir);
     std::set<std::string> written;
-    for (const auto& [name, bytes] : files) {
+    for (const auto& [name, bytes] : x.files) {
       write_file_atomic((fs::path(e.dir) / name).string(), bytes);
       written.insert(name);
     }
     remove_stale_files(e.dir, written);
-    write_file_atomic((fs::path(e.dir) / "explanation.json").string(), j.dump(2) + "\n");
-    e.json = std::move(j);
+    write_file_atomic((fs::path(e.dir) / "explanation.json").string(), e.json.dump(2) + "\n");
     out.push_back(std::move(e));
   }
   for (auto& [name, err] : failed_once) {

@@ -8,6 +8,7 @@
 #include "commands.hpp"
 #include "salient/error.hpp"
 #include "salient/text.hpp"
+#include "salient/text_explain.hpp"
 
 namespace salient::cli {
 
@@ -78,13 +79,7 @@ nlohmann::json parse_assignments(const std::vector<std::string>& assignments) {
 }
 
 torch::Tensor sample_input(Model& model, const std::vector<int64_t>& shape) {
-  if (model.text() && shape.empty()) {  // a text model: the ids of eight tokens, cls ... sep
-    const WordPiece& t = model.tokenizer();
-    std::vector<int64_t> ids(8, t.unk_id() >= 0 ? t.unk_id() : t.pad_id());
-    if (t.cls_id() >= 0) ids.front() = t.cls_id();
-    if (t.sep_id() >= 0) ids.back() = t.sep_id();
-    return torch::tensor(ids, torch::kLong).unsqueeze(0);
-  }
+  if (model.text() && shape.empty()) return sample_text_ids(model.tokenizer());  // cls ... sep
   std::vector<int64_t> in = shape.empty() ? model.metadata().input_shape : shape;
   if (in.empty()) throw Error("the model has no metadata input_shape: pass --input-shape (e.g. 3,224,224)");
   for (auto d : in)

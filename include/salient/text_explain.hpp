@@ -8,6 +8,7 @@
 // replaced by pad, cls/sep kept), SmoothGrad on the embeddings; the perturbation methods remove
 // tokens (features = tokens, the baseline's embeddings in their place). A token's score is the sum
 // of its map over the embedding dimension (its L2 norm is reported too).
+#include <map>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,28 @@ std::string token_html(const TokenView& v);
 // The same as an image (BGR), for grids and reports.
 cv::Mat token_image(const TokenView& v, int width = 900);
 std::string html_escape(const std::string& s);
+
+// What explaining text checks before any work: the model is a text model, every method applies to
+// text, the target is a class. Returns the embedding layer (the request's, else the default).
+std::string check_text_request(Model& model, const ExplainRequest& request);
+
+// One input's tokens (its text, or its ids as the vocabulary has them); an error names its source.
+Tokenized tokenize_text_input(const WordPiece& tok, const TextInput& in);
+
+// The ids of eight tokens, cls ... sep (unk between): a sample for `salient layers` and describing.
+torch::Tensor sample_text_ids(const WordPiece& tok);
+
+// One text input explained in memory: the record explanation.json holds (e.json, with e.predicted
+// and e.warnings; e.dir unset) and its files, name -> bytes (<method>.html, .png, .npy). A method that
+// fails is listed under "failed" and added to `failed_once`; the others go on. `i` of `count`
+// scales the request's progress.
+struct TextExplained {
+  ExplainedInput e;
+  std::map<std::string, std::string> files;
+};
+TextExplained explain_text_input(Model& model, const TextInput& in, const Tokenized& tokens, const ExplainRequest& request,
+                                 MethodList& methods, const std::string& layer, std::map<std::string, Error>& failed_once,
+                                 size_t i = 0, size_t count = 1);
 
 // `salient explain` on a text model: every input tokenized and predicted, every method run at the
 // embedding layer (`request.embedding_layer`, else the model's nn.Embedding), and under
