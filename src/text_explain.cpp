@@ -278,7 +278,7 @@ std::string check_text_request(Model& model, const ExplainRequest& request) {
 
 Tokenized tokenize_text_input(const WordPiece& tok, const TextInput& in) {
   try {
-    return in.text.empty() ? from_ids(tok, in.ids) : tok.encode(in.text);
+    return in.ids.defined() ? from_ids(tok, in.ids) : tok.encode(in.text);  // an empty text is an error there
   } catch (const Error& e) {
     throw Error(in.source + ": " + e.what());
   }
@@ -351,7 +351,10 @@ TextExplained explain_text_input(Model& model, const TextInput& in, const Tokeni
         nlohmann::json diag = nlohmann::json::object();
         for (auto it = a.diagnostics.begin(); it != a.diagnostics.end(); ++it)
           diag[it.key()] = it.value().is_array() && it.value().size() == 1 ? it.value()[0] : it.value();
-        if (diag.contains("warning") && diag["warning"].is_string()) e.warnings.push_back(name + ": " + diag["warning"].get<std::string>());
+        if (diag.contains("warning") && diag["warning"].is_string()) {  // named by its method once
+          const std::string w = diag["warning"].get<std::string>();
+          e.warnings.push_back(w.rfind(name + ": ", 0) == 0 ? w : name + ": " + w);
+        }
         const std::string base = several ? name + "_c" + std::to_string(c) : name;
         TokenView v = token_view(t, s.score);
         v.title = methods[m]->info().title + " -- " + meta.label(c);

@@ -785,3 +785,67 @@ TEST(Serve, ATabularRowIsBrowsedAsColumnsAndExplainedByThem) {
   EXPECT_FALSE(ks.contains("overlay"));
   expect_error(c.Get(("/api/results/" + r["id"].get<std::string>() + "/input.png").c_str()), 404, "has no picture");
 }
+
+// A text model: POST /api/explain {"text"} gives the command line's token scores (same code, same
+// options), its escaped token page under a CSP that runs nothing, its scores as .npy; everything
+// else a text model cannot take is a 400 that says where texts go, and the server stays up.
+TEST(Serve, ATextIsExplainedPerTokenAsTheCommandLineDoes) {
+  serve::ServeOptions o;
+  const std::string langid = test::source_dir() + "/models/langid/langid.pt";
+  o.models = {{"langid", langid}, {"fashion", test::demo_model()}};
+  o.workers = 1;
+  o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  Running server(o);
+  auto c = server.client();
+  const std::string text = "Das ist ein <b>Haus</b> von Nikolaus";
+  json r = body_of(c.Post("/api/explain", json{{"text", text}, {"methods", "integrated-gradients,occlusion"}}.dump(), "application/json"));
+  ASSERT_TRUE(r.contains("results")) << r.dump();
+  EXPECT_EQ(r["input"]["text"], text);
+  EXPECT_EQ(r["input"]["tokens"][4], "<");
+  EXPECT_EQ(r["predictions"][0]["label"], "German");
+  test::TempDir dir;
+  auto cli = test::run_cli("explain -m " + test::quoted(langid) + " --text " + test::quoted(text) +
+                           " --method integrated-gradients,occlusion --out " + test::quoted(dir / "out"));
+  ASSERT_EQ(cli.code, 0) << cli.err;
+  const json want = json::parse(slurp(dir / "out/text-1/explanation.json"))["explained"][0]["methods"];
+  for (const char* m : {"integrated-gradients", "occlusion"}) {
+    const auto got = r["results"][m]["scores"].get<std::vector<double>>(), exp = want[m]["scores"].get<std::vector<double>>();
+    ASSERT_EQ(got.size(), exp.size()) << m;
+    for (size_t k = 0; k < got.size(); ++k) EXPECT_NEAR(got[k], exp[k], 1e-6) << m << " token " << k;
+  }
+  EXPECT_LT(r["results"]["integrated-gradients"]["diagnostics"]["relative_gap"].get<double>(), 1e-3);
+  auto page = c.Get(r["results"]["integrated-gradients"]["html"].get<std::string>().c_str());
+  ASSERT_TRUE(page && page->status == 200);
+  EXPECT_EQ(page->get_header_value("Content-Security-Policy"), "default-src 'none'; style-src 'unsafe-inline'");
+  EXPECT_EQ(page->body.find("<b>"), std::string::npos);
+  EXPECT_NE(page->body.find("&lt;"), std::string::npos);
+  auto npy = c.Get(r["results"]["occlusion"]["npy"].get<std::string>().c_str());
+  ASSERT_TRUE(npy && npy->status == 200);
+  const torch::Tensor scores = decode_npy(npy->body, "scores");
+  ASSERT_EQ(scores.numel(), static_cast<int64_t>(r["input"]["tokens"].size()));
+  EXPECT_NEAR(scores[1].item<double>(), r["results"]["occlusion"]["scores"][1].get<double>(), 1e-6);
+  auto png = c.Get(r["results"]["occlusion"]["png"].get<std::string>().c_str());
+  ASSERT_TRUE(png && png->status == 200);
+  EXPECT_EQ(png->body.substr(1, 3), "PNG");
+  // The same as a multipart form.
+  httplib::MultipartFormDataItems form = {{"text", "Questo è un bel giorno", "", ""}, {"methods", "input-x-gradient", "", ""}};
+  json m = body_of(c.Post("/api/explain", form));
+  EXPECT_EQ(m["predictions"][0]["label"], "Italian") << m.dump().substr(0, 300);
+  // What a text model cannot take, and a text where it cannot go.
+  expect_error(c.Post("/api/explain", json{{"text", ""}}.dump(), "application/json"), 400, "an empty text");
+  expect_error(c.Post("/api/explain", json{{"text", "hola"}, {"method", "grad-cam"}}.dump(), "application/json"), 400,
+               "does not apply to a text model");
+  expect_error(c.Post("/api/explain", json{{"text", "hola"}, {"model", "fashion"}}.dump(), "application/json"), 400,
+               "is not a text model");
+  expect_error(c.Post("/api/explain", json{{"text", "hola"}, {"layer", "nope"}}.dump(), "application/json"), 400, "no such module");
+  expect_error(c.Post("/api/explain", json{{"array", {1, 2, 3}}}.dump(), "application/json"), 400, "is a text model");
+  expect_error(c.Post("/api/jobs", json{{"text", "hola"}}.dump(), "application/json"), 400, "POST /api/explain");
+  expect_error(c.Post("/v1/models/langid:predict", json{{"instances", {{1, 2, 3}}}}.dump(), "application/json"), 400, "is a text model");
+  expect_error(c.Post("/explanations/langid", sample_png(), "image/png"), 400, "is a text model");
+  expect_error(c.Get(("/api/results/" + r["id"].get<std::string>() + "/input.png").c_str()), 404, "has no 'input.png'");
+  EXPECT_EQ(body_of(c.Get("/healthz"))["status"], "ok");
+  // The model's layers are listed on sample ids.
+  json info = body_of(c.Get("/v1/models/langid"));
+  EXPECT_EQ(info["layers"][0]["path"], "embedding");
+  EXPECT_EQ(info["layers"][0]["shape"], json({1, 8, 16}));
+}

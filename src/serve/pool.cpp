@@ -118,8 +118,6 @@ Pool::Pool(int workers, size_t queue, const std::vector<std::pair<std::string, s
       ModelOptions o = options;
       if (m > 0) o.metadata_path.clear();  // --metadata names the first model's sidecar
       models_[w][models[m].first] = std::make_unique<Model>(models[m].second, o);
-      if (models_[w][models[m].first]->text())
-        throw Error("model '" + models[m].second + "' is a text model: salient serve does not explain text yet (use salient explain --text)");
     }
 }
 

@@ -28,6 +28,7 @@
 #include "salient/metrics/metrics.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
+#include "salient/text_explain.hpp"
 
 namespace salient::serve {
 
@@ -223,13 +224,16 @@ struct ModelDescription {
   ModelMetadata meta;
   json info;  // GET /v1/models/{m}
   bool onnx = false;
+  bool text = false;              // a text model: POST /api/explain {"text"} only
   std::set<std::string> modules;  // module paths (an inner-neuron target's layer is checked against them)
 };
 
 // An explanation kept for GET /api/results/{id}/...: its maps and picture, and the response.
 struct Stored {
   std::string model;
-  Explanation explanation;
+  Explanation explanation;                   // an image's or a row's
+  std::map<std::string, std::string> files;  // a text's: <key>.html, .png, .npy, name -> bytes
+  bool text = false;
   json response;
   RenderOptions render;
   size_t bytes = 0;
@@ -287,7 +291,7 @@ struct Server::Impl {
   InputItem array_input(const torch::Tensor& t, const std::string& name, const ModelMetadata& meta, bool stack = false) const;
   InputItem instance(const json& j, size_t i, const ModelMetadata& meta, Resize resize) const;
   ExplainWork explain_work(const std::string& model, const json& methods, const json& options, const std::string& target,
-                           std::vector<InputItem> inputs) const;
+                           std::vector<InputItem> inputs, bool text = false) const;
   std::shared_ptr<Task> submit(const std::string& model, Task::Work work);
   void wait(const std::shared_ptr<Task>& task);
   std::shared_ptr<Task> submit_explain(ExplainWork w, std::shared_ptr<std::vector<Explanation>> out);
@@ -298,6 +302,14 @@ struct Server::Impl {
   std::shared_ptr<std::vector<std::pair<int64_t, double>>> predictions_of_data();
   std::shared_ptr<Job> job_of(const std::string& id);
   void handle_api_explain(const httplib::Request& req, httplib::Response& res, bool job);
+  void handle_api_explain_text(const json& body, httplib::Response& res);
+  json text_response(const std::string& id, const std::string& model, const TextExplained& x);
+  // A text model is explained by POST /api/explain {"text"} only: elsewhere a 400 that says so.
+  void not_text(const ModelDescription& d, const std::string& endpoint) const {
+    if (d.text)
+      throw HttpError(400, "model '" + d.name + "' is a text model, not served by " + endpoint +
+                           ": explain a text with POST /api/explain {\"text\": \"...\"}");
+  }
   ExplainWork api_work(const httplib::Request& req, json* body_out = nullptr, const std::string& default_methods = "saliency") const;
   void handle_api_checks(const httplib::Request& req, httplib::Response& res);
   // This server's caps on the options that size the work, by option name (also under METHOD.KEY).
@@ -345,14 +357,15 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
     d.file = std::filesystem::path(path).filename().string();
     d.meta = m.metadata();
     d.onnx = m.backend() == Backend::Onnx;
+    d.text = m.text();
     if (!d.onnx)
       for (const auto& p : module_paths(m)) d.modules.insert(p);
     json layers = json::array();
-    if (!d.onnx && !d.meta.input_shape.empty()) {
+    if (!d.onnx && (d.text || !d.meta.input_shape.empty())) {
       std::vector<int64_t> shape = d.meta.input_shape;
       shape.insert(shape.begin(), 1);
       try {
-        for (const auto& l : list_layers(m, torch::zeros(shape)))
+        for (const auto& l : list_layers(m, d.text ? sample_text_ids(m.tokenizer()) : torch::zeros(shape)))
           layers.push_back({{"path", l.path}, {"type", l.type}, {"shape", l.shape}, {"note", l.note}});
       } catch (const std::exception& e) {
         warnings.push_back("model '" + name + "': its layers cannot be listed: " + one_line(e));
@@ -364,6 +377,9 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
     models.emplace(name, std::move(d));
   }
   if (!o.data.empty()) {
+    if (models.at(default_model).text)
+      throw Error("--data: model '" + default_model + "' is a text model; --data serves images and table rows (texts go to "
+                  "POST /api/explain {\"text\": ...})");
     data = std::make_unique<Dataset>(Dataset::open(o.data, models.at(default_model).meta, o.data_resize));
     for (int64_t i = 0; i < data->size(); ++i) data_index.emplace(data->id(i), i);
   }
@@ -443,8 +459,9 @@ InputItem Server::Impl::instance(const json& j, size_t i, const ModelMetadata& m
 }
 
 ExplainWork Server::Impl::explain_work(const std::string& model_name, const json& methods, const json& options,
-                                       const std::string& target, std::vector<InputItem> inputs) const {
+                                       const std::string& target, std::vector<InputItem> inputs, bool text) const {
   const ModelDescription& d = model(model_name);
+  if (!text) not_text(d, "this endpoint");
   ExplainWork w;
   w.model = d.name;
   if (methods.is_string()) {
@@ -482,7 +499,7 @@ ExplainWork Server::Impl::explain_work(const std::string& model_name, const json
       throw HttpError(400, "option '" + it.key() + "' = " + it.value().dump() + " is above this server's cap of " +
                                std::to_string(cap->second));
   }
-  if (inputs.empty()) throw HttpError(400, "no input given");
+  if (inputs.empty() && !text) throw HttpError(400, "no input given");
   if (static_cast<int64_t>(inputs.size()) > o.caps.instances)
     throw HttpError(413, std::to_string(inputs.size()) + " inputs in one request, more than this server's cap of " +
                              std::to_string(o.caps.instances));
@@ -666,6 +683,8 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req, json* body_out, 
     if (body.contains(key) && !body[key].is_string()) throw HttpError(400, std::string(key) + " must be text");
   const std::string model_name = body.value("model", std::string());
   const ModelDescription& d = model(model_name);
+  if (body.contains("text")) throw HttpError(400, "a text is explained by POST /api/explain (not by jobs or checks)");
+  not_text(d, "/api/jobs, /api/checks or an image, npy, array or id input");
   std::vector<InputItem> inputs;
   const int given = !image_bytes.empty() + !npy_bytes.empty() + !array.is_null() + !data_id.empty();
   if (given != 1) throw HttpError(400, "give exactly one input: image, npy, array or id");
@@ -781,7 +800,113 @@ void Server::Impl::handle_api_checks(const httplib::Request& req, httplib::Respo
   send_json(res, *out);
 }
 
+// POST /api/explain {"text": "...", "model", "methods" (default integrated-gradients), "target",
+// "options", "layer"} on a text model: token attributions at its embeddings, on a worker; the
+// response and its files (<key>.html, .png, .npy) are kept as an image's are.
+void Server::Impl::handle_api_explain_text(const json& body, httplib::Response& res) {
+  for (const char* key : {"text", "model", "target", "layer"})
+    if (body.contains(key) && !body[key].is_string()) throw HttpError(400, std::string(key) + " must be text");
+  const ModelDescription& d = model(body.value("model", std::string()));
+  if (!d.text)
+    throw HttpError(400, "model '" + d.name + "' is not a text model (its metadata has no \"tokenizer\"): send it an image, npy, array or id");
+  TextInput in;
+  in.stem = in.source = "text";
+  in.text = body["text"].get<std::string>();
+  const json methods = body.contains("methods") ? body["methods"] : body.contains("method") ? body["method"] : json("integrated-gradients");
+  auto w = std::make_shared<ExplainWork>(explain_work(d.name, methods, body.value("options", json()),
+                                                      body.value("target", std::string("top")), {}, /*text=*/true));
+  for (const auto& m : w->request.methods)
+    if (std::find(text_methods().begin(), text_methods().end(), m) == text_methods().end()) {
+      std::string list;
+      for (const auto& n : text_methods()) list += (list.empty() ? "" : ", ") + n;
+      throw HttpError(400, "method '" + m + "' does not apply to a text model (attributions are read at its embeddings): use " + list);
+    }
+  w->request.embedding_layer = body.value("layer", std::string());
+  if (!w->request.embedding_layer.empty() && !d.modules.count(w->request.embedding_layer))
+    throw HttpError(400, "layer '" + w->request.embedding_layer + "': the model has no such module (GET /v1/models/" + d.name + " lists them)");
+  auto out = std::make_shared<TextExplained>();
+  wait(submit(d.name, [w, in, out](Model& model, Task& task) {
+    ExplainRequest req = w->request;
+    req.progress = [&task](const std::string& method, double f) {
+      task.set_progress(method, f);
+      task.checkpoint();
+    };
+    const std::string layer = check_text_request(model, req);
+    const Tokenized tokens = tokenize_text_input(model.tokenizer(), in);
+    std::map<std::string, Error> failed;
+    *out = explain_text_input(model, in, tokens, req, *w->methods, layer, failed);
+    out->e.warnings.insert(out->e.warnings.end(), w->warnings.begin(), w->warnings.end());
+    if (!failed.empty() && failed.size() == req.methods.size()) throw failed.begin()->second;
+  }));
+  const std::string id = random_id();
+  auto s = std::make_shared<Stored>();
+  s->model = d.name;
+  s->text = true;
+  const json response = text_response(id, d.name, *out);
+  s->response = response;
+  s->files = std::move(out->files);
+  s->bytes = response.dump().size();
+  for (const auto& [name, bytes] : s->files) s->bytes += bytes.size();
+  {
+    std::lock_guard<std::mutex> lock(results_mutex);
+    results_bytes += s->bytes;
+    results.emplace_front(id, std::move(s));
+    while (results.size() > 1 && (results.size() > o.cache_entries || results_bytes > o.cache_bytes)) {
+      results_bytes -= results.back().second->bytes;
+      results.pop_back();
+    }
+  }
+  send_json(res, response);
+}
+
+json Server::Impl::text_response(const std::string& id, const std::string& model_name, const TextExplained& x) {
+  const json& rec = x.e.json;
+  const std::string base = "/api/results/" + id + "/";
+  json results = json::object(), explained = json::array();
+  for (const auto& r : rec["explained"]) {
+    json ex = {{"class", r["class"]}, {"label", r["label"]}, {"probability", r["probability"]}, {"results", json::object()}};
+    for (const auto& [method, mj] : r["methods"].items()) {
+      json one = mj;
+      for (const char* k : {"html", "png", "npy"}) one[k] = base + mj[k].get<std::string>();
+      ex["results"][method] = one;
+      const std::string file = mj["npy"].get<std::string>();
+      results[file.substr(0, file.size() - 4)] = one;  // METHOD, or METHOD_cCLASS with several targets
+    }
+    explained.push_back(ex);
+  }
+  json input = {{"text", rec.value("text", std::string())}, {"tokens", rec["tokens"]}, {"ids", rec["ids"]},
+                {"words", rec["words"]}, {"token_word", rec["token_word"]}, {"embedding_layer", rec["embedding_layer"]}};
+  json j = {{"id", id},
+            {"model", model_name},
+            {"input", input},
+            {"predictions", rec["predictions"]},
+            {"target", rec["target"]},
+            {"explained", explained},
+            {"results", results},
+            {"warnings", x.e.warnings},
+            {"explanation", base + "explanation.json"}};
+  if (rec.contains("failed")) j["failed"] = rec["failed"];
+  return j;
+}
+
 void Server::Impl::handle_api_explain(const httplib::Request& req, httplib::Response& res, bool as_job) {
+  if (!as_job) {  // a text: JSON {"text", ...} or a multipart part "text"
+    json body;
+    if (req.is_multipart_form_data()) {
+      if (req.has_file("text")) {
+        for (const char* key : {"text", "model", "methods", "method", "target", "layer"})
+          if (req.has_file(key)) body[key] = req.get_file_value(key).content;
+        if (req.has_file("options")) {
+          body["options"] = json::parse(req.get_file_value("options").content, nullptr, false);
+          if (body["options"].is_discarded()) throw HttpError(400, "the options part is not valid JSON");
+        }
+      }
+    } else {
+      body = json::parse(req.body, nullptr, false);
+      if (!body.is_object() || !body.contains("text")) body = json();
+    }
+    if (!body.is_null()) return handle_api_explain_text(body, res);
+  }
   ExplainWork w = api_work(req);
   const std::string model_name = w.model;
   const RenderOptions render = w.request.render;
@@ -1007,6 +1132,7 @@ void Server::Impl::routes() {
     if (static_cast<int64_t>(body["instances"].size()) > o.caps.instances)
       throw HttpError(413, std::to_string(body["instances"].size()) + " instances, more than this server's cap of " +
                                std::to_string(o.caps.instances));
+    not_text(d, "KServe's v1 protocol");
     parameters = body.value("parameters", json::object());
     if (!parameters.is_object()) throw HttpError(400, "parameters must be an object");
     std::vector<InputItem> inputs;
@@ -1062,6 +1188,7 @@ void Server::Impl::routes() {
   // TorchServe: the raw image as the body; ?target=&method= (Captum's Integrated Gradients by default).
   http.Post(R"(/explanations/([^/]+))", guard([this](const httplib::Request& req, httplib::Response& res) {
     const ModelDescription& d = model(req.matches[1]);
+    not_text(d, "/explanations (TorchServe)");
     std::vector<InputItem> inputs;
     const std::string type = req.get_header_value("Content-Type");
     if (type.rfind("application/json", 0) == 0) {
@@ -1110,13 +1237,25 @@ void Server::Impl::routes() {
     job->task->cancel("cancelled by a DELETE");
     send_json(res, {{"id", job->id}, {"status", "cancelling"}});
   }));
-  http.Get(R"(/api/results/([0-9a-f]+)/([A-Za-z0-9+_.-]+)\.(npy|png|json))", guard([this](const httplib::Request& req, httplib::Response& res) {
+  http.Get(R"(/api/results/([0-9a-f]+)/([A-Za-z0-9+_.-]+)\.(npy|png|json|html))", guard([this](const httplib::Request& req, httplib::Response& res) {
     auto s = stored(req.matches[1]);
     const std::string key = req.matches[2], ext = req.matches[3];
     if (key == "explanation" && ext == "json") {
       send_json(res, s->response);
       return;
     }
+    if (s->text) {  // a text's token pages, pictures and scores, as made
+      auto f = s->files.find(key + "." + ext);
+      if (f == s->files.end()) throw HttpError(404, "result '" + std::string(req.matches[1]) + "' has no '" + key + "." + ext + "'");
+      if (ext == "html") {  // every token is escaped text; nothing may load or run
+        res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+        res.set_content(f->second, "text/html; charset=utf-8");
+      } else {
+        res.set_content(f->second, ext == "png" ? "image/png" : "application/octet-stream");
+      }
+      return;
+    }
+    if (ext == "html") throw HttpError(404, "result '" + std::string(req.matches[1]) + "' has no '" + key + ".html'");
     const Explanation& e = s->explanation;
     if (key == "input" && ext == "png") {  // the input as the model saw it (resized, cropped)
       if (!is_image_like(e.input.tensor)) throw HttpError(404, "result '" + std::string(req.matches[1]) + "' has no picture of its input");
