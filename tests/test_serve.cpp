@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "helpers.hpp"
+#include "salient/text_explain.hpp"
 #include "salient/error.hpp"
 #include "salient/metrics/metrics.hpp"
 #include "salient/npy.hpp"
@@ -848,4 +849,7 @@ TEST(Serve, ATextIsExplainedPerTokenAsTheCommandLineDoes) {
   json info = body_of(c.Get("/v1/models/langid"));
   EXPECT_EQ(info["layers"][0]["path"], "embedding");
   EXPECT_EQ(info["layers"][0]["shape"], json({1, 8, 16}));
+  EXPECT_EQ(info["option_defaults"]["integrated-gradients"]["baseline"], "pad");  // what a text model's IG starts from
+  EXPECT_EQ(info["option_defaults"]["kernel-shap"]["features"], "tokens");
+  EXPECT_EQ(info["methods"].size(), text_methods().size());
 }

@@ -210,6 +210,12 @@ async function loadModel(name) {
     sel.replaceChildren(el('option', { value: '' }, 'any'));
     labels.forEach((l, i) => sel.append(el('option', { value: String(i) }, i + ': ' + l)));
   }
+  // A text model (metadata "tokenizer"): a text box instead of pictures, its methods only, no
+  // overlay, data browser or pixel checks.
+  state.text = (state.info.metadata || {}).modality === 'text' || !!(state.info.metadata || {}).tokenizer;
+  for (const id of ['drop', 'resize-label', 'input-canvas', 'input-row', 'data-browser', 'controls', 'hover', 'noise-panel', 'trust-panel'])
+    $(id).hidden = state.text || (id === 'input-row');
+  $('text-input').hidden = !state.text;
   buildMethods();
 }
 
@@ -221,11 +227,12 @@ function buildMethods() {
   const families = [...new Set(state.methods.map((m) => m.family))]
     .sort((a, b) => (FAMILY_ORDER.indexOf(a) + 99) % 99 - (FAMILY_ORDER.indexOf(b) + 99) % 99);
   const onnx = state.info && state.info.backend === 'onnx';
+  const only = state.info && Array.isArray(state.info.methods) ? new Set(state.info.methods) : null;  // a text model's
   for (const family of families) {
     const group = el('div', { class: 'group', role: 'group', 'aria-label': family }, el('h3', {}, family));
     for (const m of state.methods.filter((x) => x.family === family)) {
       const id = 'm-' + m.name;
-      const check = el('input', { type: 'checkbox', id, value: m.name, class: 'method-check', disabled: onnx && m.access !== 'black-box' });
+      const check = el('input', { type: 'checkbox', id, value: m.name, class: 'method-check', disabled: (onnx && m.access !== 'black-box') || (only && !only.has(m.name)) });
       check.checked = chosen.has(m.name);
       const opts = optionsFieldset(m);
       opts.hidden = !check.checked;
@@ -241,10 +248,13 @@ function buildMethods() {
   updateTrustMethods();
 }
 
-// One field per option, from /v1/methods: types, defaults, bounds; a layer picker for CAMs.
+// One field per option, from /v1/methods: types, defaults, bounds; a layer picker for CAMs. A
+// model's own defaults (a text model's pad baseline and token features) replace the methods'.
 function optionsFieldset(m) {
   const fs = el('fieldset', { class: 'options', 'aria-label': m.title + ' options' });
-  for (const o of m.options) {
+  const own = (state.info && state.info.option_defaults && state.info.option_defaults[m.name]) || {};
+  for (const spec of m.options) {
+    const o = Object.prototype.hasOwnProperty.call(own, spec.name) ? { ...spec, default: own[spec.name] } : spec;
     const id = 'o-' + m.name + '-' + o.name;
     let input;
     if (o.type === 'bool') {
@@ -403,6 +413,16 @@ async function explain(target) {
   const methods = chosenMethods();
   if (!methods.length) throw new Error('choose at least one method');
   if (target !== undefined) $('target').value = String(target);
+  if (state.text) {  // one request: a text's explanation takes milliseconds
+    const text = $('text').value;
+    if (!text.trim()) throw new Error('write a text first');
+    status('explaining…');
+    const t0 = performance.now();
+    const result = await postJson('/api/explain', { model: state.model, text, methods, options: chosenOptions(), target: $('target').value || 'top' });
+    await show(result);
+    status('done in ' + ((performance.now() - t0) / 1000).toFixed(2) + ' s');
+    return;
+  }
   const body = { model: state.model, methods, options: chosenOptions(), target: $('target').value || 'top', ...inputFields() };
   if (state.job) await cancel();
   status('explaining…');
@@ -470,10 +490,33 @@ function featureCard(key, r, result) {
       el('a', { href: result.explanation, download: 'explanation.json' }, 'explanation.json')));
 }
 
+// A text method's card: the tokens as the tokenizer made them, each on a background green (positive)
+// or red (negative) by |score| / max |score|, its score on hover; tokens are text, colours CSSOM.
+function tokenCard(key, r, result) {
+  const method = key.replace(/_c\d+$/, '');
+  const cls = /_c(\d+)$/.exec(key);
+  const title = (state.byName.get(method)?.title || method) + (cls ? ' · class ' + cls[1] : '');
+  const most = Math.max(1e-300, ...r.scores.map((v) => Math.abs(v)));
+  const tokens = result.input.tokens.map((t, i) => {
+    const v = r.scores[i];
+    const span = el('span', { class: 'tok', title: t + ': ' + formatValue(v), dataset: { testid: 'token', score: String(v) } }, t);
+    span.style.backgroundColor = (v >= 0 ? 'rgba(0, 160, 60, ' : 'rgba(220, 30, 30, ') + (Math.abs(v) / most).toFixed(3) + ')';
+    return [span, ' '];
+  });
+  const diag = Object.entries(r.diagnostics || {}).filter(([, v]) => typeof v === 'number' || typeof v === 'string')
+    .map(([k, v]) => ' · ' + k + ' ' + (typeof v === 'number' ? formatValue(v) : v)).join('');
+  return el('div', { class: 'card wide', dataset: { key } },
+    el('h3', {}, title), el('p', { class: 'tokens' }, tokens.flat()),
+    el('div', { class: 'meta' }, 'sum ' + formatValue(r.sum) + ' · ' + r.seconds.toFixed(3) + ' s' + diag),
+    el('div', {}, el('a', { href: r.html, target: '_blank', rel: 'noopener' }, '.html'),
+      el('a', { href: r.png, download: key + '.png' }, '.png'), el('a', { href: r.npy, download: key + '.npy' }, '.npy'),
+      el('a', { href: result.explanation, download: 'explanation.json' }, 'explanation.json')));
+}
+
 async function show(result) {
   state.result = result;
   // A picture of the input exists for images only (a tabular row's columns are shown as a table).
-  state.base = result.input.shape.length >= 2 ? await bitmapOf('/api/results/' + result.id + '/input.png').catch(() => null) : null;
+  state.base = result.input.shape && result.input.shape.length >= 2 ? await bitmapOf('/api/results/' + result.id + '/input.png').catch(() => null) : null;
   if (state.base) showInput(state.base);
   // Prediction: the top five; a click explains that class.
   const explainedClasses = new Set(result.explained.map((e) => e.class));
@@ -488,6 +531,10 @@ async function show(result) {
   for (const [key, r] of Object.entries(result.results)) {
     if (r.features) {
       nodes.push(featureCard(key, r, result));
+      continue;
+    }
+    if (result.input.tokens) {
+      nodes.push(tokenCard(key, r, result));
       continue;
     }
     const npy = parseNpy(await (await api(r.map)).arrayBuffer());

@@ -374,6 +374,21 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
     d.info = {{"name", name},           {"file", d.file},         {"backend", d.onnx ? "onnx" : "torchscript"},
               {"labels", d.meta.labels}, {"input_shape", d.meta.input_shape}, {"metadata", d.meta.to_json()},
               {"layers", layers},       {"parameters", m.parameter_count()}, {"ready", true}};
+    if (d.text) d.info["methods"] = text_methods();  // the methods that explain it
+    // The defaults a method settles on for this model where they differ from /v1/methods' (a text
+    // model's pad baseline and token features, a table's mean baseline): what the viewer shows.
+    // Named settings only (numbers and lists a method derives, such as LRP's bounds, stay out).
+    json own = json::object();
+    for (const auto& name : Registry::builtin().names()) {
+      try {
+        const json params = Registry::builtin().create(name, json::object(), d.meta)->params();
+        for (const auto& spec : Registry::builtin().info(name).options)
+          if (params.contains(spec.name) && params[spec.name].is_string() && params[spec.name] != spec.default_value)
+            own[name][spec.name] = params[spec.name];
+      } catch (const std::exception&) {  // a method this model cannot take: no defaults to show
+      }
+    }
+    d.info["option_defaults"] = own;
     models.emplace(name, std::move(d));
   }
   if (!o.data.empty()) {

@@ -44,7 +44,7 @@ function npy(buffer) {
   return { shape, data };
 }
 
-let browser, demo, evil, evilDir, tabular;
+let browser, demo, evil, evilDir, tabular, text;
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -61,10 +61,11 @@ before(async () => {
   copyFileSync(SAMPLE, path.join(evilDir, EVIL + '.png'));
   evil = await serve(['--model', path.join(evilDir, 'evil.pt'), '--metadata', path.join(evilDir, 'evil.json')]);
   tabular = await serve(['--model', path.join(root, 'models/breast_cancer/mlp.pt'), '--data', path.join(root, 'models/breast_cancer/test.csv')]);
+  text = await serve(['--model', path.join(root, 'models/langid/langid.pt')]);
 });
 after(async () => {
   await browser?.close();
-  for (const s of [demo, evil, tabular]) if (s) { s.proc.removeAllListeners('exit'); s.proc.kill('SIGTERM'); }
+  for (const s of [demo, evil, tabular, text]) if (s) { s.proc.removeAllListeners('exit'); s.proc.kill('SIGTERM'); }
   if (evilDir) rmSync(evilDir, { recursive: true, force: true });
 });
 
@@ -269,6 +270,42 @@ test('a tabular row: browsed as its columns, explained as signed bars of them', 
   assert.ok(widths[0] > 20, 'the largest bar is drawn');
   assert.match(await page.textContent('.card[data-key="kernel-shap"] .meta'), /^f\(baseline\) = \S+ → f\(x\) = /);
   await page.screenshot({ path: path.join(SHOTS, '7-tabular.png'), fullPage: true });
+  assert.deepEqual(seen.errors, []);
+  await page.close();
+});
+
+test('a text model: a text box, its methods only, tokens coloured by the server scores, markup as text', { timeout: 120000 }, async () => {
+  const { page, seen } = await open(text);
+  assert.equal(await page.isVisible('#text'), true);
+  for (const id of ['#drop', '#input-canvas', '#data-browser', '#noise-panel', '#trust-panel']) assert.equal(await page.isVisible(id), false, id);
+  assert.equal(await page.isDisabled('#m-grad-cam'), true, 'an image method is not offered');
+  assert.equal(await page.isDisabled('#m-integrated-gradients'), false);
+  const sentence = EVIL + ' Das ist ein Haus von Nikolaus';
+  await page.fill('#text', sentence);
+  await page.check('#m-integrated-gradients');
+  assert.equal(await page.inputValue('#o-integrated-gradients-baseline'), 'pad', 'the default this model takes, not the image one');
+  await page.click('#explain');
+  await page.waitForSelector('.card[data-key="integrated-gradients"] .tok');
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('done'));
+  const answer = await (await fetch(text.url + '/api/explain', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ text: sentence, methods: ['integrated-gradients'] }) })).json();
+  const tokens = page.locator('.card[data-key="integrated-gradients"] .tok');
+  assert.equal(await tokens.count(), answer.input.tokens.length);
+  const scores = answer.results['integrated-gradients'].scores;
+  const most = Math.max(...scores.map(Math.abs));
+  for (let i = 0; i < scores.length; i++) {
+    assert.equal(await tokens.nth(i).textContent(), answer.input.tokens[i]);
+    assert.ok(Math.abs(Number(await tokens.nth(i).getAttribute('data-score')) - scores[i]) <= 1e-9 * Math.max(1, Math.abs(scores[i])));
+    const bg = await tokens.nth(i).evaluate((e) => getComputedStyle(e).backgroundColor);
+    const alpha = Number((/rgba?\(([^)]*)\)/.exec(bg)[1].split(',')[3] ?? '1'));
+    assert.ok(Math.abs(alpha - Math.abs(scores[i]) / most) < 0.01 || (scores[i] === 0 && /rgba\(0, 0, 0, 0\)|0\)$/.test(bg)), i + ': ' + bg);
+    if (Math.abs(scores[i]) > 0.05 * most) assert.match(bg, scores[i] > 0 ? /^rgba?\(0, 160, 60/ : /^rgba?\(220, 30, 30/);
+  }
+  assert.equal(await page.textContent('#predictions li:first-child button'), answer.predictions[0].label + ' — ' +
+    (100 * answer.predictions[0].probability).toFixed(2) + ' % (class ' + answer.predictions[0].class + ')');
+  assert.equal(await page.locator('.card img').count(), 0, 'the markup made no element');
+  await page.screenshot({ path: path.join(SHOTS, '8-text.png'), fullPage: true });
+  assert.deepEqual(seen.dialogs, []);
   assert.deepEqual(seen.errors, []);
   await page.close();
 });
