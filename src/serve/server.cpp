@@ -299,6 +299,7 @@ struct Server::Impl {
   json api_response(const std::string& id, const std::string& model, const Explanation& e);
   std::string store(const std::string& model, Explanation e, const RenderOptions& render, json& response);
   std::shared_ptr<Stored> stored(const std::string& id);
+  void keep(const std::string& id, std::shared_ptr<Stored> s);  // a result, within the cache's bounds
   std::shared_ptr<std::vector<std::pair<int64_t, double>>> predictions_of_data();
   std::shared_ptr<Job> job_of(const std::string& id);
   void handle_api_explain(const httplib::Request& req, httplib::Response& res, bool job);
@@ -642,6 +643,11 @@ std::string Server::Impl::store(const std::string& model_name, Explanation e, co
       for (const auto& [key, t] : mm.extra) s->bytes += static_cast<size_t>(t.numel()) * 4;
     }
   s->explanation = std::move(e);
+  keep(id, std::move(s));
+  return id;
+}
+
+void Server::Impl::keep(const std::string& id, std::shared_ptr<Stored> s) {
   std::lock_guard<std::mutex> lock(results_mutex);
   results_bytes += s->bytes;
   results.emplace_front(id, std::move(s));
@@ -650,7 +656,6 @@ std::string Server::Impl::store(const std::string& model_name, Explanation e, co
     results_bytes -= results.back().second->bytes;
     results.pop_back();
   }
-  return id;
 }
 
 std::shared_ptr<Stored> Server::Impl::stored(const std::string& id) {
@@ -862,15 +867,7 @@ void Server::Impl::handle_api_explain_text(const json& body, httplib::Response& 
   s->files = std::move(out->files);
   s->bytes = response.dump().size();
   for (const auto& [name, bytes] : s->files) s->bytes += bytes.size();
-  {
-    std::lock_guard<std::mutex> lock(results_mutex);
-    results_bytes += s->bytes;
-    results.emplace_front(id, std::move(s));
-    while (results.size() > 1 && (results.size() > o.cache_entries || results_bytes > o.cache_bytes)) {
-      results_bytes -= results.back().second->bytes;
-      results.pop_back();
-    }
-  }
+  keep(id, std::move(s));
   send_json(res, response);
 }
 
