@@ -25,7 +25,6 @@ std::string percent(double p) {
   return s.str();
 }
 
-// Diagnostics are per-input arrays (length N) or batch-wide values: take input i's share.
 torch::Tensor stack_inputs(const std::vector<InputItem>& items) {
   std::vector<torch::Tensor> xs;
   for (const auto& it : items) xs.push_back(it.tensor);
@@ -36,6 +35,7 @@ torch::Tensor stack_inputs(const std::vector<InputItem>& items) {
   }
 }
 
+// Diagnostics are per-input arrays (length N) or batch-wide values: take input i's share.
 nlohmann::json diagnostics_of(const nlohmann::json& d, size_t i, size_t n) {
   nlohmann::json out = nlohmann::json::object();
   for (auto it = d.begin(); it != d.end(); ++it)
@@ -105,7 +105,6 @@ void remove_stale_files(const std::string& dir, const std::set<std::string>& wri
   for (const auto& f : listed)
     if (!written.count(f) && f.find('/') == std::string::npos && f != ".." && f != ".") fs::remove(fs::path(dir) / f, ec);
 }
-
 
 MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta) {
   if (request.methods.empty()) throw Error("no method given (see `salient methods`)");

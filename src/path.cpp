@@ -108,10 +108,6 @@ QuadratureRule make_rule(Quadrature q, int64_t steps) {
   return r;
 }
 
-}  // namespace
-
-namespace {
-
 // A rule's numbers b..e then `zeros` zeros, as a tensor of the model's type on its device shaped
 // `shape` (holding e - b + zeros numbers): written in place on the host (no conversion op), moved
 // only for another device.
