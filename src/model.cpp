@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/cuda.h>
 
 #include "salient/error.hpp"
@@ -40,11 +41,27 @@ std::optional<Model::Bag> Model::embedding_bag(const torch::jit::Module& root, c
     throw Error(named + " is called with offsets or per-sample weights, or on other than the model's ids: its tokens can be "
                 "attributed only when it is called on the ids [N, L] alone");
   Model::Bag b;
-  b.mode = m.hasattr("mode") ? m.attr("mode").toStringRef() : "";
+  if (m.hasattr("mode")) {  // scripted: the module's own attributes
+    b.mode = m.attr("mode").toStringRef();
+    if (m.hasattr("max_norm") && !m.attr("max_norm").isNone())
+      throw Error(named + " has max_norm, which rescales its vectors as it looks them up: its tokens' vectors are not its weights");
+    if (m.hasattr("padding_idx") && m.attr("padding_idx").isInt()) b.padding = m.attr("padding_idx").toInt();
+  } else {  // traced: the attributes are gone, the constants of its aten::embedding_bag call remain
+    // embedding_bag(weight, input, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights, include_last_offset, padding_idx)
+    const auto graph = m.get_method("forward").graph();
+    for (torch::jit::Node* n : graph->nodes()) {
+      if (n->kind() != c10::Symbol::fromQualString("aten::embedding_bag")) continue;
+      if (!b.mode.empty()) throw Error(named + " calls embedding_bag twice: its tokens' vectors are not one lookup");
+      const auto mode = torch::jit::toIValue(n->input(4));
+      if (!mode || !mode->isInt() || mode->toInt() < 0 || mode->toInt() > 2) throw Error(named + ": its mode is not a constant");
+      b.mode = std::vector<std::string>{"sum", "mean", "max"}[static_cast<size_t>(mode->toInt())];
+      if (n->inputs().size() > 6 && n->input(6)->type()->kind() != c10::TypeKind::NoneType)
+        throw Error(named + " is called with per-sample weights: its tokens' vectors are not its weights");
+      if (n->inputs().size() > 8)
+        if (const auto pad = torch::jit::toIValue(n->input(8)); pad && pad->isInt()) b.padding = pad->toInt();
+    }
+  }
   if (b.mode != "sum" && b.mode != "mean" && b.mode != "max") throw Error(named + " has mode '" + b.mode + "' (expected sum, mean or max)");
-  if (m.hasattr("max_norm") && !m.attr("max_norm").isNone())
-    throw Error(named + " has max_norm, which rescales its vectors as it looks them up: its tokens' vectors are not its weights");
-  if (m.hasattr("padding_idx") && m.attr("padding_idx").isInt()) b.padding = m.attr("padding_idx").toInt();
   if (!m.hasattr("weight") || !m.attr("weight").isTensor()) throw Error(named + " has no weight tensor");
   b.weight = m.attr("weight").toTensor().detach();
   return b;

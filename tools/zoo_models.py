@@ -24,8 +24,9 @@ Writes into OUT_DIR:
   pool1d.pt                         Captum's test_lin_maxpool_lin_classification model (MaxPool1d)
   pool3d.pt, adaptivemax.pt         a MaxPool3d and an AdaptiveMaxPool2d network; pool_input*.npy,
                                     pool_deeplift*.npy (Captum-style rescale and max-pool rules)
-  bag_mean.pt, bag_sum.pt           nn.EmbeddingBag(12, 5) (mode mean with padding_idx 0; mode sum
-                                    without) -> tanh -> Linear(5, 3), scripted, on token ids;
+  bag_mean.pt, bag_sum.pt,          nn.EmbeddingBag(12, 5) (mode mean with padding_idx 0, mode sum
+  bag_max.pt                        without: scripted; mode max with padding_idx 0: traced) -> tanh
+                                    -> Linear(5, 3), on token ids;
                                     bag_ids.npy [2, 8] (the second row padded), bag_targets_*.npy,
                                     bag_ig_*.npy: eager IG per token (Gauss-Legendre, 50 nodes) at the
                                     bag's per-token vectors, from the pad baseline (cls/sep kept);
@@ -204,6 +205,9 @@ class BagNet(nn.Module):
     def on_tokens(self, e, ids):
         """The same model on per-token vectors e [M, L, D] of ids [1, L]: the bag's pooling by hand."""
         keep = torch.ones_like(ids, dtype=e.dtype) if self.bag.padding_idx is None else (ids != self.bag.padding_idx).to(e.dtype)
+        if self.bag.mode == "max":
+            pooled = e.masked_fill(keep.unsqueeze(2) == 0, float("-inf")).amax(1)
+            return self.fc(torch.tanh(pooled))
         pooled = (e * keep.unsqueeze(2)).sum(1)
         if self.bag.mode == "mean":
             pooled = pooled / keep.sum(1, keepdim=True).clamp(min=1)
@@ -346,9 +350,12 @@ def main():
     torch.manual_seed(7)
     ids = torch.tensor([[2, 5, 6, 7, 10, 8, 9, 3], [2, 6, 10, 11, 3, 0, 0, 0]])
     save(out, "bag_ids.npy", ids.numpy())
-    for mode, padding in (("mean", 0), ("sum", None)):
+    for mode, padding in (("mean", 0), ("sum", None), ("max", 0)):
         bag = BagNet(mode, padding).eval()
-        torch.jit.script(bag).save(os.path.join(out, f"bag_{mode}.pt"))
+        if mode == "max":  # traced: the bag's mode and padding_idx survive only as its graph's constants
+            torch.jit.trace(bag, ids[:1]).save(os.path.join(out, f"bag_{mode}.pt"))
+        else:
+            torch.jit.script(bag).save(os.path.join(out, f"bag_{mode}.pt"))
         with torch.no_grad():
             targets = bag(ids).argmax(1)
         save(out, f"bag_targets_{mode}.npy", targets.numpy())
