@@ -278,20 +278,24 @@ std::vector<LayerInfo> list_layers(Model& model, const torch::Tensor& sample) {
   }
   if (paths.empty()) return out;
   torch::NoGradGuard no_grad;
-  auto shape_of = [](const torch::Tensor& t) { return t.sizes().vec(); };
+  // A nested tensor (a transformer's fast path on a padded batch) has no one shape: said, not thrown.
+  auto describe = [](LayerInfo& info, const torch::Tensor& t) {
+    if (t.is_nested()) info.note = "a nested tensor (the transformer fast path's padded batch): no single shape";
+    else info.shape = t.sizes().vec();
+  };
   try {  // every layer in one pass
     LayerCapture cap(model, paths);
     auto acts = cap.run(sample).activations;
-    for (size_t i = 0; i < out.size(); ++i) out[i].shape = shape_of(acts[i]);
+    for (size_t i = 0; i < out.size(); ++i) describe(out[i], acts[i]);
     return out;
-  } catch (const Error&) {
+  } catch (const std::exception&) {
   }
   for (auto& info : out) {  // some layer cannot be captured: one pass each, saying why
     try {
       LayerCapture cap(model, {info.path});
-      info.shape = shape_of(cap.run(sample).activations[0]);
-    } catch (const Error& e) {
-      info.note = e.what();
+      describe(info, cap.run(sample).activations[0]);
+    } catch (const std::exception& e) {
+      info.note = one_line(e);
     }
   }
   return out;

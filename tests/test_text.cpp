@@ -9,6 +9,7 @@
 
 #include "helpers.hpp"
 #include "salient/error.hpp"
+#include "salient/layers.hpp"
 #include "salient/metadata.hpp"
 #include "salient/npy.hpp"
 #include "salient/fsutil.hpp"
@@ -460,4 +461,26 @@ TEST(TextAttribution, EmbeddingBagTokensMatchEagerIntegratedGradients) {
   Model offsets(torch::jit::load(zoo + "bag_offsets.pt"), ModelOptions{}, meta);
   const std::string err = error_of([&] { EmbeddingScope scope(offsets, offsets.default_embedding_layer(), ids.slice(0, 0, 1)); });
   EXPECT_NE(err.find("the EmbeddingBag 'bag' is called with offsets"), std::string::npos) << err;
+}
+
+// A transformer text classifier (token + position embeddings, a key-padding mask, which sends
+// PyTorch's encoder down its fused fast path), forward(ids, mask): its layers are listed on padded
+// ids, the token embedding is the default layer, and IG there is complete with the padding inert.
+TEST(TextAttribution, ATransformerWithAPaddingMaskIsListedAndExplained) {
+  test::TempDir dir;
+  const ModelMetadata meta = text_metadata(dir, /*mask_input=*/true);
+  Model model(torch::jit::load(std::string(SALIENT_TESTDATA) + "/zoo/text_transformer.pt"), ModelOptions{}, meta);
+  const torch::Tensor ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 3, 0, 0}).unsqueeze(0), target = torch::tensor({int64_t{1}});
+  const auto layers = list_layers(model, ids);  // padded: the encoder takes its nested fast path
+  ASSERT_FALSE(layers.empty());
+  EXPECT_EQ(layers[0].path, "tok");
+  EXPECT_EQ(layers[0].shape, (std::vector<int64_t>{1, 7, 32}));
+  EXPECT_EQ(model.default_embedding_layer(), "tok");
+  auto ig = Registry::builtin().create("integrated-gradients", nlohmann::json{{"steps", 200}}, meta);
+  EmbeddingScope scope(model, "tok", ids);
+  const Attribution a = ig->attribute(model, model.embed(ids), target);
+  EXPECT_LT(a.diagnostics["relative_gap"][0].get<double>(), 5e-3);
+  const torch::Tensor tokens = a.map[0].sum(1);
+  EXPECT_EQ(tokens.slice(0, 5).abs().max().item<double>(), 0.0);  // the padding
+  EXPECT_GT(tokens.slice(0, 1, 4).abs().max().item<double>(), 0.0);
 }

@@ -31,6 +31,9 @@ Writes into OUT_DIR:
                                     bag_ig_*.npy: eager IG per token (Gauss-Legendre, 50 nodes) at the
                                     bag's per-token vectors, from the pad baseline (cls/sep kept);
                                     bag_offsets.pt: the bag called on flat ids with offsets
+  text_transformer.pt               scripted token + position nn.Embedding, 2 nn.TransformerEncoder
+                                    layers with a key-padding mask (PyTorch's nested-tensor fast
+                                    path), masked mean, Linear: forward(ids, mask), vocabulary 12
   two_input.pt                      forward(a, b) = linear(a) * linear(b) summed to 2 classes;
                                     two_a.npy, two_b.npy [3,4], two_grad_a.npy, two_grad_b.npy
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
@@ -221,6 +224,21 @@ class BagOffsets(BagNet):
         return self.fc(torch.tanh(self.bag(ids.flatten(), offsets)))
 
 
+class TextTransformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tok = nn.Embedding(12, 32, padding_idx=0)
+        self.pos = nn.Embedding(32, 32)
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True), 2)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, ids, mask):
+        p = torch.arange(ids.size(1), device=ids.device).unsqueeze(0).expand(ids.size(0), -1)
+        h = self.enc(self.tok(ids) + self.pos(p), src_key_padding_mask=(mask == 0))
+        m = mask.unsqueeze(2).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1).clamp(min=1))
+
+
 def bag_ig(model, ids, target, steps=50):
     """IG per token at the bag's per-token vectors, eager, from the pad baseline (ids 0, 2, 3 kept)."""
     base = torch.where((ids == 0) | (ids == 2) | (ids == 3), ids, torch.zeros_like(ids))
@@ -361,6 +379,7 @@ def main():
         save(out, f"bag_targets_{mode}.npy", targets.numpy())
         save(out, f"bag_ig_{mode}.npy", torch.stack([bag_ig(bag, ids[i:i + 1], int(targets[i])) for i in range(2)]).numpy())
     torch.jit.script(BagOffsets("mean", 0).eval()).save(os.path.join(out, "bag_offsets.pt"))
+    torch.jit.script(TextTransformer().eval()).save(os.path.join(out, "text_transformer.pt"))
 
     import export_resnet18
     resnet = export_resnet18.build()
