@@ -262,15 +262,19 @@ Tokenized from_ids(const WordPiece& tok, const torch::Tensor& ids) {
 
 }  // namespace
 
-std::string check_text_request(Model& model, const ExplainRequest& request) {
-  model.tokenizer();  // a text model
-  for (const auto& name : request.methods)
+void check_text_methods(const std::vector<std::string>& methods) {
+  for (const auto& name : methods)
     if (std::find(text_methods().begin(), text_methods().end(), name) == text_methods().end()) {
       std::string list;
       for (const auto& n : text_methods()) list += (list.empty() ? "" : ", ") + n;
       throw Error("method '" + name + "' does not apply to a text model (its input is token ids; attributions are read at the "
                   "embeddings): use " + list);
     }
+}
+
+std::string check_text_request(Model& model, const ExplainRequest& request) {
+  model.tokenizer();  // a text model
+  check_text_methods(request.methods);
   if (request.target.kind() == Target::Kind::Function || !request.target.layer().empty())
     throw Error("target '" + request.target.to_string() + "': a text model explains classes (top, top-K, an index or a label)");
   return request.embedding_layer.empty() ? model.default_embedding_layer() : request.embedding_layer;

@@ -57,6 +57,9 @@ std::string token_html(const TokenView& v);
 cv::Mat token_image(const TokenView& v, int width = 900);
 std::string html_escape(const std::string& s);
 
+// Every method applies to text (a text_methods() name), else a salient::Error naming the others.
+void check_text_methods(const std::vector<std::string>& methods);
+
 // What explaining text checks before any work: the model is a text model, every method applies to
 // text, the target is a class. Returns the embedding layer (the request's, else the default).
 std::string check_text_request(Model& model, const ExplainRequest& request);

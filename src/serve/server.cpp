@@ -835,12 +835,7 @@ void Server::Impl::handle_api_explain_text(const json& body, httplib::Response& 
   const json methods = body.contains("methods") ? body["methods"] : body.contains("method") ? body["method"] : json("integrated-gradients");
   auto w = std::make_shared<ExplainWork>(explain_work(d.name, methods, body.value("options", json()),
                                                       body.value("target", std::string("top")), {}, /*text=*/true));
-  for (const auto& m : w->request.methods)
-    if (std::find(text_methods().begin(), text_methods().end(), m) == text_methods().end()) {
-      std::string list;
-      for (const auto& n : text_methods()) list += (list.empty() ? "" : ", ") + n;
-      throw HttpError(400, "method '" + m + "' does not apply to a text model (attributions are read at its embeddings): use " + list);
-    }
+  check_text_methods(w->request.methods);  // a salient::Error: 400, before the work is queued
   w->request.embedding_layer = body.value("layer", std::string());
   if (!w->request.embedding_layer.empty() && !d.modules.count(w->request.embedding_layer))
     throw HttpError(400, "layer '" + w->request.embedding_layer + "': the model has no such module (GET /v1/models/" + d.name + " lists them)");
