@@ -357,12 +357,14 @@ jit::Value* BackpropGraph::constant(const c10::IValue& v) {
   return graph_->insertConstant(v);
 }
 
-torch::Tensor BackpropGraph::run(const torch::Tensor& inputs) {
+torch::Tensor BackpropGraph::run(const torch::Tensor& inputs) { return model_.reduce_output(run_unreduced(inputs)); }
+
+torch::Tensor BackpropGraph::run_unreduced(const torch::Tensor& inputs) {
   if (!function_) {
     graph_->lint();
     function_ = std::make_unique<jit::GraphFunction>("salient_backprop", graph_, nullptr);
   }
-  return model_.explained_output(run_on_module(*function_, model_, inputs));
+  return model_.explained_output(run_on_module(*function_, model_, inputs), /*reduce=*/false);
 }
 
 BackpropGraph& BackpropCache::get(Model& model, const Rewrite& rewrite) {
@@ -380,14 +382,25 @@ BackpropGraph& BackpropCache::get(Model& model, const Rewrite& rewrite) {
 torch::Tensor modified_gradient(BackpropGraph& graph, const torch::Tensor& inputs, const torch::Tensor& targets,
                                 const torch::Tensor& weight, bool times_output, torch::Tensor* scores) {
   torch::Tensor x = inputs.detach().clone().requires_grad_(true);
-  torch::Tensor out = graph.run(x);
+  // With a function target (classes summed, a region of a dense output) relevance starts at the
+  // model's own output elements, each with its share of the target function S: f_i dS/df_i (for a
+  // weighted sum S = sum w_i f_i, exactly w_i f_i). Seeding the reduced S instead would hand every
+  // element the whole S times w_i.
+  const bool function_target = times_output && static_cast<bool>(graph.model().output_reduction());
+  torch::Tensor raw = function_target ? graph.run_unreduced(x) : torch::Tensor();
+  torch::Tensor out = function_target ? graph.model().reduce_output(raw) : graph.run(x);
   torch::Tensor t = targets.to(out.device()).view({-1, 1});
   torch::Tensor seed = torch::zeros_like(out).scatter_(1, t, 1.0);
-  if (times_output) seed = seed * out.detach();
+  if (times_output && !function_target) seed = seed * out.detach();
   if (weight.defined()) seed = seed * weight.to(out.device(), out.scalar_type()).view({-1, 1});
   torch::Tensor g;
   try {
-    g = torch::autograd::grad({out}, {x}, {seed}, false, false, /*allow_unused=*/true)[0];
+    if (function_target) {
+      const torch::Tensor share = torch::autograd::grad({out}, {raw}, {seed}, /*retain_graph=*/true)[0];
+      g = torch::autograd::grad({raw}, {x}, {share * raw.detach()}, false, false, /*allow_unused=*/true)[0];
+    } else {
+      g = torch::autograd::grad({out}, {x}, {seed}, false, false, /*allow_unused=*/true)[0];
+    }
   } catch (const c10::Error& e) {
     throw Error("modified back-propagation failed: " + one_line(e));
   }

@@ -177,7 +177,7 @@ void Model::check_labels(int64_t columns) const {
               "\"labels\": {\"OUTPUT\": [...]})");
 }
 
-torch::Tensor Model::select_output(const c10::IValue& out) const {
+torch::Tensor Model::select_output(const c10::IValue& out, bool reduce) const {
   const std::string& sel = options_.output;
   auto first_tensor = [](const std::vector<c10::IValue>& items) -> torch::Tensor {
     for (const auto& v : items)
@@ -224,6 +224,12 @@ torch::Tensor Model::select_output(const c10::IValue& out) const {
   } else {
     throw Error("the model's output is neither a tensor nor a tuple/list/dict of tensors");
   }
+  if (!reduce) return t;
+  return reduce_output(t);
+}
+
+torch::Tensor Model::reduce_output(const torch::Tensor& selected) const {
+  torch::Tensor t = selected;
   if (reduction_) {  // a function target: its value per input is what is explained
     t = reduction_(t);
     if (t.dim() == 1) t = t.unsqueeze(1);

@@ -10,6 +10,7 @@
 #include "salient/gradients.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
+#include "salient/target.hpp"
 
 using namespace salient;
 
@@ -126,6 +127,55 @@ TEST(Lrp, ZeroRuleOnABiasFreeReluNetworkIsGradientTimesInput) {
       EXPECT_NEAR(layer["relevance_in"].get<double>(), layer["relevance_out"].get<double>(),
                   1e-4 * std::abs(layer["relevance_out"].get<double>()))
           << layer["site"];
+  }
+}
+
+// A bias-free ReLU segmentation net: [N, 1, 8, 8] -> [N, 3, 8, 8].
+torch::jit::Module bias_free_dense_net() {
+  torch::manual_seed(9);
+  torch::jit::Module m("BiasFreeDense");
+  m.register_parameter("c1", torch::randn({5, 1, 3, 3}) * 0.5, false);
+  m.register_parameter("c2", torch::randn({3, 5, 1, 1}) * 0.5, false);
+  m.define(R"(
+    def forward(self, x):
+        h = torch.relu(torch.conv2d(x, self.c1, None, [1, 1], [1, 1]))
+        return torch.conv2d(h, self.c2)
+  )");
+  return m;
+}
+
+// Under a function target (a region of a dense output, a masked region, classes summed) relevance
+// starts from each output element's own share of the target, so on a bias-free ReLU network LRP-0
+// is input x gradient of the target function, and sums to its value (it used to start every
+// element from the whole sum: a U-Net's region map summed to 1,000 times f(x)).
+TEST(Lrp, UnderAFunctionTargetIsInputTimesGradientOfThatFunction) {
+  test::TempDir dir;
+  torch::Tensor mask = torch::zeros({8, 8});
+  mask.slice(0, 2, 6).slice(1, 1, 5) = 0.5;
+  mask[7][7] = -2.0;
+  write_npy(dir / "mask.npy", mask);
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({2, 1, 8, 8});
+  ModelMetadata meta;
+  meta.labels = {"a", "b", "c", "d"};
+  struct C {
+    bool dense;
+    std::string target;
+  };
+  for (const C& c : {C{true, "region:1"}, C{true, "region:2:" + (dir / "mask.npy")}, C{false, "a+c"}, C{false, "1+2+3"}}) {
+    Model model(c.dense ? bias_free_dense_net() : bias_free_net());
+    const Target target = Target::parse(c.target, meta);
+    ReductionScope scope(model, target);
+    const torch::Tensor t = torch::zeros({2}, torch::kLong);
+    const torch::Tensor gxi = target_gradient(model, x, t) * x;
+    const Attribution a = run(model, "lrp", x, t, {{"rule", "epsilon"}, {"epsilon", 0.0}});
+    EXPECT_LE(max_rel_err(a.map, gxi), 1e-4) << c.target;
+    for (int64_t i = 0; i < 2; ++i) {
+      const double f = model.forward(x.slice(0, i, i + 1))[0][0].item<double>();
+      EXPECT_NEAR(a.scores[i].item<double>(), f, 1e-5 * std::abs(f)) << c.target;
+      EXPECT_NEAR(a.map[i].sum().item<double>(), f, 1e-4 * std::abs(f)) << c.target;
+      EXPECT_LE(a.diagnostics["relative_gap"][i].get<double>(), 1e-4) << c.target;
+    }
   }
 }
 

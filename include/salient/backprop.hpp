@@ -83,6 +83,9 @@ class BackpropGraph {
 
   // Runs the rewritten forward (autograd on when `inputs` requires grad); the explained output [N, K].
   torch::Tensor run(const torch::Tensor& inputs);
+  // The same output before a function target's reduction (Model::explained_output(out, false)).
+  torch::Tensor run_unreduced(const torch::Tensor& inputs);
+  Model& model() { return model_; }
 
  private:
   void scan(torch::jit::Block* block, std::set<torch::jit::Value*>& behind_layer, std::map<std::string, int>& seen);

@@ -109,8 +109,13 @@ class Model {
   // or max, padding_idx left out), checked once against the bag's own output.
   std::string default_embedding_layer();
 
-  // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output).
-  torch::Tensor explained_output(const c10::IValue& out) const { return select_output(out); }
+  // The explained [N, K] tensor of a raw forward result (tuple/list/dict resolved per --output),
+  // through the output reduction when one is installed. `reduce` false: the selected output as the
+  // model gives it (any shape), before the reduction -- what relevance methods start from, each
+  // element with its own share of the target function (see modified_gradient).
+  torch::Tensor explained_output(const c10::IValue& out, bool reduce = true) const { return select_output(out, reduce); }
+  // The installed reduction applied to a selected output: [N, K] (the output itself when none).
+  torch::Tensor reduce_output(const torch::Tensor& selected) const;
 
   const torch::Device& device() const { return device_; }
   const ModelMetadata& metadata() const { return meta_; }
@@ -123,7 +128,7 @@ class Model {
 
  private:
   void prepare();
-  torch::Tensor select_output(const c10::IValue& out) const;
+  torch::Tensor select_output(const c10::IValue& out, bool reduce = true) const;
   void check_labels(int64_t columns) const;  // metadata labels must match the explained output
 
   std::string path_;
