@@ -25,6 +25,12 @@ std::string percent(double p) {
   return s.str();
 }
 
+std::string format_number(double v) {  // a regression's value: 4 significant digits
+  std::ostringstream s;
+  s << std::setprecision(4) << v;
+  return s.str();
+}
+
 torch::Tensor stack_inputs(const std::vector<InputItem>& items) {
   std::vector<torch::Tensor> xs;
   for (const auto& it : items) xs.push_back(it.tensor);
@@ -149,7 +155,21 @@ void Explainer::check(const torch::Tensor& example) {
                     "noise-tunnel around them, or a black-box method)");
     }
   ReductionScope target_scope(model_, request_.target);  // methods see a function target's value
-  for (auto& m : methods_) m->check(model_, example.to(model_.device()));
+  // A model with an op that has no derivative: its gradient methods are refused by name before any
+  // work, the black-box ones run.
+  std::string blocker;
+  bool probed = false;
+  for (size_t m = 0; m < methods_.size(); ++m) {
+    if (methods_[m]->info().access != Access::WhiteBox || model_.backend() != Backend::TorchScript) continue;
+    if (!probed) blocker = missing_derivative(model_, example.to(model_.device()));
+    probed = true;
+    if (blocker.empty()) break;
+    const std::string why = missing_derivative_message(request_.methods[m], blocker);
+    refused_.emplace(request_.methods[m], why);
+    failures_.emplace(request_.methods[m], Error(why));
+  }
+  for (size_t m = 0; m < methods_.size(); ++m)
+    if (!refused_.count(request_.methods[m])) methods_[m]->check(model_, example.to(model_.device()));
   checked_ = true;
 }
 
@@ -191,8 +211,10 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   const torch::Tensor fv = fn ? fn_values.index_select(0, rows).to(torch::kDouble).contiguous() : torch::Tensor();
   const int64_t g = x.size(0);
   if (!checked_) check(x.slice(0, 0, 1));
-  // One output column is a binary model: sigmoid of a logit (or the probability itself).
-  const bool binary = lg.size(1) == 1;
+  // One output column is a binary model (sigmoid of a logit, or the probability itself) unless the
+  // metadata says it is a regression; a model that does not say is told how it was read.
+  const bool regression = meta.regression();
+  const bool binary = lg.size(1) == 1 && !regression;
   const torch::Tensor probs = output_probabilities(meta, lg);
   const auto targets = fn ? request_.target.resolve(fv) : request_.target.resolve(lg, probs);
   // Ranks: the most classes any input has (a threshold target's count varies by input); an input
@@ -209,7 +231,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
 
   // results[rank][method]: the maps [g, ...] of this chunk and their facts
   std::vector<std::vector<MethodResult>> results(ranks, std::vector<MethodResult>(methods_.size()));
-  std::map<std::string, std::string> failed;  // a method that failed on this chunk: the others' work is kept
+  std::map<std::string, std::string> failed = refused_;  // a method that failed on this chunk: the others' work is kept
   for (int r = 0; r < ranks; ++r) {
     torch::Tensor t = torch::empty({g}, torch::kLong);
     for (int64_t i = 0; i < g; ++i) t[i] = targets[i][std::min<size_t>(static_cast<size_t>(r), targets[i].size() - 1)];
@@ -242,10 +264,22 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
     for (int64_t p = 0; p < top; ++p) {
       const int64_t c = top_a[k][p];
       ex.predicted.push_back(c);
-      preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", prob_a[k][c]}, {"logit", lg_a[k][c]}});
+      if (regression)  // a value in the target's units: no probability, no logit
+        preds.push_back({{"class", c}, {"label", meta.label(c)}, {"value", lg_a[k][c]}, {"probability", nullptr}});
+      else
+        preds.push_back({{"class", c}, {"label", meta.label(c)}, {"probability", prob_a[k][c]}, {"logit", lg_a[k][c]}});
     }
     j["predictions"] = preds;
-    if (binary) j["binary"] = "one output column: its probability is the sigmoid of the logit (positive class)";
+    if (regression) j["regression"] = true;
+    if (binary) {
+      j["binary"] = "one output column: its probability is the sigmoid of the logit (positive class)";
+      if (!meta.output_stated) {
+        ex.warnings.push_back(
+            "the model has one output column and its metadata states no \"output\": it is read as a binary classifier's "
+            "logit (sigmoid); a regression says \"output\": \"regression\" in <model>.json, a probability \"probabilities\"");
+        j["warnings"] = {ex.warnings.back()};
+      }
+    }
     j["target"] = request_.target.to_string();
     j["explained"] = nlohmann::json::array();
     const int own = static_cast<int>(targets[k].size());
@@ -262,7 +296,7 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
       const double score = fn ? fv[k][0].item<double>() : lg_a[k][c];
       nlohmann::json tj{{"class", fn ? nlohmann::json() : nlohmann::json(c)},
                         {"label", fn ? request_.target.to_string() : meta.label(c)},
-                        {"probability", fn ? nlohmann::json() : nlohmann::json(prob_a[k][c])},
+                        {"probability", fn || regression ? nlohmann::json() : nlohmann::json(prob_a[k][c])},
                         {"methods", nlohmann::json::object()}};
       for (size_t m = 0; m < methods_.size(); ++m) {
         const std::string& name = request_.methods[m];
@@ -370,10 +404,12 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
   }
   if (pngs && !panels.empty()) {
     const int64_t p = e.predicted.empty() ? 0 : e.predicted[0];
-    double prob = 0;
+    std::string title;
     for (const auto& pr : j["predictions"])
-      if (pr["class"] == p) prob = pr["probability"].get<double>();
-    std::string title = e.input.stem + ": predicted " + meta.label(p) + " (" + percent(prob) + ")";
+      if (pr["class"] == p)
+        title = e.input.stem + ": predicted " +
+                (pr["probability"].is_number() ? meta.label(p) + " (" + percent(pr["probability"].get<double>()) + ")"
+                                               : meta.label(p) + " = " + format_number(pr.value("value", 0.0)));
     if (ranks == 1 && e.targets[0] != p)
       title += ", explaining " + (e.targets[0] < 0 ? j["target"].get<std::string>() : meta.label(e.targets[0]));
     write_png((fs::path(dir) / "grid.png").string(), make_grid(panels, captions, title));

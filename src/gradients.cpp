@@ -1,5 +1,7 @@
 #include "salient/gradients.hpp"
 
+#include <algorithm>
+
 #include <torch/csrc/autograd/autograd.h>
 
 #include "salient/error.hpp"
@@ -62,6 +64,31 @@ void for_chunks(int64_t total, int64_t batch, const std::function<void(int64_t, 
     fn(begin, end);
     begin = end;
   }
+}
+
+std::string missing_derivative(Model& model, const torch::Tensor& example) {
+  try {
+    torch::Tensor x = example.detach().clone().requires_grad_(true);
+    const torch::Tensor out = model.forward(x);
+    if (!out.requires_grad()) return "";
+    torch::autograd::grad({out.sum()}, {x}, {}, false, false, /*allow_unused=*/true);
+  } catch (const std::exception& e) {  // a c10::Error, or the interpreter's error around it
+    // LibTorch: "derivative for aten::NAME is not implemented" (or "the derivative for 'NAME' ...").
+    const std::string what = one_line(e);
+    const size_t at = what.find("derivative for ");
+    const size_t end = what.find(" is not implemented", at);
+    if (at == std::string::npos || end == std::string::npos) return "";
+    std::string op = what.substr(at + 15, end - at - 15);
+    op.erase(std::remove(op.begin(), op.end(), '\''), op.end());
+    return op.rfind("aten::", 0) == 0 ? op : "aten::" + op;
+  }
+  return "";
+}
+
+std::string missing_derivative_message(const std::string& method, const std::string& op) {
+  return method + ": needs gradients, but the model's " + op +
+         " has no derivative (a model traced under torch.no_grad() bakes in fused inference ops): re-trace it with "
+         "gradients enabled (not under torch.no_grad()) or export it with torch.jit.script; black-box methods still run";
 }
 
 }  // namespace salient

@@ -13,6 +13,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "salient/error.hpp"
+#include "salient/gradients.hpp"
 #include "salient/fsutil.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
@@ -340,6 +341,20 @@ TextExplained explain_text_input(Model& model, const TextInput& in, const Tokeni
   nlohmann::json failed = nlohmann::json::object();
   EmbeddingScope scope(model, layer, ids);
   const torch::Tensor emb = model.embed(ids);
+  // An op without a derivative (a transformer traced under torch.no_grad()): the gradient methods
+  // are refused by name, the black-box ones still run.
+  for (size_t m = 0; m < methods.size(); ++m) {
+    if (methods[m]->info().access != Access::WhiteBox) continue;
+    const std::string op = missing_derivative(model, emb);
+    if (op.empty()) break;
+    for (size_t k = m; k < methods.size(); ++k)
+      if (methods[k]->info().access == Access::WhiteBox) {
+        const std::string why = missing_derivative_message(request.methods[k], op);
+        failed[request.methods[k]] = why;
+        failed_once.emplace(request.methods[k], Error(why));
+      }
+    break;
+  }
   for (const int64_t c : targets) {
     nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[0][c].item<double>()},
                       {"methods", nlohmann::json::object()}};
@@ -378,6 +393,10 @@ TextExplained explain_text_input(Model& model, const TextInput& in, const Tokeni
         methods[m]->set_progress({});
         failed[name] = name + ": " + err.what();
         failed_once.emplace(name, Error(name + ": " + err.what(), err.kind()));
+      } catch (const std::exception& err) {  // LibTorch's own: the others' work is still kept
+        methods[m]->set_progress({});
+        failed[name] = name + " failed: " + one_line(err);
+        failed_once.emplace(name, Error(name + " failed: " + one_line(err), ErrorKind::Internal));
       }
     }
     j["explained"].push_back(tj);

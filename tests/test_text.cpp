@@ -484,3 +484,42 @@ TEST(TextAttribution, ATransformerWithAPaddingMaskIsListedAndExplained) {
   EXPECT_EQ(tokens.slice(0, 5).abs().max().item<double>(), 0.0);  // the padding
   EXPECT_GT(tokens.slice(0, 1, 4).abs().max().item<double>(), 0.0);
 }
+
+// A transformer traced under torch.no_grad() (the usual export) holds the fused
+// aten::_transformer_encoder_layer_fwd, which has no derivative: its gradient methods are refused by
+// name with the fix before any work, and the black-box methods asked in the same run are written
+// (it used to exit 1 with LibTorch's "derivative ... not implemented" and write nothing).
+TEST(TextAttribution, ANoGradTracedTransformerRefusesGradientMethodsAndRunsTheOthers) {
+  test::TempDir dir;
+  ModelMetadata meta = text_metadata(dir, /*mask_input=*/false);
+  {
+    std::ofstream(dir / "ids.json") << meta.to_json().dump();
+    std::ofstream(dir / "seq.json") << nlohmann::json{{"labels", {"a", "b", "c"}}, {"input_shape", {6, 16}}}.dump();
+  }
+  const std::string zoo = std::string(SALIENT_TESTDATA) + "/zoo/";
+  write_npy(dir / "seq.npy", torch::randn({2, 6, 16}));
+  struct C {
+    std::string model, input, meta;
+  };
+  for (const C& c : {C{"nograd_transformer_ids.pt", "--text 'the cat sat'", "ids.json"},
+                     C{"nograd_transformer_seq.pt", "-i " + test::quoted(dir / "seq.npy"), "seq.json"}}) {
+    const std::string out = dir / ("out-" + c.meta);
+    const auto r = test::run_cli("explain -m " + test::quoted(zoo + c.model) + " --metadata " + test::quoted(dir / c.meta) + " " + c.input +
+                                 " --method saliency,occlusion,integrated-gradients --out " + test::quoted(out));
+    EXPECT_EQ(r.code, 2) << c.model << r.err;
+    EXPECT_NE(r.err.find("saliency: needs gradients, but the model's aten::_transformer_encoder_layer_fwd has no derivative"),
+              std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("integrated-gradients: needs gradients"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("torch.jit.script"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("internal"), std::string::npos) << r.err;
+    // The black-box method's files and the record are written; the refusals are in the record.
+    const std::string item = c.meta == "ids.json" ? out + "/text-1" : out + "/seq_0";
+    ASSERT_TRUE(std::filesystem::exists(item + "/occlusion.npy")) << c.model << "\n" << r.out << r.err;
+    EXPECT_FALSE(std::filesystem::exists(item + "/saliency.npy"));
+    std::ifstream in(item + "/explanation.json");
+    const auto j = nlohmann::json::parse(in);
+    ASSERT_TRUE(j.contains("failed")) << j.dump();
+    EXPECT_TRUE(j["failed"].contains("saliency") && j["failed"].contains("integrated-gradients")) << j["failed"].dump();
+    EXPECT_FALSE(j["failed"].contains("occlusion"));
+  }
+}

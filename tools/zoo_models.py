@@ -239,6 +239,21 @@ class TextTransformer(nn.Module):
         return self.head((h * m).sum(1) / m.sum(1).clamp(min=1))
 
 
+class NoGradTransformer(nn.Module):
+    """The usual export of a transformer: traced under torch.no_grad(), which bakes in PyTorch's fused
+    inference op aten::_transformer_encoder_layer_fwd (no derivative). On token ids, or on float
+    sequences [N, 6, 16] (`ids=False`)."""
+    def __init__(self, ids=True):
+        super().__init__()
+        self.ids = ids
+        self.tok = nn.Embedding(12, 16)
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True), 2)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.enc(self.tok(x) if self.ids else x).mean(1))
+
+
 def bag_ig(model, ids, target, steps=50):
     """IG per token at the bag's per-token vectors, eager, from the pad baseline (ids 0, 2, 3 kept)."""
     base = torch.where((ids == 0) | (ids == 2) | (ids == 3), ids, torch.zeros_like(ids))
@@ -380,6 +395,12 @@ def main():
         save(out, f"bag_ig_{mode}.npy", torch.stack([bag_ig(bag, ids[i:i + 1], int(targets[i])) for i in range(2)]).numpy())
     torch.jit.script(BagOffsets("mean", 0).eval()).save(os.path.join(out, "bag_offsets.pt"))
     torch.jit.script(TextTransformer().eval()).save(os.path.join(out, "text_transformer.pt"))
+    with torch.no_grad():
+        for ids, example in ((True, torch.tensor([[2, 5, 6, 7, 3]])), (False, torch.randn(1, 6, 16))):
+            traced = torch.jit.trace(NoGradTransformer(ids).eval(), example)
+            kinds = {n.kind() for n in traced.inlined_graph.nodes()}
+            assert "aten::_transformer_encoder_layer_fwd" in kinds, kinds
+            traced.save(os.path.join(out, "nograd_transformer_" + ("ids" if ids else "seq") + ".pt"))
 
     import export_resnet18
     resnet = export_resnet18.build()

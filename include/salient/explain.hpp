@@ -87,6 +87,7 @@ class Explainer {
   int64_t chunk_ = 10;
   bool checked_ = false;
   std::map<std::string, Error> failures_;
+  std::map<std::string, std::string> refused_;  // methods refused by check(): name -> why
 };
 
 // The `explain` file layout for one explanation, under `dir`: <method>.npy (<method>.<arg>.npy for a

@@ -19,6 +19,14 @@ torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs,
 torch::Tensor target_gradient(Model& model, const torch::Tensor& inputs, int64_t target, torch::Tensor* scores = nullptr,
                               const torch::Tensor& seed = {});
 
+// The op of `model` whose derivative LibTorch does not implement, found by one backward pass from
+// the explained output on `example` [1, ...] (a model traced under torch.no_grad() bakes in fused
+// inference ops, e.g. aten::_transformer_encoder_layer_fwd); "" when the gradient reaches the input
+// or the pass fails for another reason (the methods then say why themselves).
+std::string missing_derivative(Model& model, const torch::Tensor& example);
+// The refusal of a gradient method on such a model: names the method, the op and the fix.
+std::string missing_derivative_message(const std::string& method, const std::string& op);
+
 // f(x)[target] [B] without autograd.
 torch::Tensor target_scores(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets);
 
