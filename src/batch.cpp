@@ -150,7 +150,8 @@ void add_to_summary(ClassSummary& s, const nlohmann::json& line, const torch::Te
   if (maps.empty() || !line.contains("predictions") || line["predictions"].empty()) return;
   const auto& top = line["predictions"][0];
   const std::string id = line["id"].get<std::string>();
-  s.add("predicted", top["class"].get<int64_t>(), top["probability"].get<double>(), id, input, maps);
+  s.add("predicted", top["class"].get<int64_t>(), top["probability"].is_number() ? top["probability"].get<double>() : top.value("value", 0.0),
+        id, input, maps);
   if (line.contains("label") && line.contains("label_probability"))
     s.add("label", line["label"].get<int64_t>(), line["label_probability"].get<double>(), id, input, maps);
 }

@@ -75,7 +75,22 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
   const torch::Tensor labels = torch::tensor(rows.labels, torch::kLong);
   const torch::Tensor predicted = probs.argmax(1);
   nlohmann::json report = {{"model", model.path()}, {"data", req.data}, {"rows", n}, {"class", c}, {"label", meta.label(c)}};
-  if (labelled) report["accuracy"] = predicted.eq(labels).to(torch::kDouble).mean().item<double>();
+  // A regression: its one output in the target's units; its error against the true values (MSE, MAE)
+  // where the rows have them, in place of accuracy.
+  const bool regression = meta.regression();
+  if (regression && classes != 1)
+    throw Error("the model is a regression (metadata \"output\": \"regression\") with " + std::to_string(classes) +
+                " outputs; global explains a regression of one output");
+  const torch::Tensor truth = regression && labelled ? torch::tensor(rows.values, torch::kDouble) : torch::Tensor();
+  auto squared_error = [&](const torch::Tensor& out) { return (out.select(1, 0).to(torch::kDouble) - truth).pow(2).mean().item<double>(); };
+  auto absolute_error = [&](const torch::Tensor& out) { return (out.select(1, 0).to(torch::kDouble) - truth).abs().mean().item<double>(); };
+  if (regression) report["regression"] = true;
+  if (regression && labelled) {
+    report["mse"] = squared_error(logits);
+    report["mae"] = absolute_error(logits);
+  } else if (labelled) {
+    report["accuracy"] = predicted.eq(labels).to(torch::kDouble).mean().item<double>();
+  }
   ensure_writable_dir(req.out_dir);
   const fs::path out(req.out_dir);
 
@@ -176,8 +191,11 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
 
   // 2. Permutation importance: the mean drop of each row's score (its true class's probability, or
   // class c's without labels) when one column is shuffled across the rows; repeats give an interval.
-  const torch::Tensor who = labelled ? labels : torch::full({n}, c, torch::kLong);
+  // A regression: the rise of the mean squared error against the true values (of the mean absolute
+  // change of the output without them), in the target's units.
+  const torch::Tensor who = labelled && !regression ? labels : torch::full({n}, c, torch::kLong);
   const torch::Tensor base = probs.gather(1, who.unsqueeze(1)).squeeze(1);
+  const double base_mse = regression && labelled ? report["mse"].get<double>() : 0.0;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(req.seed);
   nlohmann::json perm = nlohmann::json::array();
   for (const auto& col : columns) {
@@ -187,6 +205,11 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
       torch::Tensor shuffled = x.clone();
       shuffled.slice(1, col.offset, col.offset + col.width).copy_(x.index_select(0, order).slice(1, col.offset, col.offset + col.width));
       const torch::Tensor p = output_probabilities(meta, logits_of(model, shuffled));
+      if (regression) {
+        drops.push_back(labelled ? squared_error(p) - base_mse : (p.select(1, 0) - base).abs().mean().item<double>());
+        if (labelled) accuracy_drops.push_back(absolute_error(p) - report["mae"].get<double>());
+        continue;
+      }
       drops.push_back((base - p.gather(1, who.unsqueeze(1)).squeeze(1)).mean().item<double>());
       if (labelled) accuracy_drops.push_back(report["accuracy"].get<double>() - p.argmax(1).eq(labels).to(torch::kDouble).mean().item<double>());
     }
@@ -194,7 +217,7 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
     const double mean = d.mean().item<double>(), sd = req.repeats > 1 ? d.std().item<double>() : 0.0;
     const double half = 1.96 * sd / std::sqrt(static_cast<double>(req.repeats));
     nlohmann::json one = {{"name", col.feature->name}, {"importance", mean}, {"std", sd}, {"low", mean - half}, {"high", mean + half}};
-    if (labelled) one["accuracy_drop"] = torch::tensor(accuracy_drops, torch::kDouble).mean().item<double>();
+    if (labelled) one[regression ? "mae_increase" : "accuracy_drop"] = torch::tensor(accuracy_drops, torch::kDouble).mean().item<double>();
     perm.push_back(one);
   }
   std::stable_sort(perm.begin(), perm.end(), [](const nlohmann::json& a, const nlohmann::json& b) { return a["importance"].get<double>() > b["importance"].get<double>(); });
@@ -202,8 +225,11 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
   nlohmann::json perm_bars = nlohmann::json::array();
   for (const auto& p : perm) perm_bars.push_back({{"name", p["name"]}, {"attribution", p["importance"]}});
   write_png((out / "permutation.png").string(),
-            feature_bar_chart(perm_bars, std::string("permutation importance: drop of ") + (labelled ? "the true class's" : "the class's") +
-                                             " probability (" + std::to_string(req.repeats) + " shuffles)"));
+            feature_bar_chart(perm_bars, (regression ? std::string(labelled ? "permutation importance: rise of the mean squared error"
+                                                                                      : "permutation importance: mean |change| of the output")
+                                                     : std::string("permutation importance: drop of ") +
+                                                           (labelled ? "the true class's" : "the class's") + " probability") +
+                                             " (" + std::to_string(req.repeats) + " shuffles)"));
 
   // 3. Partial dependence and ICE of chosen columns: the column set to each grid value for every row.
   std::vector<std::string> chosen = req.features;
@@ -243,33 +269,52 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
     nlohmann::json ice_rows = nlohmann::json::array();
     for (int64_t i = 0; i < std::min<int64_t>(n, 50); ++i) {
       std::vector<double> v(curves[i].data_ptr<double>(), curves[i].data_ptr<double>() + curves.size(1));
-      ice_rows.push_back({{"id", rows.items[static_cast<size_t>(i)].stem}, {"probability", v}});
+      ice_rows.push_back({{"id", rows.items[static_cast<size_t>(i)].stem}, {regression ? "value" : "probability", v}});
     }
-    report["partial_dependence"][name] = {{"grid", grid}, {"probability", pd_prob}, {"logit", pd_logit}, {"ice", ice_rows}};
+    // A regression's partial dependence is in the output's own units ("value"), not a probability.
+    if (regression)
+      report["partial_dependence"][name] = {{"grid", grid}, {"value", pd_prob}, {"ice", ice_rows}};
+    else
+      report["partial_dependence"][name] = {{"grid", grid}, {"probability", pd_prob}, {"logit", pd_logit}, {"ice", ice_rows}};
     if (f.type != "categorical") {
       std::vector<double> gx;
       for (const auto& g : grid) gx.push_back(g.get<double>());
       const torch::Tensor q = torch::quantile(curves, torch::tensor({0.1, 0.9}, torch::kDouble), 0);
       auto vec = [](const torch::Tensor& t) { return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel()); };
       write_png((out / ("pdp_" + file_safe(name) + ".png")).string(),
-                plot_lines("partial dependence of P(" + meta.label(c) + ") on " + name, name,
+                plot_lines((regression ? "partial dependence of the output" : "partial dependence of P(" + meta.label(c) + ")") + " on " + name, name,
                            {{"partial dependence", gx, pd_prob},
                             {"ICE 10th percentile", gx, vec(q[0].contiguous())},
                             {"ICE 90th percentile", gx, vec(q[1].contiguous())}}));
+    } else {  // a categorical column: one bar per category
+      nlohmann::json bars = nlohmann::json::array();
+      for (size_t g = 0; g < grid.size(); ++g) bars.push_back({{"name", grid[g]}, {"attribution", pd_prob[g]}});
+      write_png((out / ("pdp_" + file_safe(name) + ".png")).string(),
+                feature_bar_chart(bars, (regression ? "partial dependence of the output" : "partial dependence of P(" + meta.label(c) + ")") +
+                                            " on " + name + " (per category)"));
     }
   }
 
   // report.md: the tables a person reads first.
   std::ostringstream md;
   md << "# Global explanation of " << fs::path(model.path()).filename().string() << "\n\n" << n << " rows of `" << req.data << "`";
-  if (labelled) md << ", accuracy " << report["accuracy"].get<double>();
-  md << "; class explained: " << meta.label(c) << ".\n\n## Permutation importance\n\n| column | drop | 95 % interval |\n|---|---|---|\n";
+  if (labelled && regression) md << ", mean squared error " << report["mse"].get<double>() << ", mean absolute error " << report["mae"].get<double>();
+  else if (labelled) md << ", accuracy " << report["accuracy"].get<double>();
+  md << (regression ? "; a regression" : "; class explained: " + meta.label(c)) << ".\n\n## Permutation importance\n\n| column | "
+     << (regression ? (labelled ? "rise of MSE" : "mean |change|") : "drop") << " | 95 % interval |\n|---|---|---|\n";
   for (const auto& p : perm)
     md << "| " << p["name"].get<std::string>() << " | " << p["importance"].get<double>() << " | [" << p["low"].get<double>() << ", "
        << p["high"].get<double>() << "] |\n";
   for (const auto& [name, per] : report["methods"].items()) {
     md << "\n## " << name << ": mean |attribution|\n\n| column | mean abs |\n|---|---|\n";
     for (const auto& p : per) md << "| " << p["name"].get<std::string>() << " | " << p["attribution"].get<double>() << " |\n";
+  }
+  for (const auto& [name, pd] : report["partial_dependence"].items()) {
+    const std::string key = regression ? "value" : "probability";
+    md << "\n## Partial dependence on " << name << "\n\n| " << name << " | " << (regression ? "mean output" : "mean P(" + meta.label(c) + ")")
+       << " |\n|---|---|\n";
+    for (size_t g = 0; g < pd["grid"].size(); ++g)
+      md << "| " << (pd["grid"][g].is_string() ? pd["grid"][g].get<std::string>() : pd["grid"][g].dump()) << " | " << pd[key][g].get<double>() << " |\n";
   }
   write_file_atomic((out / "report.md").string(), md.str());
   write_file_atomic((out / "report.json").string(), report.dump(2) + "\n");

@@ -41,7 +41,11 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
     }
     if (j.contains("mean")) m.mean = j.at("mean").get<std::vector<double>>();
     if (j.contains("std")) m.std = j.at("std").get<std::vector<double>>();
+    m.output_stated = j.contains("output");
     m.output = j.value("output", std::string("logits"));
+    if (j.contains("explained_output"))
+      m.explained_output = j.at("explained_output").is_number_unsigned() ? std::to_string(j.at("explained_output").get<uint64_t>())
+                                                                          : j.at("explained_output").get<std::string>();
     m.multi_label = j.value("multi_label", false);
     m.modality = j.value("modality", std::string());
     m.id_column = j.value("id_column", std::string());
@@ -77,8 +81,8 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
   }
   if (m.channel_order != "RGB" && m.channel_order != "BGR" && m.channel_order != "L")
     throw Error("model metadata '" + path + "': channel_order must be RGB, BGR or L, got '" + m.channel_order + "'");
-  if (m.output != "logits" && m.output != "probabilities")
-    throw Error("model metadata '" + path + "': output must be logits or probabilities");
+  if (m.output != "logits" && m.output != "probabilities" && m.output != "regression")
+    throw Error("model metadata '" + path + "': output must be logits, probabilities or regression, got '" + m.output + "'");
   for (double s : m.std)
     if (!(s > 0) || !std::isfinite(s)) throw Error("model metadata '" + path + "': std values must be finite and > 0");
   for (double v : m.mean)
@@ -132,6 +136,7 @@ nlohmann::json ModelMetadata::to_json() const {
   j["mean"] = mean;
   j["std"] = std;
   j["output"] = output;
+  if (!explained_output.empty()) j["explained_output"] = explained_output;
   j["multi_label"] = multi_label;
   if (!modality.empty()) j["modality"] = modality;
   if (!tokenizer.empty()) j["tokenizer"] = nlohmann::json::parse(tokenizer);

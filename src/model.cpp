@@ -102,6 +102,7 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
   device_ = parse_device(options_.device);
   meta_ = options_.metadata_path.empty() ? ModelMetadata::for_model(path)
                                          : ModelMetadata::load(options_.metadata_path);
+  if (options_.output.empty()) options_.output = meta_.explained_output;
   meta_.select_output(options_.output);
   if (!options_.id_column.empty()) meta_.id_column = options_.id_column;
   if (fs::path(path).extension() == ".onnx") {
@@ -114,7 +115,13 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
   try {
     module_ = torch::jit::load(path, device_);
   } catch (const std::exception& e) {
-    throw Error("'" + path + "' is not a TorchScript model (" + one_line(e) + ")");
+    const std::string why = one_line(e);
+    // torch.save(model) or torch.save(model.state_dict()) writes a zip of pickles with no code
+    // (no constants.pkl, no code/): the newcomer's commonest mistake, said with its fix.
+    if (why.find("constants.pkl") != std::string::npos || why.find("code/") != std::string::npos)
+      throw Error("'" + path + "' is a torch.save checkpoint (a pickled module or state_dict), not TorchScript: export it with "
+                  "torch.jit.trace(model.eval(), example).save(...) or torch.jit.script(model.eval()).save(...)");
+    throw Error("'" + path + "' is not a TorchScript model (" + why + ")");
   }
   prepare();
 }
@@ -128,6 +135,7 @@ torch::jit::Module& Model::module() {
 Model::Model(torch::jit::Module module, ModelOptions options, ModelMetadata meta)
     : path_("<in-memory>"), module_(std::move(module)), options_(std::move(options)), meta_(std::move(meta)) {
   device_ = parse_device(options_.device);
+  if (options_.output.empty()) options_.output = meta_.explained_output;
   meta_.select_output(options_.output);
   module_.to(device_);
   prepare();
@@ -165,7 +173,9 @@ void Model::prepare() {
   }
   input_names_.clear();  // read once: arguments() runs on every forward
   const auto& args = module_.get_method("forward").function().getSchema().arguments();
-  for (size_t i = 1; i < args.size(); ++i) input_names_.push_back(args[i].name());  // less self
+  // Less self; an argument with a default (`temperature: float = 1.0`, `mask: Optional[Tensor] =
+  // None`, a detector's `targets`) is left to its default: it is not an input the user supplies.
+  for (size_t i = 1; i < args.size() && !args[i].default_value(); ++i) input_names_.push_back(args[i].name());
 }
 
 void Model::check_labels(int64_t columns) const {
@@ -177,50 +187,74 @@ void Model::check_labels(int64_t columns) const {
               "\"labels\": {\"OUTPUT\": [...]})");
 }
 
+namespace {
+
+// One line per output of a tuple/list/dict result: "0: Tensor [1, 64]" or "logits: Tensor [1, 10]".
+std::vector<std::string> describe(const std::vector<std::pair<std::string, c10::IValue>>& items) {
+  std::vector<std::string> out;
+  for (const auto& [name, v] : items)
+    out.push_back(name + ": " + (v.isTensor() ? "Tensor " + shape_str(v.toTensor().sizes()) : v.tagKind()));
+  return out;
+}
+
+std::vector<std::pair<std::string, c10::IValue>> output_items(const c10::IValue& out) {
+  std::vector<std::pair<std::string, c10::IValue>> items;
+  if (out.isTuple() || out.isList()) {
+    const auto v = out.isTuple() ? out.toTupleRef().elements().vec() : out.toListRef().vec();
+    for (size_t i = 0; i < v.size(); ++i) items.emplace_back(std::to_string(i), v[i]);
+  } else if (out.isGenericDict()) {
+    for (const auto& kv : out.toGenericDict())
+      items.emplace_back(kv.key().isString() ? kv.key().toStringRef() : kv.key().tagKind(), kv.value());
+  }
+  return items;
+}
+
+}  // namespace
+
+std::vector<std::string> Model::describe_outputs(const torch::Tensor& batch) {
+  if (backend_ == Backend::Onnx) return {"0: Tensor " + shape_str(predict(batch).sizes())};
+  torch::NoGradGuard no_grad;
+  c10::IValue out;
+  try {
+    out = module_.forward(arguments(cast_input(batch)));
+  } catch (const std::exception& e) {
+    throw Error("the model failed on an input of shape " + shape_str(batch.sizes()) + ": " + one_line(e));
+  }
+  if (out.isTensor()) return {"0: Tensor " + shape_str(out.toTensor().sizes())};
+  return describe(output_items(out));
+}
+
 torch::Tensor Model::select_output(const c10::IValue& out, bool reduce) const {
-  const std::string& sel = options_.output;
-  auto first_tensor = [](const std::vector<c10::IValue>& items) -> torch::Tensor {
-    for (const auto& v : items)
-      if (v.isTensor()) return v.toTensor();
-    throw Error("the model returned no tensor among its outputs");
-  };
-  auto by_index = [&](const std::vector<c10::IValue>& items) -> torch::Tensor {
-    if (sel.empty()) return first_tensor(items);
-    size_t idx = 0;
-    try {
-      idx = std::stoul(sel);
-    } catch (...) {
-      throw Error("--output '" + sel + "' is not an index, and the model returns a tuple/list");
-    }
-    if (idx >= items.size())
-      throw Error("--output " + sel + " is out of range: the model returns " + std::to_string(items.size()) + " outputs");
-    if (!items[idx].isTensor()) throw Error("model output " + sel + " is not a tensor");
-    return items[idx].toTensor();
-  };
+  std::string sel = options_.output;
   torch::Tensor t;
   if (out.isTensor()) {
     if (!sel.empty() && sel != "0") throw Error("--output '" + sel + "' given, but the model returns a single tensor");
     t = out.toTensor();
-  } else if (out.isTuple()) {
-    t = by_index(out.toTupleRef().elements().vec());
-  } else if (out.isList()) {
-    t = by_index(out.toListRef().vec());
-  } else if (out.isGenericDict()) {
-    auto dict = out.toGenericDict();
-    if (sel.empty()) {
-      for (const auto& kv : dict)
-        if (kv.value().isTensor()) { t = kv.value().toTensor(); break; }
-      if (!t.defined()) throw Error("the model returned no tensor among its outputs");
-    } else {
-      bool found = false;
-      std::string keys;
-      for (const auto& kv : dict) {
-        std::string key = kv.key().isString() ? kv.key().toStringRef() : "";
-        keys += (keys.empty() ? "" : ", ") + key;
-        if (key == sel && kv.value().isTensor()) { t = kv.value().toTensor(); found = true; }
-      }
-      if (!found) throw Error("--output '" + sel + "' is not a tensor key of the model's output (keys: " + keys + ")");
+  } else if (out.isTuple() || out.isList() || out.isGenericDict()) {
+    const auto items = output_items(out);
+    size_t tensors = 0;
+    for (const auto& kv : items) tensors += kv.second.isTensor();
+    if (tensors == 0) throw Error("the model returned no tensor among its outputs");
+    // Labels given for one output name it (the metadata's choice); else one tensor is the choice.
+    if (sel.empty() && meta_.output_labels.size() == 1) sel = meta_.output_labels.begin()->first;
+    if (sel.empty() && tensors > 1) {
+      std::string list;
+      for (const auto& line : describe(items)) list += (list.empty() ? "" : "; ") + line;
+      throw Error("the model returns " + std::to_string(items.size()) + " outputs (" + list +
+                  "): choose the one to explain with --output NAME (or \"explained_output\" in its metadata)");
     }
+    bool found = false;
+    std::string names;
+    for (const auto& [name, v] : items) {
+      names += (names.empty() ? "" : ", ") + name;
+      if (found) continue;
+      if (sel.empty() ? v.isTensor() : name == sel) {
+        if (!v.isTensor()) throw Error("model output " + sel + " is not a tensor (it is " + v.tagKind() + ")");
+        t = v.toTensor();
+        found = true;
+      }
+    }
+    if (!found) throw Error("--output '" + sel + "' is not one of the model's outputs (" + names + ")");
   } else {
     throw Error("the model's output is neither a tensor nor a tuple/list/dict of tensors");
   }
@@ -581,7 +615,7 @@ void Model::to(torch::Dtype dtype) {
 }
 
 torch::Tensor output_probabilities(const ModelMetadata& meta, const torch::Tensor& outputs) {
-  if (meta.output == "probabilities") return outputs;
+  if (meta.output == "probabilities" || meta.regression()) return outputs;
   return outputs.size(1) == 1 || meta.multi_label ? outputs.sigmoid() : outputs.softmax(1);
 }
 

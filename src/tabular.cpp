@@ -344,7 +344,20 @@ TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
     item.tensor = torch::tensor(values, torch::kFloat);
     out.items.push_back(std::move(item));
     int64_t label = -1;
-    if (label_col >= 0) {
+    if (label_col >= 0 && meta.regression()) {  // a regression's label is the true value, a number
+      const std::string v = trim(rec[static_cast<size_t>(label_col)]);
+      double value = 0;
+      size_t used = 0;
+      try {
+        value = std::stod(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (v.empty() || used != v.size() || !std::isfinite(value))
+        throw Error(where + ", column '" + meta.label_column + "': '" + v.substr(0, 80) + "' is not a finite number (the model is a regression)");
+      out.values.push_back(value);
+      label = 0;
+    } else if (label_col >= 0) {
       const std::string v = trim(rec[static_cast<size_t>(label_col)]);
       auto it = std::find(meta.labels.begin(), meta.labels.end(), v);
       if (it != meta.labels.end()) {

@@ -98,9 +98,13 @@ void print_results(const std::vector<ExplainedInput>& results) {
   for (const auto& r : results) {
     std::cout << r.stem << ":";
     const auto& preds = r.json["predictions"];
-    for (size_t k = 0; k < std::min<size_t>(3, preds.size()); ++k)
-      std::cout << (k ? "," : "") << " " << preds[k]["label"].get<std::string>() << " " << std::fixed
-                << std::setprecision(1) << 100.0 * preds[k]["probability"].get<double>() << "%";
+    for (size_t k = 0; k < std::min<size_t>(3, preds.size()); ++k) {
+      std::cout << (k ? "," : "") << " " << preds[k]["label"].get<std::string>();
+      if (preds[k]["probability"].is_number())
+        std::cout << " " << std::fixed << std::setprecision(1) << 100.0 * preds[k]["probability"].get<double>() << "%";
+      else  // a regression's value
+        std::cout << " = " << std::defaultfloat << std::setprecision(4) << preds[k].value("value", 0.0) << std::fixed;
+    }
     std::cout << "  ->  " << r.dir << "/ (";
     bool first = true;
     for (const auto& [name, m] : r.json["explained"][0]["methods"].items()) {

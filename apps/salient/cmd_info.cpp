@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "salient/error.hpp"
+#include "salient/text.hpp"
 
 namespace salient::cli {
 
@@ -21,10 +22,18 @@ void add_info(CLI::App& app) {
     // Without an input shape (no metadata, no --input-shape) everything but the output is said.
     const bool runnable = !shape->empty() || !meta.input_shape.empty() || model.text();
     nlohmann::json batch_shape, out_shape;
+    std::vector<std::string> outputs;  // every output of a tuple/list/dict model
+    std::string out_error;             // why the explained output has no shape (several outputs, none chosen)
     if (runnable) {
       torch::Tensor sample = sample_input(model, *shape);
       batch_shape = sample.sizes().vec();
-      out_shape = model.predict(sample).sizes().vec();
+      outputs = model.describe_outputs(sample);
+      try {
+        out_shape = model.predict(sample).sizes().vec();
+      } catch (const Error& e) {
+        if (outputs.size() < 2) throw;
+        out_error = e.what();
+      }
     }
     nlohmann::json j{{"model", model.path()},
                      {"device", model.device().str()},
@@ -33,6 +42,8 @@ void add_info(CLI::App& app) {
                      {"inputs", model.input_count()},
                      {"input_shape", batch_shape},
                      {"output_shape", out_shape},
+                     {"outputs", outputs},
+                     {"output_error", out_error.empty() ? nlohmann::json() : nlohmann::json(out_error)},
                      {"metadata", meta.to_json()}};
     if (*json) {
       std::cout << j.dump(2) << "\n";
@@ -45,11 +56,20 @@ void add_info(CLI::App& app) {
               << "\n"
               << "inputs:       " << model.input_count() << "\n"
               << "input shape:  " << (runnable ? batch_shape.dump() : "unknown (no metadata input_shape; pass --input-shape)") << "\n"
-              << "output shape: " << (runnable ? out_shape.dump() : "unknown") << "\n";
+              << "output shape: " << (runnable ? out_shape.dump() : "unknown")
+              << (outputs.size() > 1 && out_shape.is_null() ? " (none chosen: give --output NAME)" : "") << "\n";
+    if (outputs.size() > 1)
+      for (const auto& o : outputs) std::cout << "  output " << o << "\n";
     if (meta.present) {
-      std::cout << "metadata:     " << meta.name << ", " << meta.labels.size() << " labels, channels " << meta.channel_order
-                << ", range [" << meta.range_lo << ", " << meta.range_hi << "], mean " << nlohmann::json(meta.mean).dump()
-                << ", std " << nlohmann::json(meta.std).dump() << ", output " << meta.output << "\n";
+      std::cout << "metadata:     " << meta.name << ", " << meta.labels.size() << " labels";
+      if (model.text())
+        std::cout << ", text (tokenizer, " << model.tokenizer().size() << " tokens)";
+      else if (!meta.features.empty())
+        std::cout << ", table (" << meta.features.size() << " columns)";
+      else
+        std::cout << ", channels " << meta.channel_order << ", range [" << meta.range_lo << ", " << meta.range_hi << "], mean "
+                  << nlohmann::json(meta.mean).dump() << ", std " << nlohmann::json(meta.std).dump();
+      std::cout << ", output " << meta.output << "\n";
       if (!meta.labels.empty()) {
         std::cout << "labels:      ";
         for (size_t i = 0; i < meta.labels.size(); ++i) std::cout << " " << i << "=" << meta.labels[i];

@@ -28,7 +28,13 @@ struct ModelMetadata {
   double range_lo = 0.0, range_hi = 1.0;  // 8-bit pixels are scaled to [lo, hi] ...
   bool range_stated = false;              // value_range was in the file (else [0, 1] is a default)
   std::vector<double> mean, std;          // ... then normalised per channel: (v - mean) / std
-  std::string output = "logits";          // "logits" (softmax for probabilities) or "probabilities"
+  std::string output = "logits";          // "logits" (softmax for probabilities), "probabilities", or
+                                          // "regression" (values in the target's units: no
+                                          // probabilities, no classes)
+  bool output_stated = false;             // "output" was in the file (a one-column model without it
+                                          // is read as a binary logit, with a warning)
+  std::string explained_output;           // which output of a tuple/list/dict model is explained
+                                          // ("explained_output": an index or a key); "" = not said
   bool multi_label = false;               // independent labels: each column's probability is its
                                           // sigmoid (of a logit), not a softmax over the columns
   bool present = false;                   // false when no sidecar file was found
@@ -45,6 +51,7 @@ struct ModelMetadata {
   // Takes the labels of model output `output` (--output) when they are given per output.
   void select_output(const std::string& output);
   std::string label(int64_t index) const;  // the label, or the index as text
+  bool regression() const { return output == "regression"; }
   nlohmann::json to_json() const;
 };
 

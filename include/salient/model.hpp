@@ -16,7 +16,9 @@ namespace salient {
 struct ModelOptions {
   std::string device = "cpu";  // any torch device string: "cpu", "cuda", "cuda:1"
   std::string output;          // which output to explain when the model returns a tuple/list/dict:
-                               // an index ("0") or a dict key; empty = the first tensor
+                               // an index ("0") or a dict key; empty = the metadata's
+                               // "explained_output", else the one tensor (several: an error
+                               // listing them)
   std::string metadata_path;   // empty = `<model>.json` beside the model, when it exists
   bool freeze = true;          // forward-only passes run a frozen, inference-optimised copy
                                // (measured 1.4x faster on ResNet-18, 2.9x on the demo CNN), once it
@@ -114,6 +116,8 @@ class Model {
   // model gives it (any shape), before the reduction -- what relevance methods start from, each
   // element with its own share of the target function (see modified_gradient).
   torch::Tensor explained_output(const c10::IValue& out, bool reduce = true) const { return select_output(out, reduce); }
+  // Every output of one forward pass on `batch`, one line each ("0: Tensor [1, 64]"): for `info`.
+  std::vector<std::string> describe_outputs(const torch::Tensor& batch);
   // The installed reduction applied to a selected output: [N, K] (the output itself when none).
   torch::Tensor reduce_output(const torch::Tensor& selected) const;
 
@@ -189,7 +193,8 @@ class EmbeddingScope {
 // Sets LibTorch's intra-op thread count; n <= 0 means every core (LibTorch's own default is half).
 void set_threads(int n);
 
-// A model's outputs [N, K] as probabilities, as its metadata says: as they are ("probabilities"),
+// A model's outputs [N, K] as probabilities, as its metadata says: as they are ("probabilities", and
+// a regression's values, which are no probabilities: callers check meta.regression()),
 // each column's sigmoid (one column: a binary model; or multi-label), else the softmax over columns.
 torch::Tensor output_probabilities(const ModelMetadata& meta, const torch::Tensor& outputs);
 

@@ -16,7 +16,9 @@ namespace salient {
 
 struct TabularRows {
   std::vector<InputItem> items;  // one a row; stem = the id column's value (made path-safe) or row-N
-  std::vector<int64_t> labels;   // per row: the label column's class index (-1 without a label column)
+  std::vector<int64_t> labels;   // per row: the label column's class index (-1 without a label column;
+                                 // 0 for a regression, whose true values are in `values`)
+  std::vector<double> values;    // a regression's label column, per row (empty without one)
 };
 
 // Reads `path`. A ragged row, a non-number in a numeric column, an unknown category, a missing
