@@ -1,4 +1,5 @@
 #include "salient/batch.hpp"
+#include "salient/json.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -226,7 +227,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   const nlohmann::json signature = signature_of(model, req);
   const fs::path run_file = root / "run.json";
   if (std::error_code ec; fs::exists(run_file, ec)) {
-    auto old = nlohmann::json::parse(read_file(run_file.string()), nullptr, false);
+    auto old = parse_json(read_file(run_file.string()));
     if (!old.is_object() || old.value("signature", nlohmann::json()) != signature) {
       std::string diff = "unreadable run.json";
       if (old.is_object() && old.contains("signature"))
@@ -254,7 +255,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   std::map<std::string, nlohmann::json> done;
   std::set<std::string> referenced;  // stack parts the manifest points at
   for (size_t i = 0; i < lines.size(); ++i) {
-    auto j = nlohmann::json::parse(lines[i], nullptr, false);
+    auto j = parse_json(lines[i]);
     if (j.is_discarded() || !j.is_object() || !j.contains("id") || !j["id"].is_string()) {
       report.warnings.push_back("skipped line " + std::to_string(i + 1) + " of manifest.jsonl: not a manifest record");
       continue;
@@ -407,7 +408,7 @@ MergeReport merge_shards(const std::string& dir, const RenderOptions& render) {
   // The shards' common size: from any shard's run.json.
   int64_t total = -1;
   for (const auto& [k, path] : shards) {
-    auto run = nlohmann::json::parse(read_file((path / "run.json").string()), nullptr, false);
+    auto run = parse_json(read_file((path / "run.json").string()));
     if (run.is_object() && run.contains("total")) total = run["total"].get<int64_t>();
   }
   std::string merged;
@@ -427,7 +428,7 @@ MergeReport merge_shards(const std::string& dir, const RenderOptions& render) {
     std::vector<std::string> warnings;
     std::set<std::string> listed;
     for (const auto& l : read_log_lines((path / "manifest.jsonl").string(), warnings)) {
-      auto j = nlohmann::json::parse(l, nullptr, false);
+      auto j = parse_json(l);
       if (j.is_discarded() || !j.is_object() || !j.contains("id") || !j["id"].is_string()) continue;
       const std::string id = j["id"].get<std::string>();
       if (!seen.insert(id).second) {

@@ -1,4 +1,5 @@
 #include "salient/evaluate.hpp"
+#include "salient/json.hpp"
 
 
 #include <cmath>
@@ -138,7 +139,7 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
     const std::vector<std::string> lines = read_log_lines(log, repairs);
     for (const auto& r : repairs) log_warnings.push_back(r);
     for (size_t number = 1; number <= lines.size(); ++number) {
-      auto j = nlohmann::json::parse(lines[number - 1], nullptr, false);
+      auto j = parse_json(lines[number - 1]);
       if (j.is_discarded() || !j.is_object() || !j.contains("index") || !j["index"].is_number_integer() ||
           !j.contains("methods") || !j["methods"].is_object()) {
         log_warnings.push_back("skipped line " + std::to_string(number) + " of results.jsonl: not a result record");

@@ -1,4 +1,5 @@
 #include "salient/explain.hpp"
+#include "salient/json.hpp"
 
 #include <filesystem>
 #include <iomanip>
@@ -92,7 +93,7 @@ void remove_stale_files(const std::string& dir, const std::set<std::string>& wri
   const fs::path old = fs::path(dir) / "explanation.json";
   std::error_code ec;
   if (!fs::is_regular_file(old, ec)) return;
-  nlohmann::json j = nlohmann::json::parse(read_file(old.string()), nullptr, false);
+  nlohmann::json j = parse_json(read_file(old.string()));
   if (!j.is_object()) return;
   std::set<std::string> listed;
   if (j.contains("grid") && j["grid"].is_string()) listed.insert(j["grid"].get<std::string>());

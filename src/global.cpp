@@ -1,4 +1,5 @@
 #include "salient/global.hpp"
+#include "salient/json.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -106,7 +107,7 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
   {
     std::vector<std::string> repairs;
     for (const auto& line : read_log_lines(log_path, repairs)) {
-      const auto j = nlohmann::json::parse(line, nullptr, false);
+      const auto j = parse_json(line);
       if (j.is_discarded() || !j.is_object() || j.value("signature", nlohmann::json()) != signature || !j.contains("rows")) continue;
       std::vector<double> flat;
       for (const auto& r : j["rows"]) flat.insert(flat.end(), r.begin(), r.end());

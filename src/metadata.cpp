@@ -1,4 +1,5 @@
 #include "salient/metadata.hpp"
+#include "salient/json.hpp"
 
 #include <filesystem>
 #include <cmath>
@@ -17,12 +18,9 @@ namespace fs = std::filesystem;
 
 ModelMetadata ModelMetadata::load(const std::string& path) {
   const std::string text = read_file(path, 64 << 20);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("model metadata '" + path + "' is not valid JSON");
-  }
+  const nlohmann::json j = parse_json(text);
+  if (j.is_discarded())
+    throw Error("model metadata '" + path + "' is not valid JSON (or is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels)");
   ModelMetadata m;
   m.present = true;
   try {

@@ -1,4 +1,5 @@
 #include "salient/summary.hpp"
+#include "salient/json.hpp"
 
 #include <filesystem>
 
@@ -138,7 +139,7 @@ void ClassSummary::write(const std::string& dir, const ModelMetadata& meta, cons
 
 ClassSummary ClassSummary::load(const std::string& dir) {
   const fs::path root = fs::path(dir) / "summary", sums = root / "sums";
-  nlohmann::json state = nlohmann::json::parse(read_file((root / "state.json").string()), nullptr, false);
+  nlohmann::json state = parse_json(read_file((root / "state.json").string()));
   if (!state.is_object()) throw Error("'" + (root / "state.json").string() + "' is not a summary state");
   ClassSummary s;
   try {

@@ -326,3 +326,20 @@ TEST(Hostile, ConcurrentRunsOnOneOutAreRefused) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("another salient run"), std::string::npos) << r.err;
 }
+
+// Untrusted JSON nested deep on the command line (a metadata file, an --option value, a run log
+// line) is refused or skipped as invalid JSON: it used to parse and then crash on its first dump.
+TEST(Hostile, DeeplyNestedJsonOnTheCommandLineIsBadInput) {
+  test::TempDir dir;
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  std::filesystem::copy_file(test::demo_model(), dir / "m.pt");
+  { std::ofstream(dir / "m.json") << "{\"labels\": " << deep << "}"; }
+  auto r = test::run_cli("explain -m " + test::quoted(dir / "m.pt") + " -i " + test::quoted(test::first_sample()) + " --out " + test::quoted(dir / "o"));
+  EXPECT_EQ(r.code, 2) << r.err.substr(0, 300);
+  EXPECT_NE(r.err.find("nested deeper than 64"), std::string::npos) << r.err.substr(0, 300);
+  { std::ofstream(dir / "opt.txt") << "samples=" << std::string(30000, '[') << std::string(30000, ']'); }  // (under one argument's 128 KB)
+  r = test::run_cli("explain -m " + test::quoted(test::demo_model()) + " -i " + test::quoted(test::first_sample()) +
+                    " --method smoothgrad --option \"$(cat " + test::quoted(dir / "opt.txt") + ")\" --out " + test::quoted(dir / "p"));
+  EXPECT_EQ(r.code, 2) << r.err.substr(0, 300);
+  EXPECT_EQ(test::count_files(dir / "p"), 0);
+}

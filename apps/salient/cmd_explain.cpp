@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "salient/error.hpp"
+#include "salient/json.hpp"
 #include "salient/explain.hpp"
 #include "salient/registry.hpp"
 #include "salient/text_explain.hpp"
@@ -65,7 +66,7 @@ ExplainRequest MethodFlags::request(const ModelMetadata& meta) const {
   req.render.colormap = colormap;
   req.render.reduce = parse_reduce(reduce);
   const nlohmann::json values[] = {f.samples, f.sigma, f.seed, f.noise, f.variant, f.batch_size, f.abs,
-                                   nlohmann::json::parse(f.steps, nullptr, false).is_number() ? nlohmann::json::parse(f.steps) : nlohmann::json(f.steps),
+                                   parse_json(f.steps).is_number() ? nlohmann::json::parse(f.steps) : nlohmann::json(f.steps),
                                    f.quadrature, f.baseline, f.tolerance, f.baselines, f.layers, f.relu, f.reshape,
                                    f.window, f.stride, f.features};
   static const char* names[] = {"samples", "sigma", "seed", "noise", "variant", "batch-size", "abs", "steps", "quadrature",

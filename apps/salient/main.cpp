@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "salient/error.hpp"
+#include "salient/json.hpp"
 #include "salient/text.hpp"
 #include "salient/text_explain.hpp"
 
@@ -72,7 +73,7 @@ nlohmann::json parse_assignments(const std::vector<std::string>& assignments) {
     auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) throw Error("--option '" + kv + "' is not KEY=VALUE");
     const std::string value = kv.substr(eq + 1);
-    auto parsed = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    auto parsed = parse_json(value);
     out[kv.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
   }
   return out;

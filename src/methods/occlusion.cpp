@@ -1,6 +1,7 @@
 // Occlusion (Zeiler & Fergus 2014): slide a window of baseline values over the input; each element's
 // attribution is the mean output drop over the windows that cover it.
 #include "salient/error.hpp"
+#include "salient/json.hpp"
 #include "salient/gradients.hpp"
 #include "salient/methods/blackbox.hpp"
 #include "salient/registry.hpp"
@@ -24,7 +25,7 @@ std::vector<int64_t> int_list(const nlohmann::json& v, const OptionContext& c, c
   if (v == "auto") return out;
   if (v.is_array()) for (const auto& e : v) take(e);
   else if (v.is_string()) {
-    for (const auto& item : split_list(v.get<std::string>(), ",x")) take(nlohmann::json::parse(item, nullptr, false));
+    for (const auto& item : split_list(v.get<std::string>(), ",x")) take(parse_json(item));
   } else take(v);
   return out;
 }
