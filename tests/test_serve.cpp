@@ -21,6 +21,7 @@
 #include "helpers.hpp"
 #include "salient/text_explain.hpp"
 #include "salient/error.hpp"
+#include "salient/json.hpp"
 #include "salient/metrics/metrics.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
@@ -852,4 +853,56 @@ TEST(Serve, ATextIsExplainedPerTokenAsTheCommandLineDoes) {
   EXPECT_EQ(info["option_defaults"]["integrated-gradients"]["baseline"], "pad");  // what a text model's IG starts from
   EXPECT_EQ(info["option_defaults"]["kernel-shap"]["features"], "tokens");
   EXPECT_EQ(info["methods"].size(), text_methods().size());
+}
+
+// One small request nested deep (a JSON body 150,000 levels, options 80,000, a multipart options
+// part) used to crash the server (SIGSEGV, no token needed): nlohmann's dump and copy recurse per
+// level. Every untrusted JSON is refused past 64 levels: a 400 naming the nesting, the server up.
+TEST(Serve, DeeplyNestedJsonIsA400AndTheServerStaysUp) {
+  auto& s = demo();
+  auto c = s.client();
+  const std::string deep = std::string(150000, '[') + std::string(150000, ']');
+  const std::string options = "{\"image\": \"" + b64(sample_png()) + "\", \"options\": " + std::string(80000, '[') + std::string(80000, ']') + "}";
+  for (const char* path : {"/api/explain", "/api/jobs", "/api/checks", "/v1/models/fashion_cnn:explain", "/v1/models/fashion_cnn:predict",
+                           "/explanations/fashion_cnn"}) {
+    for (const std::string* body : {&deep, &options}) {
+      auto r = c.Post(path, *body, "application/json");
+      ASSERT_TRUE(r) << path << ": no answer (the server died?)";
+      EXPECT_GE(r->status, 400) << path;
+      EXPECT_LT(r->status, 500) << path << " " << r->body.substr(0, 200);
+    }
+  }
+  auto r = c.Post("/api/explain", options, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("64 levels"), std::string::npos) << r->body;
+  const std::string part = "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + sample_png() +
+                           "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"options\"\r\n\r\n" + std::string(80000, '{') +
+                           "\r\n--XyZ--\r\n";
+  auto m = c.Post("/api/explain", part, "multipart/form-data; boundary=XyZ");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 400) << m->body;
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  // 64 levels is the bound, not a smaller one: a real request nested a few levels is answered.
+  EXPECT_EQ(json_depth("{\"a\": [[{\"b\": \"[[[[\\\"[[\"}]]}"), 4);  // brackets in strings do not count
+  EXPECT_TRUE(parse_json(std::string(64, '[') + std::string(64, ']')).is_array());
+  EXPECT_TRUE(parse_json(std::string(65, '[') + std::string(65, ']')).is_discarded());
+}
+
+// KServe clients send "parameters": {"target": 3}, a JSON number: it is the class index 3.
+TEST(Serve, ANumericTargetIsAClassIndex) {
+  auto c = demo().client();
+  auto ask = [&](const json& target) {
+    return body_of(c.Post("/v1/models/fashion_cnn:explain",
+                          json{{"instances", {{{"b64", b64(sample_png())}}}}, {"parameters", {{"methods", "saliency"}, {"target", target}}}}.dump(),
+                          "application/json"));
+  };
+  const json by_number = ask(3), by_text = ask("3");
+  ASSERT_TRUE(by_number.contains("explanations")) << by_number.dump().substr(0, 300);
+  EXPECT_EQ(by_number["explanations"][0]["explained"][0]["class"], 3);
+  EXPECT_EQ(by_number["explanations"][0]["explained"][0]["maps"], by_text["explanations"][0]["explained"][0]["maps"]);
+  const json api = body_of(c.Post("/api/explain", json{{"image", b64(sample_png())}, {"method", "saliency"}, {"target", 3}}.dump(), "application/json"));
+  ASSERT_TRUE(api.contains("results")) << api.dump().substr(0, 300);
+  EXPECT_EQ(api["explained"][0]["class"], 3) << api.dump().substr(0, 300);
 }

@@ -1,6 +1,7 @@
 // `salient serve` over cpp-httplib: requests become tasks on the worker pool (pool.hpp); this file
 // parses and bounds requests, runs the explain core, and answers in JSON, .npy and PNG.
 #include "salient/serve.hpp"
+#include "salient/json.hpp"
 #include "salient/tabular.hpp"
 
 #include <httplib.h>
@@ -57,6 +58,12 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
 const std::map<std::string, std::string_view>& embedded_assets();  // generated from web/ at build time
 
 namespace {
+
+// A class target sent as a JSON number (every KServe client sends "target": 3) is read as its text.
+void number_target_as_text(json& j) {
+  if (j.is_object() && j.contains("target") && j["target"].is_number_integer() && j["target"].get<int64_t>() >= 0)
+    j["target"] = std::to_string(j["target"].get<int64_t>());
+}
 
 std::string base64_encode(const std::string& bytes) {
   static const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -680,15 +687,15 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req, json* body_out, 
     for (const char* key : {"model", "methods", "method", "target", "resize"})
       if (req.has_file(key)) body[key] = text(key);
     if (req.has_file("options")) {
-      body["options"] = json::parse(text("options"), nullptr, false);
-      if (body["options"].is_discarded()) throw HttpError(400, "the options part is not valid JSON");
+      body["options"] = parse_json(text("options"));
+      if (body["options"].is_discarded()) throw HttpError(400, "the options part is not valid JSON (or nests deeper than 64 levels)");
     }
     if (req.has_file("image")) image_bytes = text("image");
     if (req.has_file("npy")) npy_bytes = text("npy");
     if (req.has_file("id")) data_id = text("id");
   } else {
-    body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object()) throw HttpError(400, "the body must be a JSON object (or multipart/form-data)");
+    body = parse_json(req.body);
+    if (body.is_discarded() || !body.is_object()) throw HttpError(400, "the body must be a JSON object, nested at most 64 levels (or multipart/form-data)");
     auto str = [&](const char* key) {
       if (!body.contains(key)) return std::string();
       if (!body[key].is_string()) throw HttpError(400, std::string(key) + " must be text");
@@ -699,6 +706,7 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req, json* body_out, 
     if (body.contains("array")) array = body["array"];
     data_id = str("id");
   }
+  number_target_as_text(body);
   for (const char* key : {"model", "target"})
     if (body.contains(key) && !body[key].is_string()) throw HttpError(400, std::string(key) + " must be text");
   const std::string model_name = body.value("model", std::string());
@@ -742,7 +750,7 @@ ExplainWork Server::Impl::api_work(const httplib::Request& req, json* body_out, 
 void Server::Impl::handle_api_checks(const httplib::Request& req, httplib::Response& res) {
   json body;
   const std::string check = [&] {
-    const json peek = req.is_multipart_form_data() ? json() : json::parse(req.body, nullptr, false);
+    const json peek = req.is_multipart_form_data() ? json() : parse_json(req.body);
     if (!peek.is_object() || !peek.contains("check") || !peek["check"].is_string())
       throw HttpError(400, "/api/checks takes a JSON body with \"check\": \"noise\", \"faithfulness\" or \"randomisation\"");
     return peek["check"].get<std::string>();
@@ -904,14 +912,15 @@ void Server::Impl::handle_api_explain(const httplib::Request& req, httplib::Resp
         for (const char* key : {"text", "model", "methods", "method", "target", "layer"})
           if (req.has_file(key)) body[key] = req.get_file_value(key).content;
         if (req.has_file("options")) {
-          body["options"] = json::parse(req.get_file_value("options").content, nullptr, false);
-          if (body["options"].is_discarded()) throw HttpError(400, "the options part is not valid JSON");
+          body["options"] = parse_json(req.get_file_value("options").content);
+          if (body["options"].is_discarded()) throw HttpError(400, "the options part is not valid JSON (or nests deeper than 64 levels)");
         }
       }
     } else {
-      body = json::parse(req.body, nullptr, false);
+      body = parse_json(req.body);
       if (!body.is_object() || !body.contains("text")) body = json();
     }
+    number_target_as_text(body);
     if (!body.is_null()) return handle_api_explain_text(body, res);
   }
   ExplainWork w = api_work(req);
@@ -1132,8 +1141,8 @@ void Server::Impl::routes() {
 
   // KServe v1: {"instances": [...], "parameters": {...}}.
   auto instances_of = [this](const httplib::Request& req, const ModelDescription& d, json& parameters) {
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object()) throw HttpError(400, "the body must be a JSON object {\"instances\": [...]}");
+    json body = parse_json(req.body);
+    if (body.is_discarded() || !body.is_object()) throw HttpError(400, "the body must be a JSON object {\"instances\": [...]}, nested at most 64 levels");
     if (!body.contains("instances") || !body["instances"].is_array() || body["instances"].empty())
       throw HttpError(400, "instances must be a non-empty list");
     if (static_cast<int64_t>(body["instances"].size()) > o.caps.instances)
@@ -1173,6 +1182,7 @@ void Server::Impl::routes() {
     const ModelDescription& d = model(req.matches[1]);
     json parameters;
     std::vector<InputItem> inputs = instances_of(req, d, parameters);
+    number_target_as_text(parameters);
     for (const char* key : {"target", "method"})
       if (parameters.contains(key) && !parameters[key].is_string()) throw HttpError(400, std::string("parameters.") + key + " must be text");
     const json methods = parameters.contains("methods") ? parameters["methods"] : parameters.contains("method") ? parameters["method"] : json();
@@ -1199,8 +1209,8 @@ void Server::Impl::routes() {
     std::vector<InputItem> inputs;
     const std::string type = req.get_header_value("Content-Type");
     if (type.rfind("application/json", 0) == 0) {
-      json body = json::parse(req.body, nullptr, false);
-      if (body.is_discarded()) throw HttpError(400, "the body is not valid JSON");
+      json body = parse_json(req.body);
+      if (body.is_discarded()) throw HttpError(400, "the body is not valid JSON (or nests deeper than 64 levels)");
       inputs.push_back(array_input(tensor_from_json(body.is_object() && body.contains("data") ? body["data"] : body, o.max_pixels * 4, "body"), "body", d.meta));
     } else {
       inputs.push_back(image_input(req.body, "body", d.meta, request_resize(req.has_param("resize") ? json(req.get_param_value("resize")) : json())));
