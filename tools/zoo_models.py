@@ -395,6 +395,9 @@ def main():
         save(out, f"bag_ig_{mode}.npy", torch.stack([bag_ig(bag, ids[i:i + 1], int(targets[i])) for i in range(2)]).numpy())
     torch.jit.script(BagOffsets("mean", 0).eval()).save(os.path.join(out, "bag_offsets.pt"))
     torch.jit.script(TextTransformer().eval()).save(os.path.join(out, "text_transformer.pt"))
+    # What newcomers hand in for TorchScript: torch.save of a state_dict and of a whole module.
+    torch.save(nn.Linear(3, 2).state_dict(), os.path.join(out, "torch_save_state_dict.pt"))
+    torch.save(nn.Linear(3, 2), os.path.join(out, "torch_save_module.pt"))
     with torch.no_grad():
         for ids, example in ((True, torch.tensor([[2, 5, 6, 7, 3]])), (False, torch.randn(1, 6, 16))):
             traced = torch.jit.trace(NoGradTransformer(ids).eval(), example)
