@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include <utf8proc.h>
+
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
 
@@ -54,30 +56,74 @@ void append(std::string& out, char32_t cp) {
   }
 }
 
-char32_t lower_one(char32_t c) {
-  if (c >= 'A' && c <= 'Z') return c + 32;
-  if ((c >= 0xC0 && c <= 0xDE && c != 0xD7)) return c + 32;                       // Latin-1: À..Þ but ×
-  if (c >= 0x100 && c <= 0x137 && c % 2 == 0) return c + 1;                       // Latin Extended-A: Ā..ķ
-  if (c >= 0x139 && c <= 0x148 && c % 2 == 1) return c + 1;                       // Ĺ..ň
-  if (c >= 0x14A && c <= 0x177 && c % 2 == 0) return c + 1;                       // Ŋ..ŷ
-  if (c == 0x178) return 0xFF;                                                   // Ÿ
-  if (c >= 0x179 && c <= 0x17E && c % 2 == 1) return c + 1;                       // Ź..ž
-  if (c >= 0x391 && c <= 0x3AB && c != 0x3A2) return c + 32;                      // Greek
-  if (c >= 0x410 && c <= 0x42F) return c + 32;                                   // Cyrillic А..Я
-  if (c >= 0x400 && c <= 0x40F) return c + 80;                                   // Ѐ..Џ
-  return c;
+// Unicode's simple lower-case mapping (utf8proc's tables, Unicode 14+), as Python's str.lower for
+// every character whose lower case is one character.
+char32_t lower_one(char32_t c) { return static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))); }
+
+utf8proc_category_t category(char32_t c) { return utf8proc_category(static_cast<utf8proc_int32_t>(c)); }
+
+// BERT's basic tokenizer (google-research/bert tokenization.py), character by character:
+// whitespace is space, tab, newline, return or category Zs; control is any other category C*; the
+// text's NULs and U+FFFD are dropped as control.
+// (BERT's final split is Python's str.split, which also splits at the line and paragraph separators.)
+bool is_space(char32_t c) {
+  if (c == ' ' || c == '\t' || c == '\n' || c == '\r') return true;
+  const utf8proc_category_t k = category(c);
+  return k == UTF8PROC_CATEGORY_ZS || k == UTF8PROC_CATEGORY_ZL || k == UTF8PROC_CATEGORY_ZP;
 }
 
-bool is_space(char32_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0 || c == 0x2028 || c == 0x2029 || (c >= 0x2000 && c <= 0x200A) || c == 0x3000; }
+bool is_control(char32_t c) {
+  if (c == '\t' || c == '\n' || c == '\r') return false;
+  if (c == 0 || c == 0xFFFD) return true;
+  switch (category(c)) {
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CN: return true;
+    default: return false;
+  }
+}
 
-bool is_control(char32_t c) { return (c < 0x20 && !is_space(c)) || c == 0x7F || (c >= 0x80 && c < 0xA0) || c == 0xFFFD || c == 0x200B || c == 0xFEFF; }
-
-// BERT's rule: ASCII symbols count as punctuation (so "$" and "^" split too), and the Unicode
-// punctuation this tokenizer knows: Latin-1's ¡ « » ¿ and the General Punctuation block.
+// Every ASCII symbol (so "$" and "^" split too) and every character of a category P*.
 bool is_punct(char32_t c) {
   if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126)) return true;
-  if (c == 0xA1 || c == 0xA7 || c == 0xAB || c == 0xB6 || c == 0xB7 || c == 0xBB || c == 0xBF) return true;
-  return c >= 0x2010 && c <= 0x205E;
+  switch (category(c)) {
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO: return true;
+    default: return false;
+  }
+}
+
+// A CJK ideograph (BERT's _is_chinese_char: the CJK Unified Ideographs blocks and their
+// extensions, the compatibility ideographs): each one is a word of its own.
+bool is_cjk(char32_t c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+// NFD, then every nonspacing mark (Mn) dropped: BERT's _run_strip_accents ("Café" -> "Cafe").
+std::string strip_accents(const std::vector<char32_t>& cps) {
+  std::string out;
+  utf8proc_int32_t buf[32];
+  for (char32_t c : cps) {
+    int last = 0;
+    const utf8proc_ssize_t n =
+        utf8proc_decompose_char(static_cast<utf8proc_int32_t>(c), buf, 32, static_cast<utf8proc_option_t>(UTF8PROC_DECOMPOSE), &last);
+    if (n < 0 || n > 32) {
+      append(out, c);
+      continue;
+    }
+    for (utf8proc_ssize_t k = 0; k < n; ++k)
+      if (category(static_cast<char32_t>(buf[k])) != UTF8PROC_CATEGORY_MN) append(out, static_cast<char32_t>(buf[k]));
+  }
+  return out;
 }
 
 }  // namespace
@@ -90,6 +136,7 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
     c.vocab = j["vocab"].get<std::string>();
     if (fs::path(c.vocab).is_relative()) c.vocab = (fs::path(base_dir) / c.vocab).string();
     c.lower_case = j.value("lower_case", true);
+    c.strip_accents = j.contains("strip_accents") && !j["strip_accents"].is_null() ? j["strip_accents"].get<bool>() : c.lower_case;
     c.max_length = j.value("max_length", int64_t{128});
     for (auto [key, field] : {std::pair{"pad", &c.pad}, {"unk", &c.unk}, {"cls", &c.cls}, {"sep", &c.sep}, {"mask", &c.mask}})
       if (j.contains(key)) *field = j[key].is_null() ? std::string() : j[key].get<std::string>();
@@ -152,6 +199,14 @@ std::string WordPiece::lower(const std::string& text) {
   return out;
 }
 
+std::string WordPiece::normalise(const std::string& word) const {
+  if (!config_.strip_accents) return config_.lower_case ? lower(word) : word;
+  std::vector<char32_t> cps = decode(word);
+  if (config_.lower_case)
+    for (auto& c : cps) c = lower_one(c);
+  return strip_accents(cps);
+}
+
 namespace {
 
 // The basic split; `space` (optional) gets, per word, whether whitespace came before it. It stops
@@ -175,7 +230,7 @@ std::vector<std::string> split_words(const std::string& text, std::vector<bool>*
       gap = true;
     } else if (is_control(c)) {
       continue;
-    } else if (is_punct(c)) {
+    } else if (is_punct(c) || is_cjk(c)) {
       flush();
       append(word, c);
       flush();
@@ -236,9 +291,9 @@ Tokenized WordPiece::encode(const std::string& text) const {
     t.shown.push_back(config_.cls);
   }
   for (size_t w = 0; w < t.words.size(); ++w) {
-    const std::vector<std::string> ps = pieces(config_.lower_case ? lower(t.words[w]) : t.words[w]);
-    // The word as written, cut where its pieces are (lower-casing keeps the characters' count); an
-    // unknown word shows whole.
+    const std::vector<std::string> ps = pieces(normalise(t.words[w]));
+    // The word as written, cut where its pieces are (when normalising kept the characters' count);
+    // else, and for an unknown word, it shows whole on its first piece.
     const std::vector<char32_t> cps = decode(t.words[w]);
     size_t covered = 0;
     std::vector<size_t> lengths;

@@ -64,6 +64,10 @@ TEST(Metrics, RandomisingEveryLayerDecorrelatesTheGradientOfALinearModel) {
   EXPECT_TRUE(torch::allclose(grad.attribute(model, x.unsqueeze(0), torch::tensor({0}, torch::kLong)).map[0],
                               model.module().attr("weight").toTensor()[0]));
   EXPECT_NEAR(m::spearman(x, x), 1.0, 1e-12);
+  // Ties take their average rank (scipy's rankdata, as Quantus): ranks [1,1,1,3,4] and [1,1,1,4,3]
+  // correlate 7/8; ranking the zeros by their places in memory gave 0.9.
+  EXPECT_TRUE(torch::equal(m::average_ranks(torch::tensor({3.0, 1.0, 3.0, 2.0})), torch::tensor({2.5, 0.0, 2.5, 1.0}, torch::kDouble)));
+  EXPECT_NEAR(m::spearman(torch::tensor({0.0, 0.0, 0.0, 1.0, 2.0}), torch::tensor({0.0, 0.0, 0.0, 2.0, 1.0})), 0.875, 1e-12);
   EXPECT_NEAR(m::ssim(x.view({20, 20}), x.view({20, 20})), 1.0, 1e-9);
 }
 

@@ -71,6 +71,34 @@ TEST(WordPiece, PunctuationAndCaseAreUnicodeAware) {
   EXPECT_EQ(WordPiece::split(std::string("ab\xc3")), (Strings{"ab"}));  // a sequence cut short
 }
 
+// BERT's own algorithm (tools/bert_tokenizer_reference.py, Python's unicodedata): uncased strips
+// accents after NFD ("Café" -> cafe, "İstanbul" -> istanbul), every CJK ideograph is a word, Unicode
+// punctuation (P*) splits, Zs is whitespace and C* is dropped; cased keeps case and accents. It used
+// to keep accents, lower-case only Latin/Greek/Cyrillic and split no CJK.
+TEST(WordPiece, TokensEqualBertsReferenceAlgorithm) {
+  std::ifstream in(std::string(SALIENT_TESTDATA) + "/bert_tokens.json");
+  ASSERT_TRUE(in) << "run the bert_tokenizer_reference fixture";
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  const auto vocab = ref["vocab"].get<std::vector<std::string>>();
+  TokenizerConfig uncased, cased;
+  uncased.max_length = cased.max_length = 200;
+  cased.lower_case = cased.strip_accents = false;
+  const WordPiece u(uncased, vocab), c(cased, vocab);
+  ASSERT_GE(ref["cases"].size(), 10u);
+  for (const auto& k : ref["cases"]) {
+    const std::string text = k["text"];
+    for (const auto& [tok, key] : {std::pair<const WordPiece*, const char*>{&u, "uncased"}, {&c, "cased"}}) {
+      Strings got = tok->encode(text).tokens;
+      got = Strings(got.begin() + 1, got.end() - 1);  // less [CLS] and [SEP]
+      EXPECT_EQ(got, k[key].get<Strings>()) << key << ": " << text;
+    }
+  }
+  // The metadata's strip_accents follows lower_case unless given (BERT's rule).
+  EXPECT_TRUE(TokenizerConfig::from_json({{"vocab", "v.txt"}}, "/", "m").strip_accents);
+  EXPECT_FALSE(TokenizerConfig::from_json({{"vocab", "v.txt"}, {"lower_case", false}}, "/", "m").strip_accents);
+  EXPECT_FALSE(TokenizerConfig::from_json({{"vocab", "v.txt"}, {"strip_accents", false}}, "/", "m").strip_accents);
+}
+
 TEST(WordPiece, LongTextIsTruncatedToMaxLengthAndEmptyTextIsAnError) {
   TokenizerConfig c;
   c.max_length = 5;  // [CLS] + 3 tokens + [SEP]

@@ -17,6 +17,7 @@ namespace salient {
 struct TokenizerConfig {
   std::string vocab;          // the vocabulary file (a metadata's path is relative to the metadata file)
   bool lower_case = true;
+  bool strip_accents = true;  // NFD and nonspacing marks dropped ("Café" -> "cafe"); unset: as lower_case (BERT's rule)
   int64_t max_length = 128;   // tokens per input, cls and sep included; longer text is truncated
   std::string pad = "[PAD]", unk = "[UNK]", cls = "[CLS]", sep = "[SEP]";  // "" = the model uses none
   std::string mask;           // the mask token ("[MASK]"), for `baseline=mask`; "" = none
@@ -52,11 +53,14 @@ class WordPiece {
   // The pieces of one word (no splitting, no special tokens): greedy longest match from the left,
   // continuations looked up with "##"; a word with no match (or longer than 100 characters) is unk.
   std::vector<std::string> pieces(const std::string& word) const;
-  // The basic split: whitespace separates, each punctuation character (ASCII and the Unicode
-  // General Punctuation block, ¡ ¿ « » …) is a word of its own; control characters are dropped.
+  // The basic split, as BERT's basic tokenizer: whitespace (and category Zs) separates, each
+  // punctuation character (ASCII symbols, categories P*) and each CJK ideograph is a word of its
+  // own; control characters (categories C*) are dropped.
   static std::vector<std::string> split(const std::string& text);
-  // Lower case of UTF-8 text: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic letters.
+  // Lower case of UTF-8 text: Unicode's simple mapping, every script.
   static std::string lower(const std::string& text);
+  // A word as the vocabulary spells it: lower-cased and accents stripped as the config says.
+  std::string normalise(const std::string& word) const;
 
   int64_t id(const std::string& token) const;  // unk's id when unknown (-1 without unk)
   int64_t pad_id() const { return pad_id_; }

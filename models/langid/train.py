@@ -215,7 +215,7 @@ def main():
     import json
     meta = {"modality": "text", "labels": [name for _, name, _ in LANGS], "output": "logits",
             "description": "language of a line of text, trained on Debian's fortune packages by models/langid/train.py",
-            "tokenizer": {"vocab": "vocab.txt", "lower_case": True, "max_length": MAX_LEN,
+            "tokenizer": {"vocab": "vocab.txt", "lower_case": True, "strip_accents": False, "max_length": MAX_LEN,
                           "pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
                           "inputs": "ids"}}
     with open(os.path.join(HERE, "langid.json"), "w") as f:

@@ -8,8 +8,28 @@
 
 namespace salient::metrics {
 
+// Ranks with ties given their average rank (scipy.stats.rankdata's "average", as Quantus uses): a
+// CAM full of zeros must not be ranked by the zeros' places in memory.
+torch::Tensor average_ranks(const torch::Tensor& v) {
+  const torch::Tensor x = v.flatten().to(torch::kDouble).contiguous();
+  const int64_t n = x.numel();
+  const torch::Tensor order = x.argsort().contiguous();
+  const double* xs = x.data_ptr<double>();
+  const int64_t* o = order.data_ptr<int64_t>();
+  torch::Tensor out = torch::empty({n}, torch::kDouble);
+  double* r = out.data_ptr<double>();
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i + 1;
+    while (j < n && xs[o[j]] == xs[o[i]]) ++j;
+    const double mean = 0.5 * static_cast<double>(i + j - 1);  // ranks i .. j-1 shared
+    for (int64_t k = i; k < j; ++k) r[o[k]] = mean;
+    i = j;
+  }
+  return out;
+}
+
 double spearman(const torch::Tensor& a, const torch::Tensor& b) {
-  auto rank = [](const torch::Tensor& v) { return v.flatten().to(torch::kDouble).argsort().argsort().to(torch::kDouble); };
+  auto rank = [](const torch::Tensor& v) { return average_ranks(v); };
   torch::Tensor ra = rank(a), rb = rank(b);
   ra = ra - ra.mean();
   rb = rb - rb.mean();

@@ -77,7 +77,8 @@ struct RandomisationStep {
 std::vector<RandomisationStep> randomisation(Model&, Method&, const torch::Tensor& x, int64_t target, bool cascading,
                                              uint64_t seed = 0, std::vector<torch::Tensor>* maps = nullptr,
                                              const std::function<void(double)>& progress = {});
-double spearman(const torch::Tensor& a, const torch::Tensor& b);
+double spearman(const torch::Tensor& a, const torch::Tensor& b);  // ties take their average rank
+torch::Tensor average_ranks(const torch::Tensor& v);               // as scipy.stats.rankdata (from 0)
 double ssim(const torch::Tensor& a, const torch::Tensor& b);  // 2-D maps, 7x7 windows, scaled to [0,1]
 
 // ---- complexity.cpp ----
