@@ -11,6 +11,7 @@
 #include "salient/fsutil.hpp"
 #include "salient/gradients.hpp"
 #include "salient/npy.hpp"
+#include "salient/perturb.hpp"
 #include "salient/registry.hpp"
 #include "salient/tabular.hpp"
 
@@ -83,7 +84,7 @@ MethodResult run_method(Method& method, Model& model, const torch::Tensor& batch
     }
   });
   res.map = torch::cat(parts);
-  for (const auto& [key, ts] : extra_parts) res.extra[key] = torch::cat(ts);
+  for (const auto& [key, ts] : extra_parts) res.extra[key] = cat_ragged(ts);
   return res;
 }
 
@@ -379,7 +380,7 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
         std::string file = base + "." + key + ".npy";
         for (auto& ch : file)
           if (ch == '/') ch = '_';
-        write_npy((fs::path(dir) / file).string(), t);
+        write_npy((fs::path(dir) / file).string(), trim_padding(t));
         written.insert(file);
         extra_files[key] = file;
       }

@@ -67,7 +67,8 @@ Attribution Method::attribute(Model& model, const torch::Tensor& inputs, const t
   a.map = detached(compute(model, x, t, a)).to(torch::kCPU, torch::kFloat).contiguous();
   check_map(a);
   a.params = params();  // after compute: a method may settle defaults on its first call (a CAM's layer)
-  for (auto& [key, t] : a.extra) t = detached(t).to(torch::kCPU, torch::kFloat).contiguous();
+  for (auto& [key, t] : a.extra)  // float32 maps; integer labels (segments) stay integers
+    t = detached(t).to(torch::kCPU, t.is_floating_point() ? torch::kFloat : t.scalar_type()).contiguous();
   if (a.scores.defined()) a.scores = detached(a.scores).to(torch::kCPU, torch::kDouble);
   auto tc = targets.to(torch::kCPU, torch::kLong).contiguous();
   a.targets.assign(tc.data_ptr<int64_t>(), tc.data_ptr<int64_t>() + tc.numel());

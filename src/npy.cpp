@@ -110,11 +110,14 @@ torch::Tensor decode_npy(const std::string& bytes, const std::string& path) {
 torch::Tensor read_npy(const std::string& path) { return read_npy_any(path).to(torch::kFloat); }
 
 std::string encode_npy(const torch::Tensor& tensor) {
-  torch::Tensor t = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  // Labels (int32, int64) stay whole numbers; everything else is float32.
+  const bool integer = tensor.scalar_type() == torch::kInt || tensor.scalar_type() == torch::kLong;
+  torch::Tensor t = tensor.detach().to(torch::kCPU, integer ? tensor.scalar_type() : torch::kFloat).contiguous();
   std::string shape = "(";
   for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? ", " : "") + std::to_string(t.size(i));
   shape += t.dim() == 1 ? ",)" : ")";
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  const std::string descr = !integer ? "<f4" : t.scalar_type() == torch::kInt ? "<i4" : "<i8";
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad so that the data starts on a 64-byte boundary, header ending in '\n'.
   size_t total = 10 + header.size() + 1;
   header += std::string((64 - total % 64) % 64, ' ') + "\n";
@@ -124,7 +127,7 @@ std::string encode_npy(const torch::Tensor& tensor) {
   out += static_cast<char>(header.size() & 0xff);
   out += static_cast<char>((header.size() >> 8) & 0xff);
   out += header;
-  out.append(static_cast<const char*>(t.data_ptr()), t.numel() * sizeof(float));
+  out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "salient/perturb.hpp"
 
+#include <cmath>
+
 #include <opencv2/imgproc.hpp>
 #include <opencv2/ximgproc.hpp>
 
@@ -49,6 +51,12 @@ bool image_shape(const torch::Tensor& x) { return x.dim() == 3; }
 }  // namespace
 
 FeatureGroups GroupSpec::make(const torch::Tensor& x, const ModelMetadata& meta) const {
+  FeatureGroups g = make_groups(x, meta);
+  g.split = g.split || split;
+  return g;
+}
+
+FeatureGroups GroupSpec::make_groups(const torch::Tensor& x, const ModelMetadata& meta) const {
   if (mask.defined()) {
     torch::Tensor m = mask;
     if (image_shape(x) && m.dim() == 2) m = m.unsqueeze(0).expand(x.sizes());
@@ -157,6 +165,36 @@ torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups) {
     return spread(values / sizes, FeatureGroups{groups.labels, groups.count});
   }
   return values.to(torch::kFloat).index_select(0, groups.labels.flatten().to(values.device())).view(groups.labels.sizes());
+}
+
+torch::Tensor cat_ragged(const std::vector<torch::Tensor>& parts) {
+  int64_t width = 0;
+  bool ragged = false;
+  for (const auto& p : parts) {
+    if (p.dim() != 2) return torch::cat(parts);
+    ragged = ragged || (width && p.size(1) != width);
+    width = std::max(width, p.size(1));
+  }
+  if (!ragged) return torch::cat(parts);
+  std::vector<torch::Tensor> padded;
+  for (const auto& p : parts)
+    padded.push_back(p.size(1) == width ? p : torch::cat({p, torch::full({p.size(0), width - p.size(1)}, NAN, p.options())}, 1));
+  return torch::cat(padded);
+}
+
+torch::Tensor trim_padding(const torch::Tensor& row) {
+  if (row.dim() != 1 || !row.is_floating_point()) return row;
+  const torch::Tensor r = row.contiguous().to(torch::kCPU, torch::kDouble);
+  const double* v = r.data_ptr<double>();
+  int64_t n = r.numel();
+  while (n > 0 && std::isnan(v[n - 1])) --n;
+  return row.slice(0, 0, n);
+}
+
+torch::Tensor spread_and_keep(const torch::Tensor& values, const FeatureGroups& groups, std::map<std::string, torch::Tensor>& extra) {
+  extra["groups"] = values.to(torch::kCPU, torch::kFloat).contiguous();
+  extra["segments"] = groups.labels.to(torch::kCPU, torch::kInt).contiguous();
+  return spread(values, groups);
 }
 
 }  // namespace salient

@@ -156,3 +156,49 @@ TEST(BlackBox, BadOptionsAreErrors) {
   EXPECT_THROW(Registry::builtin().create("lime", {{"samples", 0}}), Error);
   EXPECT_THROW(Registry::builtin().create("kernel-shap", {{"features", "hexagons"}}), Error);
 }
+
+// A perturbation map on an image repeats each group's value on every pixel (Captum's convention),
+// so the map sums to (group size) x the values: the group values and the segment labels are kept
+// (<method>.groups.npy, .segments.npy) and sum to f(x) - f(baseline); spread=split divides each
+// value over its group so the map itself sums.
+TEST(BlackBox, GroupValuesAndSegmentsAreKeptAndSplitMapsSum) {
+  torch::manual_seed(23);
+  torch::Tensor w = torch::randn({3, 2 * 6 * 6}), b = torch::randn({3});
+  Model model(test::linear_module(w, b));
+  torch::Tensor x = torch::randn({2, 2, 6, 6});
+  torch::Tensor t = torch::tensor({2, 0}, torch::kLong);
+  for (const std::string name : {"kernel-shap", "shapley-sampling", "feature-ablation", "lime"}) {
+    const nlohmann::json o = {{"features", "grid:3"}, {"samples", name == "lime" ? 400 : name == "shapley-sampling" ? 5 : 1000}};
+    const Attribution whole = run(name, o, model, x, t);
+    nlohmann::json os = o;
+    os["spread"] = "split";
+    const Attribution split = run(name, os, model, x, t);
+    ASSERT_TRUE(whole.extra.count("groups") && whole.extra.count("segments")) << name;
+    EXPECT_EQ(whole.extra.at("groups").sizes(), (c10::IntArrayRef{2, 9})) << name;
+    const torch::Tensor seg = whole.extra.at("segments");
+    EXPECT_EQ(seg.sizes(), x.sizes());
+    for (int64_t i = 0; i < 2; ++i) {
+      const torch::Tensor g = whole.extra.at("groups")[i];
+      // The map is the group values spread; the split map is each value over its 8 elements.
+      EXPECT_TRUE(torch::equal(whole.map[i], g.index_select(0, seg[i].flatten().to(torch::kLong)).view(x[i].sizes()))) << name;
+      EXPECT_TRUE(torch::allclose(split.map[i] * 8.0, whole.map[i], 1e-5, 1e-6)) << name;
+      if (name == "lime") continue;  // a surrogate's coefficients obey no efficiency
+      const double total = (w[t[i].item<int64_t>()].view({2, 6, 6}) * x[i]).sum().item<double>();
+      if (name != "feature-ablation") EXPECT_NEAR(g.sum().item<double>(), total, 1e-3 * std::abs(total) + 1e-4) << name;
+      EXPECT_NEAR(split.map[i].sum().item<double>(), g.sum().item<double>(), 1e-4 * std::abs(total) + 1e-4) << name;
+    }
+  }
+  // The files beside the map, the groups as many as the input's superpixels.
+  test::TempDir dir;
+  const auto r = test::run_cli("explain -m " + test::quoted(test::demo_model()) + " -i " + test::quoted(test::first_sample()) + " " +
+                               test::quoted(test::sample("1-trouser.png")) + " --method kernel-shap --out " + test::quoted(dir / "o"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* item : {"7-sneaker", "1-trouser"}) {
+    const std::string base = dir / (std::string("o/") + item + "/kernel-shap");
+    const torch::Tensor g = read_npy(base + ".groups.npy"), seg = read_npy_any(base + ".segments.npy");
+    EXPECT_EQ(seg.scalar_type(), torch::kInt);
+    EXPECT_EQ(g.size(0), seg.max().item<int64_t>() + 1) << item;  // no padding written
+    EXPECT_FALSE(torch::isnan(g).any().item<bool>());
+    EXPECT_TRUE(torch::allclose(read_npy(base + ".npy").flatten(), g.index_select(0, seg.flatten().to(torch::kLong))));
+  }
+}

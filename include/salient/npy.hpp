@@ -20,7 +20,7 @@ NpyHeader parse_npy_header(const std::string& bytes, const std::string& path);  
 torch::Tensor read_npy_any(const std::string& path);    // in the file's dtype; throws salient::Error
 torch::Tensor read_npy(const std::string& path);        // as float32; throws salient::Error
 torch::Tensor decode_npy(const std::string& bytes, const std::string& name);  // an .npy file's bytes, in its dtype
-std::string encode_npy(const torch::Tensor& tensor);    // float32 bytes with header
+std::string encode_npy(const torch::Tensor& tensor);    // float32 bytes with header (int32/int64 kept)
 void write_npy(const std::string& path, const torch::Tensor& tensor);  // atomic
 
 }  // namespace salient

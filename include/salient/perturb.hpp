@@ -2,6 +2,7 @@
 // Shared mechanics of the black-box (perturbation) methods: feature groups, coalitions of groups
 // applied against a baseline, and their scores through forward passes only.
 #include <functional>
+#include <map>
 #include <string>
 
 #include <torch/script.h>
@@ -28,8 +29,14 @@ struct FeatureGroups {
 struct GroupSpec {
   std::string spec = "slic";
   torch::Tensor mask;  // the file's labels, loaded by the factory
+  bool split = false;  // option spread=split: every group's value divided over its elements, so the
+                       // map sums as the group values do (a table's columns and a text's tokens
+                       // always are); else each element carries its group's whole value (Captum's)
   static GroupSpec parse(const std::string& spec);
   FeatureGroups make(const torch::Tensor& x, const ModelMetadata& meta) const;  // x: one input
+
+ private:
+  FeatureGroups make_groups(const torch::Tensor& x, const ModelMetadata& meta) const;
 };
 
 // Inputs where group g is kept (z[b][g] = 1) or replaced by the baseline (0): [B, ...]; with a
@@ -49,6 +56,13 @@ double reference_score(Model& model, const torch::Tensor& baseline, const torch:
 
 // Per-group values [G] spread over the input's shape (split over a group's elements when groups.split).
 torch::Tensor spread(const torch::Tensor& values, const FeatureGroups& groups);
+// The same, and the group values themselves [G] and the segment labels (the input's shape) kept as
+// the map's extras "groups" and "segments" (files <method>.groups.npy, <method>.segments.npy).
+// Rows of different lengths [n_i, L_i] as one [sum n_i, max L_i], the short rows padded with NaN (a
+// batch's "groups" extras: each input has its own number of superpixels); trim_padding() undoes it.
+torch::Tensor cat_ragged(const std::vector<torch::Tensor>& parts);
+torch::Tensor trim_padding(const torch::Tensor& row);  // a 1-D row less its trailing NaN
+torch::Tensor spread_and_keep(const torch::Tensor& values, const FeatureGroups& groups, std::map<std::string, torch::Tensor>& extra);
 
 // f(inputs)[target] for a stack of inputs [B, ...], `batch` at a time (forward only): [B] double CPU.
 // Coalition matrices [rows, groups] (and LIME's groups x groups system) are held whole: above

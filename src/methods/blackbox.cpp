@@ -22,7 +22,10 @@ torch::Tensor BlackBox::compute(Model& model, const torch::Tensor& inputs, const
     per_input.push_back(diag);
     for (auto& [key, m] : extra) extras[key].push_back(m);
   }
-  for (auto& [key, ms] : extras) out.extra[key] = torch::stack(ms);
+  for (auto& [key, ms] : extras) {  // a 1-D extra ("groups") may differ in length per input: padded
+    for (auto& m : ms) m = m.unsqueeze(0);
+    out.extra[key] = cat_ragged(ms);
+  }
   // Per-input diagnostics become per-key arrays, as every method reports them.
   for (const auto& d : per_input)
     for (auto it = d.begin(); it != d.end(); ++it) out.diagnostics[it.key()].push_back(it.value());

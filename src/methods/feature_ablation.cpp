@@ -19,7 +19,7 @@ torch::Tensor feature_ablation(const BlackBoxCall& c, const FeatureAblationOptio
   z.slice(0, 1).fill_diagonal_(0.0);
   torch::Tensor s = coalition_scores(c.model, c.x, c.baseline, c.weights, g, z, c.target, c.batch, c.progress);
   c.diag["groups"] = g.count;
-  return spread(s[0] - s.slice(0, 1), g);
+  return spread_and_keep(s[0] - s.slice(0, 1), g, c.extra);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c, const KernelShapOptions& o) {
   torch::Tensor ends = coalition_scores(c.model, c.x, c.baseline, c.weights, g, torch::stack({torch::ones({m}, f64), torch::zeros({m}, f64)}),
                                         c.target, c.batch);
   const double fx = ends[0].item<double>(), fb = ends[1].item<double>();
-  if (m == 1) return spread(torch::full({1}, fx - fb, f64), g);
+  if (m == 1) return spread_and_keep(torch::full({1}, fx - fb, f64), g, c.extra);
   torch::Tensor z, w;
   const bool exact = m <= 20 && (int64_t{1} << m) - 2 <= o.samples;
   if (exact) {
@@ -68,7 +68,7 @@ torch::Tensor kernel_shap(const BlackBoxCall& c, const KernelShapOptions& o) {
   c.diag["groups"] = m;
   c.diag["exact"] = exact;
   c.diag["f(x)-f(baseline)"] = total;
-  return spread(phi, g);
+  return spread_and_keep(phi, g, c.extra);
 }
 
 }  // namespace

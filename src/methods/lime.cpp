@@ -35,7 +35,7 @@ torch::Tensor lime(const BlackBoxCall& c, const LimeOptions& o) {
   torch::Tensor coef = torch::linalg_solve(a, torch::matmul(zc.t() * w, yc));
   c.diag["groups"] = g.count;
   c.diag["intercept"] = (ym - (coef * zm).sum()).item<double>();
-  return spread(coef, g);
+  return spread_and_keep(coef, g, c.extra);
 }
 
 }  // namespace

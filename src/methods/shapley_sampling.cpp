@@ -33,7 +33,7 @@ torch::Tensor shapley_sampling(const BlackBoxCall& c, const ShapleySamplingOptio
     c.progress(static_cast<double>(p + 1) / n);
   }
   c.diag["groups"] = m;
-  return spread(phi / static_cast<double>(n), g);
+  return spread_and_keep(phi / static_cast<double>(n), g, c.extra);
 }
 
 }  // namespace

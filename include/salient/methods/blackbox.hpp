@@ -77,6 +77,14 @@ OptionTable<O>& add_features_row(OptionTable<O>& t, GroupSpec O::*m) {
       "features", m, "string", "slic[:SIZE], grid[:K], elements, columns (tabular: a one-hot group as one; their default), tokens (text: their default), or an .npy label file",
       [](const std::string& s, const OptionContext&) { return GroupSpec::parse(s); },
       [](const GroupSpec& g) { return nlohmann::json(g.spec); })
+      .field("spread", "choice",
+             "how a group's value goes on its elements: whole (each carries it, Captum's convention; the group values "
+             "sum to f(x) - f(baseline), see <method>.groups.npy) or split (divided over the group's elements: the map sums)",
+             [m](const nlohmann::json& v, const OptionContext& c, O& o) {
+               const std::string s = OptionReader(nlohmann::json{{"spread", v}}, c.method).get_choice("spread", "whole", {"whole", "split"});
+               (o.*m).split = s == "split";
+             },
+             [m](const O& o) { return nlohmann::json((o.*m).split ? "split" : "whole"); }, "whole", {"whole", "split"})
       .finally([m](O& o, const OptionContext& c) {  // superpixels mean nothing on a row or a text: its columns or tokens are the features
         if (!c.meta.features.empty() && (o.*m).spec == "slic") (o.*m).spec = "columns";
         if (!c.meta.tokenizer.empty() && (o.*m).spec == "slic") (o.*m).spec = "tokens";
