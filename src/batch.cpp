@@ -202,6 +202,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
                 " (use explain with one .npy per argument)");
   Dataset data = Dataset::open(req.data, model.metadata(), req.resize, req.labels).limit(req.limit);
   const int64_t total_all = data.size();
+  const std::vector<std::string> data_warnings = data.warnings();
   if (req.sharded) data = data.shard(req.shard, req.shards);
   const fs::path root = req.sharded ? fs::path(req.explain.out_dir) / ("shard-" + std::to_string(req.shard) + "-of-" + std::to_string(req.shards))
                                     : fs::path(req.explain.out_dir);
@@ -220,6 +221,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   OutputLock lock(root.string());
   remove_stale_temporaries(root.string());
   BatchReport report;
+  report.warnings = data_warnings;
   report.dir = root.string();
   report.total = data.size();
   // run.json: the settings this folder's manifest was made with; a rerun with others is refused

@@ -53,11 +53,14 @@ class FilesSource : public DataSource {
   std::string id(int64_t row) const override { return ids_[row]; }
   bool has_labels() const override { return !labels_.empty(); }
   int64_t label(int64_t row) const override { return labels_.empty() ? -1 : labels_[row]; }
+  std::vector<std::string> warnings() const override { return warnings_; }
+  void set_warnings(std::vector<std::string> w) { warnings_ = std::move(w); }
   InputItem load(int64_t row, bool) const override { return load_image(paths_[row], meta_, resize_); }
 
  private:
   std::vector<std::string> paths_, ids_;
   std::vector<int64_t> labels_;
+  std::vector<std::string> warnings_;
   ModelMetadata meta_;
   Resize resize_;
 };
@@ -205,14 +208,49 @@ class IdxSource : public DataSource {
   std::vector<int64_t> labels_;
 };
 
-// A class folder's name as a class index: a label of the model, or a class number; -1 otherwise.
+}  // namespace
+
+namespace {
+
+std::string sanitised(const std::string& name) {
+  std::string out;
+  bool gap = false;
+  for (unsigned char c : name) {
+    if (std::isalnum(c)) {
+      if (gap && !out.empty()) out += '_';
+      out += static_cast<char>(std::tolower(c));
+      gap = false;
+    } else {
+      gap = true;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 int64_t class_of_folder(const std::string& name, const ModelMetadata& meta) {
   for (size_t k = 0; k < meta.labels.size(); ++k)
     if (meta.labels[k] == name) return static_cast<int64_t>(k);
-  if (!name.empty() && name.size() < 10 && std::all_of(name.begin(), name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
-    return std::stoll(name);
-  return -1;
+  const std::string key = sanitised(name);
+  int64_t found = -1;
+  for (size_t k = 0; k < meta.labels.size() && !key.empty(); ++k)
+    if (sanitised(meta.labels[k]) == key) {
+      if (found >= 0) return -1;  // two labels read alike: no guess
+      found = static_cast<int64_t>(k);
+    }
+  if (found >= 0) return found;
+  size_t digits = 0;
+  while (digits < name.size() && std::isdigit(static_cast<unsigned char>(name[digits]))) ++digits;
+  if (digits == 0 || digits >= 10) return -1;
+  const int64_t index = std::stoll(name.substr(0, digits));
+  const bool known = meta.labels.empty() || index < static_cast<int64_t>(meta.labels.size());
+  if (digits == name.size()) return known ? index : -1;
+  const char sep = name[digits];
+  return known && (sep == '-' || sep == '_' || sep == '.' || sep == ' ') ? index : -1;
 }
+
+namespace {
 
 std::shared_ptr<DataSource> open_folder(const std::string& folder, const ModelMetadata& meta, Resize resize) {
   std::vector<std::string> ids;
@@ -230,18 +268,36 @@ std::shared_ptr<DataSource> open_folder(const std::string& folder, const ModelMe
   for (const auto& id : ids) paths.push_back((fs::path(folder) / id).string());
   // ImageFolder layout: every image one level down, in a folder named after its class.
   std::vector<int64_t> labels;
+  std::set<std::string> class_folders, unmapped;
+  bool layout = true;  // every image one level down
   for (const auto& id : ids) {
     const auto slash = id.find('/');
-    const int64_t c = slash == std::string::npos || id.find('/', slash + 1) != std::string::npos
-                          ? -1
-                          : class_of_folder(id.substr(0, slash), meta);
-    if (c < 0) {
-      labels.clear();
+    if (slash == std::string::npos || id.find('/', slash + 1) != std::string::npos) {
+      layout = false;
       break;
     }
+    const std::string folder = id.substr(0, slash);
+    class_folders.insert(folder);
+    const int64_t c = class_of_folder(folder, meta);
+    if (c < 0) unmapped.insert(folder);
     labels.push_back(c);
   }
-  return std::make_shared<FilesSource>(std::move(paths), std::move(ids), std::move(labels), meta, resize);
+  std::vector<std::string> warnings;
+  if (!layout || !unmapped.empty()) labels.clear();
+  // Class folders of which some map and some do not: the labels are dropped, and said so.
+  if (layout && !unmapped.empty() && unmapped.size() < class_folders.size()) {
+    std::string names;
+    size_t shown = 0;
+    for (const auto& f : unmapped)
+      if (shown++ < 5) names += (names.empty() ? "'" : ", '") + f + "'";
+    if (unmapped.size() > 5) names += " and " + std::to_string(unmapped.size() - 5) + " more";
+    warnings.push_back("class folder" + std::string(unmapped.size() > 1 ? "s " : " ") + names +
+                       (unmapped.size() > 1 ? " map" : " maps") + " to no label of the model (exactly, sanitised, or as an index prefix such as '0-name'): the data "
+                       "set is read without true labels");
+  }
+  auto source = std::make_shared<FilesSource>(std::move(paths), std::move(ids), std::move(labels), meta, resize);
+  source->set_warnings(std::move(warnings));
+  return source;
 }
 
 std::shared_ptr<DataSource> open_list(const std::string& list, const ModelMetadata& meta, Resize resize) {

@@ -333,3 +333,49 @@ TEST(Batch, DeployFilesUseOnlyFlagsBatchHas) {
   EXPECT_NE(k8s.find("--shards=8"), std::string::npos);
   EXPECT_NE(k8s.find("completions: 8"), std::string::npos);  // N equals the Job's completions
 }
+
+// Fashion-MNIST's "T-shirt/top" cannot be a folder name: class folders map to labels exactly, then
+// sanitised ("T-shirt_top"), then by an index prefix ("8-bag"); a folder that maps to nothing is
+// named in a warning (the labels used to vanish without a word: no labels, no label atlas).
+TEST(Batch, ClassFoldersMapToLabelsByTheDocumentedRuleAndStrayFoldersAreNamed) {
+  const ModelMetadata meta = Model(test::demo_model()).metadata();
+  ASSERT_EQ(meta.labels[0], "T-shirt/top");
+  EXPECT_EQ(class_of_folder("Trouser", meta), 1);
+  EXPECT_EQ(class_of_folder("T-shirt_top", meta), 0);
+  EXPECT_EQ(class_of_folder("t shirt top", meta), 0);
+  EXPECT_EQ(class_of_folder("ankle-boot", meta), 9);
+  EXPECT_EQ(class_of_folder("8-bag", meta), 8);
+  EXPECT_EQ(class_of_folder("03_dress", meta), 3);
+  EXPECT_EQ(class_of_folder("5", meta), 5);
+  EXPECT_EQ(class_of_folder("12", meta), -1);  // no class 12
+  EXPECT_EQ(class_of_folder("2020-photos", meta), -1);
+  EXPECT_EQ(class_of_folder("misc", meta), -1);
+  test::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"T-shirt_top", "0-t-shirt-top.png"}, {"1-trouser", "1-trouser.png"}, {"Sneaker", "7-sneaker.png"}, {"8", "8-bag.png"}};
+  for (const auto& [folder, file] : files) {
+    fs::create_directories(dir.path / "data" / folder);
+    fs::copy_file(test::sample(file), dir.path / "data" / folder / file);
+  }
+  auto r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(dir / "data") +
+                         " --method saliency --summary --no-png --out " + quoted(dir / "b"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  std::map<std::string, int64_t> want = {{"T-shirt_top/0-t-shirt-top.png", 0}, {"1-trouser/1-trouser.png", 1},
+                                         {"Sneaker/7-sneaker.png", 7}, {"8/8-bag.png", 8}};
+  int seen = 0;
+  for (const auto& line : manifest(dir.path / "b")) {
+    ASSERT_TRUE(line.contains("label")) << line.dump();
+    EXPECT_EQ(line["label"].get<int64_t>(), want.at(line["id"])) << line["id"];
+    ++seen;
+  }
+  EXPECT_EQ(seen, 4);
+  EXPECT_TRUE(fs::exists(dir.path / "b" / "summary" / "saliency_label0.npy"));
+  // A stray folder: the run goes on unlabelled and says which folder.
+  fs::create_directories(dir.path / "data" / "misc");
+  fs::copy_file(test::sample("2-pullover.png"), dir.path / "data" / "misc" / "p.png");
+  r = test::run_cli("batch -m " + quoted(test::demo_model()) + " -d " + quoted(dir / "data") + " --method saliency --no-png --out " +
+                    quoted(dir / "c"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: class folder 'misc' maps to no label"), std::string::npos) << r.err;
+}

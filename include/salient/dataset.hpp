@@ -28,6 +28,8 @@ class DataSource {
   virtual std::string id(int64_t row) const = 0;
   virtual int64_t label(int64_t row) const { return -1; }
   virtual bool has_labels() const { return false; }
+  // What opening noticed and the user should hear (class folders that name no label).
+  virtual std::vector<std::string> warnings() const { return {}; }
   // Throws salient::Error naming the item. `display`: also the 8-bit picture (for PNGs).
   virtual InputItem load(int64_t row, bool display) const = 0;
   // A safe, unique folder name per row (for --format files), the same whatever the view.
@@ -41,8 +43,9 @@ class Dataset {
  public:
   // Opens, without decoding any input:
   //   a folder      every image below it, recursively, sorted; id = path relative to the folder; when
-  //                 every image sits in a subfolder named after a class (a label of the model's
-  //                 metadata, or a class number), that is its label (torchvision's ImageFolder layout);
+  //                 every image sits one level down, in a class folder, its label is that folder's
+  //                 class (torchvision's ImageFolder layout) by class_of_folder()'s rule; a folder that
+  //                 maps to no class leaves the data set unlabelled, and warnings() names it;
   //   a list file   (.txt, .lst, .list) one image path a line, relative to the list's folder; id = the line;
   //   an .npy stack [N, ...] read a row at a time; id = row number;
   //   a CSV         (tabular) rows encoded as the metadata's features say, read and checked whole;
@@ -59,6 +62,7 @@ class Dataset {
   std::string id(int64_t i) const { return source_->id(rows_.at(i)); }
   int64_t label(int64_t i) const { return source_->label(rows_.at(i)); }
   bool has_labels() const { return source_->has_labels(); }
+  std::vector<std::string> warnings() const { return source_->warnings(); }
   const std::string& stem(int64_t i) const { return source_->stem(rows_.at(i)); }
   DataItem get(int64_t i, bool display = true) const;  // decodes item i of the view (and its picture)
   const std::string& spec() const { return spec_; }
@@ -73,6 +77,14 @@ class Dataset {
   std::vector<int64_t> rows_;
   std::string spec_;
 };
+
+// A class folder's name as a class index, -1 for none. In order: a label of the metadata exactly;
+// the one label whose sanitised form equals the folder's (lower case, every run of other characters
+// than letters and digits one "_", none at the ends: "T-shirt/top", which no folder can be named,
+// is "t_shirt_top", as is a folder "T-shirt_top"); a class number ("3"); an index prefix followed by
+// "-", "_", "." or a space ("0-t-shirt-top", "03_bag"), when it is a class of the metadata (or there
+// are no labels).
+int64_t class_of_folder(const std::string& name, const ModelMetadata& meta);
 
 // How many items have been decoded in this process (tests check that views decode nothing).
 int64_t decoded_count();
