@@ -3,17 +3,37 @@
 #include "salient/error.hpp"
 #include "salient/gradients.hpp"
 #include "salient/registry.hpp"
+#include "salient/target.hpp"
 
 namespace salient {
 
-std::string default_cam_layer(Model& model) {
-  std::string last;
+std::string default_cam_layer(Model& model, const torch::Tensor& example) {
+  std::vector<std::string> convs;
   for (const auto& item : model.module().named_modules()) {
     auto qn = item.value.type()->name();
-    if (!item.name.empty() && qn && qn->name() == "Conv2d") last = item.name;
+    if (!item.name.empty() && qn && qn->name() == "Conv2d") convs.push_back(item.name);
   }
-  if (last.empty()) throw Error("the model has no Conv2d module to default to: pass --layer (see `salient layers`)");
-  return last;
+  if (convs.empty()) throw Error("the model has no Conv2d module to default to: pass --layer (see `salient layers`)");
+  // A segmentation's last convolution is often its head, whose output is the model's dense output:
+  // a CAM there weights the class maps themselves. The last feature layer before it is meant.
+  if (convs.size() > 1 && example.defined()) {
+    try {
+      torch::NoGradGuard no_grad;
+      torch::Tensor out;
+      ReductionScope seen(model, Model::OutputReduction([&out](const torch::Tensor& t) {
+                            out = t;
+                            return t.dim() > 2 ? t.flatten(2).mean(2) : t;
+                          }),
+                          "");
+      LayerCapture capture(model, {convs.back()});
+      const torch::Tensor act = capture.activation(example.to(model.device()));
+      model.predict(example);
+      if (out.dim() == 4 && act.sizes() == out.sizes() && torch::allclose(act.to(out.dtype()), out, 1e-5, 1e-6))
+        return convs[convs.size() - 2];
+    } catch (const std::exception&) {  // the methods' own checks say what is wrong
+    }
+  }
+  return convs.back();
 }
 
 Cam::Cam(MethodInfo info, CamRule rule, CamOptions options)
@@ -51,12 +71,12 @@ nlohmann::json Cam::params() const {
   return p;
 }
 
-LayerCapture& Cam::capture_for(Model& model) {
+LayerCapture& Cam::capture_for(Model& model, const torch::Tensor& example) {
   // Rebuilt for another module (not another Model object: randomisation makes a new Model on a
   // copy of the module, possibly at the same address). Holding the module keeps its address unique.
   auto module = model.module()._ivalue();
   if (!capture_ || captured_module_ != module) {
-    layers_used_ = options_.layers.empty() ? std::vector<std::string>{default_cam_layer(model)} : options_.layers;
+    layers_used_ = options_.layers.empty() ? std::vector<std::string>{default_cam_layer(model, example)} : options_.layers;
     capture_ = std::make_unique<LayerCapture>(model, layers_used_);
     captured_module_ = module;
   }
@@ -66,7 +86,7 @@ LayerCapture& Cam::capture_for(Model& model) {
 void Cam::check(Model& model, const torch::Tensor& example) {
   // One pass captures the layers' shapes: each must be a map [1,C,h,w], tokens that --reshape makes
   // one, or (methods with gradients) [1,C].
-  LayerCapture& capture = capture_for(model);
+  LayerCapture& capture = capture_for(model, example);
   const torch::Tensor target = model.predict(example).argmax(1);
   LayerGradients lg = layer_gradients(capture, example, target, false);
   for (size_t l = 0; l < lg.activations.size(); ++l) {
@@ -79,7 +99,7 @@ void Cam::check(Model& model, const torch::Tensor& example) {
 }
 
 torch::Tensor Cam::compute(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets, Attribution& out) {
-  capture_for(model);
+  capture_for(model, inputs.slice(0, 0, 1));
   LayerGradients lg = layer_gradients(*capture_, inputs, targets, info_.needs_gradients);
   out.scores = lg.scores;
   const bool image = inputs.dim() == 4;

@@ -185,13 +185,10 @@ std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {
   // score see the function's value.
   const Target::Reduction& fn = request_.target.reduction();
   std::vector<torch::Tensor> outs, fn_outs;
-  {
-    ReductionScope classes(model_, fn ? Model::OutputReduction([](const torch::Tensor& t) {
-                                     return t.dim() > 2 ? t.flatten(2).mean(2) : t;
-                                   })
-                                     : Model::OutputReduction());
-    for_chunks(n, chunk_, [&](int64_t b, int64_t e) { outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
-  }
+  for_chunks(n, chunk_, [&](int64_t b, int64_t e) {
+    const torch::Tensor part = batch.slice(0, b, e);
+    outs.push_back((fn ? class_scores(model_, part) : model_.predict(part)).to(torch::kCPU, torch::kFloat));
+  });
   ReductionScope target_scope(model_, request_.target);  // from here on the model's output is the target function's
   if (fn) for_chunks(n, chunk_, [&](int64_t b, int64_t e) { fn_outs.push_back(model_.predict(batch.slice(0, b, e)).to(torch::kCPU, torch::kFloat)); });
   torch::Tensor logits = torch::cat(outs);

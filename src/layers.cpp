@@ -222,6 +222,13 @@ LayerCapture::Result LayerCapture::run(const torch::Tensor& inputs) {
   return r;
 }
 
+std::vector<torch::Tensor> LayerCapture::activations(const torch::Tensor& inputs) {
+  auto elems = run_on_module(*capture_, model_, inputs).toTupleRef().elements();
+  std::vector<torch::Tensor> out;
+  for (size_t i = 1; i < elems.size(); ++i) out.push_back(elems[i].toTensor());
+  return out;
+}
+
 torch::Tensor LayerCapture::activation(const torch::Tensor& inputs, size_t index) {
   auto elems = run_on_module(*capture_, model_, inputs).toTupleRef().elements();
   return elems.at(1 + index).toTensor();
@@ -285,7 +292,7 @@ std::vector<LayerInfo> list_layers(Model& model, const torch::Tensor& sample) {
   };
   try {  // every layer in one pass
     LayerCapture cap(model, paths);
-    auto acts = cap.run(sample).activations;
+    auto acts = cap.activations(sample);
     for (size_t i = 0; i < out.size(); ++i) describe(out[i], acts[i]);
     return out;
   } catch (const std::exception&) {
@@ -293,7 +300,7 @@ std::vector<LayerInfo> list_layers(Model& model, const torch::Tensor& sample) {
   for (auto& info : out) {  // some layer cannot be captured: one pass each, saying why
     try {
       LayerCapture cap(model, {info.path});
-      describe(info, cap.run(sample).activations[0]);
+      describe(info, cap.activations(sample)[0]);
     } catch (const std::exception& e) {
       info.note = one_line(e);
     }

@@ -230,4 +230,19 @@ std::string Target::to_string() const {
   return "top";
 }
 
+torch::Tensor class_scores(Model& model, const torch::Tensor& batch) {
+  ReductionScope classes(model, Model::OutputReduction([](const torch::Tensor& t) { return t.dim() > 2 ? t.flatten(2).mean(2) : t; }));
+  return model.predict(batch);
+}
+
+std::vector<int64_t> model_output_shape(Model& model, const torch::Tensor& batch) {
+  std::vector<int64_t> shape;
+  ReductionScope seen(model, Model::OutputReduction([&shape](const torch::Tensor& t) {
+                        shape = t.sizes().vec();
+                        return t.dim() > 2 ? t.flatten(2).mean(2) : t;
+                      }));
+  model.predict(batch);
+  return shape;
+}
+
 }  // namespace salient

@@ -906,3 +906,48 @@ TEST(Serve, ANumericTargetIsAClassIndex) {
   ASSERT_TRUE(api.contains("results")) << api.dump().substr(0, 300);
   EXPECT_EQ(api["explained"][0]["class"], 3) << api.dump().substr(0, 300);
 }
+
+// A dense output [N, C, H, W] everywhere, not only in explain: info and layers give its shapes (they
+// printed "must be [N, K]" in place of every shape), the default CAM layer is the last feature
+// layer (not the head, whose output is the class planes), /v1/models lists its layers and says it
+// is dense, KServe :predict gives each class's mean over the pixels, as explain's predictions do.
+TEST(Serve, ADenseOutputIsDescribedPredictedAndExplainedEverywhere) {
+  test::TempDir dir;
+  const std::string seg = std::string(SALIENT_TESTDATA) + "/zoo/segmentation.pt";  // tools/zoo_models.py
+  const std::string model = test::quoted(seg);
+  auto info = test::run_cli("info -m " + model);
+  ASSERT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.out.find("output shape: [1,4,12,12] (dense"), std::string::npos) << info.out;
+  auto layers = test::run_cli("layers -m " + model);
+  ASSERT_EQ(layers.code, 0) << layers.err;
+  EXPECT_EQ(layers.out.find("must be [N, K]"), std::string::npos) << layers.out;
+  EXPECT_NE(layers.out.find("[1,4,12,12]"), std::string::npos) << layers.out;
+  write_npy(dir / "x.npy", torch::rand({1, 1, 12, 12}));
+  auto r = test::run_cli("explain -m " + model + " -i " + test::quoted(dir / "x.npy") + " --method grad-cam --target region:2 --out " +
+                         test::quoted(dir / "o"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(slurp(dir / "o/x_0/explanation.json"))["explained"][0]["methods"]["grad-cam"]["params"]["layer"],
+            json::array({"conv2"}));  // not the head
+
+  serve::ServeOptions o;
+  o.models = {{"seg", seg}};
+  o.workers = 1;
+  Running server(o);
+  auto c = server.client();
+  const json d = body_of(c.Get("/v1/models/seg"));
+  EXPECT_TRUE(d["dense"].get<bool>()) << d.dump().substr(0, 300);
+  EXPECT_EQ(d["output_shape"], json::array({1, 4, 12, 12}));
+  ASSERT_FALSE(d["layers"].empty());
+  for (const auto& l : d["layers"]) EXPECT_TRUE(l["note"].get<std::string>().empty()) << l.dump();
+  const torch::Tensor x = read_npy(dir / "x.npy");
+  json rows = json::array();
+  rows.push_back(json::parse(json(std::vector<std::vector<std::vector<float>>>{{std::vector<std::vector<float>>(12, std::vector<float>(12))}}).dump()));
+  for (int64_t i = 0; i < 12; ++i)
+    for (int64_t j = 0; j < 12; ++j) rows[0][0][i][j] = x[0][0][i][j].item<float>();
+  const json p = body_of(c.Post("/v1/models/seg:predict", json{{"instances", rows}}.dump(), "application/json"));
+  ASSERT_TRUE(p.contains("predictions")) << p.dump().substr(0, 300);
+  torch::jit::Module m = torch::jit::load(seg);
+  const torch::Tensor means = m.forward({x}).toTensor().mean({2, 3}).softmax(1)[0];
+  const int64_t top = means.argmax().item<int64_t>();
+  EXPECT_EQ(p["predictions"][0]["class"], top) << p.dump().substr(0, 300);
+}

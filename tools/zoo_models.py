@@ -395,6 +395,17 @@ def main():
         save(out, f"bag_ig_{mode}.npy", torch.stack([bag_ig(bag, ids[i:i + 1], int(targets[i])) for i in range(2)]).numpy())
     torch.jit.script(BagOffsets("mean", 0).eval()).save(os.path.join(out, "bag_offsets.pt"))
     torch.jit.script(TextTransformer().eval()).save(os.path.join(out, "text_transformer.pt"))
+    # A toy segmentation: two feature convolutions and a 1x1 head giving 4 class planes [N, 4, 12, 12].
+    torch.manual_seed(31)
+    seg = nn.Sequential()
+    seg.add_module("conv1", nn.Conv2d(1, 6, 3, padding=1))
+    seg.add_module("relu1", nn.ReLU())
+    seg.add_module("conv2", nn.Conv2d(6, 6, 3, padding=1))
+    seg.add_module("relu2", nn.ReLU())
+    seg.add_module("head", nn.Conv2d(6, 4, 1))
+    trace(seg, torch.rand(1, 1, 12, 12), os.path.join(out, "segmentation.pt"))
+    with open(os.path.join(out, "segmentation.json"), "w") as f:
+        json.dump({"labels": ["bg", "a", "b", "c"], "input_shape": [1, 12, 12], "channel_order": "L"}, f)
     # What newcomers hand in for TorchScript: torch.save of a state_dict and of a whole module.
     torch.save(nn.Linear(3, 2).state_dict(), os.path.join(out, "torch_save_state_dict.pt"))
     torch.save(nn.Linear(3, 2), os.path.join(out, "torch_save_module.pt"))

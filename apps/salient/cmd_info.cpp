@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "salient/error.hpp"
+#include "salient/target.hpp"
 #include "salient/text.hpp"
 
 namespace salient::cli {
@@ -28,8 +29,8 @@ void add_info(CLI::App& app) {
       torch::Tensor sample = sample_input(model, *shape);
       batch_shape = sample.sizes().vec();
       outputs = model.describe_outputs(sample);
-      try {
-        out_shape = model.predict(sample).sizes().vec();
+      try {  // the explained output as the model gives it: [N, K], or a dense [N, C, H, W]
+        out_shape = model_output_shape(model, sample);
       } catch (const Error& e) {
         if (outputs.size() < 2) throw;
         out_error = e.what();
@@ -57,7 +58,11 @@ void add_info(CLI::App& app) {
               << "inputs:       " << model.input_count() << "\n"
               << "input shape:  " << (runnable ? batch_shape.dump() : "unknown (no metadata input_shape; pass --input-shape)") << "\n"
               << "output shape: " << (runnable ? out_shape.dump() : "unknown")
-              << (outputs.size() > 1 && out_shape.is_null() ? " (none chosen: give --output NAME)" : "") << "\n";
+              << (outputs.size() > 1 && out_shape.is_null() ? " (none chosen: give --output NAME)" : "")
+              << (out_shape.is_array() && out_shape.size() > 2
+                      ? " (dense: predictions are each class's mean over the pixels; explain a region with --target region:CLASS)"
+                      : "")
+              << "\n";
     if (outputs.size() > 1)
       for (const auto& o : outputs) std::cout << "  output " << o << "\n";
     if (meta.present) {

@@ -53,6 +53,9 @@ class LayerCapture {
   // The activation of path `index` alone (the model's output is not selected nor reduced): what an
   // inner-neuron target reads. Carries autograd history when `inputs` requires grad.
   torch::Tensor activation(const torch::Tensor& inputs, size_t index = 0);
+  // Every path's activation of one pass, the model's output left as it is (any shape: listing the
+  // layers of a segmentation model needs no [N, K] output).
+  std::vector<torch::Tensor> activations(const torch::Tensor& inputs);
   // The output when the activation of path `index` is replaced by `replacement` (its batch may be
   // larger than the input's one row: the input is broadcast). Gradients flow to `replacement` when
   // it requires them (attribution at a text model's embeddings); ablation methods pass plain tensors.

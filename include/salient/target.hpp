@@ -87,4 +87,11 @@ class ReductionScope {
   std::string saved_layer_;
 };
 
+// The model's classes for a batch, as predictions list them: its [N, K] output, or a dense output's
+// [N, C, ...] classes by their mean over the positions (a segmentation's per-class mean score).
+torch::Tensor class_scores(Model& model, const torch::Tensor& batch);
+// The shape of the model's (selected) output for a batch, as the model gives it: [N, K], or a dense
+// [N, C, H, W].
+std::vector<int64_t> model_output_shape(Model& model, const torch::Tensor& batch);
+
 }  // namespace salient

@@ -369,19 +369,27 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
     if (!d.onnx)
       for (const auto& p : module_paths(m)) d.modules.insert(p);
     json layers = json::array();
+    std::vector<int64_t> output_shape;
     if (!d.onnx && (d.text || !d.meta.input_shape.empty())) {
       std::vector<int64_t> shape = d.meta.input_shape;
       shape.insert(shape.begin(), 1);
+      const torch::Tensor sample = d.text ? sample_text_ids(m.tokenizer()) : torch::zeros(shape);
       try {
-        for (const auto& l : list_layers(m, d.text ? sample_text_ids(m.tokenizer()) : torch::zeros(shape)))
+        for (const auto& l : list_layers(m, sample))
           layers.push_back({{"path", l.path}, {"type", l.type}, {"shape", l.shape}, {"note", l.note}});
       } catch (const std::exception& e) {
         warnings.push_back("model '" + name + "': its layers cannot be listed: " + one_line(e));
+      }
+      try {  // a dense output [1, C, H, W] (a segmentation) is explained by regions: the viewer offers them
+        output_shape = model_output_shape(m, sample);
+      } catch (const std::exception&) {
       }
     }
     d.info = {{"name", name},           {"file", d.file},         {"backend", d.onnx ? "onnx" : "torchscript"},
               {"labels", d.meta.labels}, {"input_shape", d.meta.input_shape}, {"metadata", d.meta.to_json()},
               {"layers", layers},       {"parameters", m.parameter_count()}, {"ready", true}};
+    if (!output_shape.empty()) d.info["output_shape"] = output_shape;
+    d.info["dense"] = output_shape.size() > 2;  // explained by regions (--target region:C), not classes
     if (d.text) d.info["methods"] = text_methods();  // the methods that explain it
     // The defaults a method settles on for this model where they differ from /v1/methods' (a text
     // model's pad baseline and token features, a table's mean baseline): what the viewer shows.
@@ -977,7 +985,7 @@ std::shared_ptr<std::vector<std::pair<int64_t, double>>> Server::Impl::predictio
       task.checkpoint();
       std::vector<torch::Tensor> xs;
       for (int64_t i = b; i < std::min(set->size(), b + 64); ++i) xs.push_back(set->get(i, false).input.tensor);
-      torch::Tensor out = model.predict(torch::stack(xs)).to(torch::kCPU, torch::kDouble);
+      torch::Tensor out = class_scores(model, torch::stack(xs)).to(torch::kCPU, torch::kDouble);
       torch::Tensor p = output_probabilities(model.metadata(), out);
       auto [v, c] = p.max(1);
       for (int64_t k = 0; k < p.size(0); ++k) preds->emplace_back(c[k].item<int64_t>(), v[k].item<double>());
@@ -1166,7 +1174,7 @@ void Server::Impl::routes() {
     wait(submit(d.name, [inputs, out](Model& model, Task&) {
       std::vector<torch::Tensor> xs;
       for (const auto& in : *inputs) xs.push_back(in.tensor);
-      *out = model.predict(torch::stack(xs)).to(torch::kCPU, torch::kDouble);
+      *out = class_scores(model, torch::stack(xs)).to(torch::kCPU, torch::kDouble);  // a dense output: per-class means
     }));
     const ModelMetadata& meta = d.meta;
     const torch::Tensor lg = *out;

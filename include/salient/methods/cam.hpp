@@ -49,7 +49,7 @@ class Cam final : public Method {
   torch::Tensor compute(Model&, const torch::Tensor&, const torch::Tensor&, Attribution&) override;
 
  private:
-  LayerCapture& capture_for(Model& model);
+  LayerCapture& capture_for(Model& model, const torch::Tensor& example = {});  // example: to choose the default layer
   MethodInfo info_;
   CamRule rule_;
   CamOptions options_;
@@ -59,6 +59,8 @@ class Cam final : public Method {
 };
 
 // The default layer: the last Conv2d module (throws salient::Error when there is none).
-std::string default_cam_layer(Model& model);
+// With an example input, a last Conv2d whose output is the model's dense output (a segmentation's
+// head) is passed over for the one before it.
+std::string default_cam_layer(Model& model, const torch::Tensor& example = {});
 
 }  // namespace salient
