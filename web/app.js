@@ -198,6 +198,9 @@ function hover(event, card) {
     k.readout.textContent = k.title + ' = ' + formatValue(k.values[y * k.w + x]);
   }
 }
+// A prediction's score: a probability as a percentage, a regression's value as it is.
+const scoreText = (p) => (typeof p.probability === 'number' ? (100 * p.probability).toFixed(2) + ' %'
+  : typeof p.value === 'number' ? '= ' + formatValue(p.value) : '');
 const formatValue = (v) => (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e-3 ? v.toPrecision(6) : v.toExponential(5));
 
 // ---------- models and methods ----------
@@ -216,6 +219,17 @@ async function loadModel(name) {
   for (const id of ['drop', 'resize-label', 'input-canvas', 'input-row', 'data-browser', 'controls', 'hover', 'noise-panel', 'trust-panel'])
     $(id).hidden = state.text || (id === 'input-row');
   $('text-input').hidden = !state.text;
+  // The targets this model takes: a dense output's classes as regions (its first explanation is a
+  // region, never "top", which a dense output cannot be), else top, top-3 and the labels.
+  const dense = !!state.info.dense;
+  const choices = dense ? labels.map((l, i) => ['region:' + i, l])
+    : [['top', 'the predicted class'], ['top-3', 'the three most probable']].concat(labels.map((l, i) => [String(i), l]));
+  $('target-choices').replaceChildren(...choices.map(([v, l]) => el('option', { value: v }, l)));
+  const current = $('target').value;
+  if (dense && !current.startsWith('region:')) $('target').value = 'region:' + Math.min(1, Math.max(0, labels.length - 1));
+  if (!dense && current.startsWith('region:')) $('target').value = 'top';
+  $('target-help').textContent = dense ? 'a region: region:CLASS (the class summed over every pixel)'
+    : 'top, top-3, a class number or label, 3+5, above:0.5';
   buildMethods();
 }
 
@@ -394,8 +408,10 @@ async function loadData(more) {
   const page = await getJson('/api/data?' + q);
   for (const item of page.items) {
     const img = el('img', { alt: item.id });
-    const label = item.id + (item.label !== undefined ? ' (true ' + item.label + ')' : '') +
-      (item.predicted !== undefined ? ', predicted ' + item.predicted : '');
+    // {class, name} objects: their names (they printed as "[object Object]").
+    const named = (v) => (v && typeof v === 'object' ? (v.name !== undefined ? v.name : String(v.class)) : String(v));
+    const label = item.id + (item.label !== undefined ? ' (true ' + named(item.label) + ')' : '') +
+      (item.predicted !== undefined ? ', predicted ' + named(item.predicted) : '');
     $('thumbs').append(el('button', { type: 'button', role: 'listitem', title: label, 'aria-label': label, dataset: { id: item.id },
       onclick: () => pickData(item.id).catch(showError) }, img));
     api(item.url).then(async (r) => {
@@ -522,10 +538,11 @@ async function show(result) {
   const explainedClasses = new Set(result.explained.map((e) => e.class));
   $('predictions').replaceChildren(...result.predictions.slice(0, 5).map((p) =>
     el('li', {}, el('button', { type: 'button', 'aria-pressed': String(explainedClasses.has(p.class)), dataset: { class: p.class },
-      onclick: () => explain(p.class).catch(showError) },
-    p.label + ' — ' + (100 * p.probability).toFixed(2) + ' % (class ' + p.class + ')'))));
+      onclick: () => explain(state.info.dense ? 'region:' + p.class : p.class).catch(showError) },  // a dense output: its region
+    p.label + ' — ' + scoreText(p) + ' (class ' + p.class + ')'))));
+  // A function target (a region, classes summed) has no class nor probability: its name alone.
   $('explained').textContent = 'Explaining: ' + result.explained.map((e) =>
-    e.label + ' (class ' + e.class + ', ' + (100 * e.probability).toFixed(2) + ' %)').join('; ');
+    e.class === null || e.class === undefined ? e.label : e.label + ' (class ' + e.class + ', ' + scoreText(e) + ')').join('; ');
   // One card per map; a tabular row's methods as bars of its columns.
   const cards = [], nodes = [];
   for (const [key, r] of Object.entries(result.results)) {

@@ -44,7 +44,7 @@ function npy(buffer) {
   return { shape, data };
 }
 
-let browser, demo, evil, evilDir, tabular, text;
+let browser, demo, evil, evilDir, tabular, text, dense;
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -62,10 +62,12 @@ before(async () => {
   evil = await serve(['--model', path.join(evilDir, 'evil.pt'), '--metadata', path.join(evilDir, 'evil.json')]);
   tabular = await serve(['--model', path.join(root, 'models/breast_cancer/mlp.pt'), '--data', path.join(root, 'models/breast_cancer/test.csv')]);
   text = await serve(['--model', path.join(root, 'models/langid/langid.pt')]);
+  // A segmentation (tools/zoo_models.py, the ctest fixture): a dense output [N, 4, 12, 12].
+  dense = await serve(['--model', path.join(root, 'build/testdata/zoo/segmentation.pt'), '--data', path.join(root, 'models/samples')]);
 });
 after(async () => {
   await browser?.close();
-  for (const s of [demo, evil, tabular, text]) if (s) { s.proc.removeAllListeners('exit'); s.proc.kill('SIGTERM'); }
+  for (const s of [demo, evil, tabular, text, dense]) if (s) { s.proc.removeAllListeners('exit'); s.proc.kill('SIGTERM'); }
   if (evilDir) rmSync(evilDir, { recursive: true, force: true });
 });
 
@@ -306,6 +308,25 @@ test('a text model: a text box, its methods only, tokens coloured by the server 
   assert.equal(await page.locator('.card img').count(), 0, 'the markup made no element');
   await page.screenshot({ path: path.join(SHOTS, '8-text.png'), fullPage: true });
   assert.deepEqual(seen.dialogs, []);
+  assert.deepEqual(seen.errors, []);
+  await page.close();
+});
+
+test('a dense output is explained by regions: its classes offered as region targets, the result names the region', { timeout: 120000 }, async () => {
+  const { page, seen } = await open(dense);
+  assert.equal(await page.inputValue('#target'), 'region:1');
+  const choices = await page.$$eval('#target-choices option', (os) => os.map((o) => [o.value, o.textContent]));
+  assert.deepEqual(choices, [['region:0', 'bg'], ['region:1', 'a'], ['region:2', 'b'], ['region:3', 'c']]);
+  await page.check('#m-saliency');
+  await page.selectOption('#resize', 'crop');
+  await page.setInputFiles('#file', SAMPLE);
+  await page.waitForSelector('.card[data-key="saliency"] canvas');
+  const explained = await page.textContent('#explained');
+  assert.equal(explained, 'Explaining: region:1');  // no "class null, 0.00 %"
+  // A predicted class explains its region.
+  await page.click('#predictions button[data-class="3"]');
+  await page.waitForFunction(() => document.querySelector('#explained').textContent === 'Explaining: region:3');
+  await page.screenshot({ path: path.join(SHOTS, 'dense-region.png') });
   assert.deepEqual(seen.errors, []);
   await page.close();
 });
