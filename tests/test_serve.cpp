@@ -951,3 +951,30 @@ TEST(Serve, ADenseOutputIsDescribedPredictedAndExplainedEverywhere) {
   const int64_t top = means.argmax().item<int64_t>();
   EXPECT_EQ(p["predictions"][0]["class"], top) << p.dump().substr(0, 300);
 }
+
+// Bytes that are not UTF-8 in a path or a multipart part were 500s (json type_error 316 while the
+// error was written): 4xx now, every JSON answer sent with nosniff.
+TEST(Serve, InvalidUtf8IsAFourHundredNeverAFiveHundred) {
+  auto c = demo().client();
+  for (const char* path : {"/v1/models/%ff", "/api/data/%c0%ae", "/v1/models/%ff%fe:predict"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_GE(r->status, 400) << path;
+    EXPECT_LT(r->status, 500) << path << " " << r->body;
+    EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+  }
+  auto p = c.Post("/explanations/%ff", "{}", "application/json");
+  ASSERT_TRUE(p);
+  EXPECT_LT(p->status, 500) << p->body;
+  for (const char* part : {"model", "target", "methods"}) {
+    const std::string body = "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + sample_png() +
+                             "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"" + part + "\"\r\n\r\n\xff\xfe" + "bad\r\n--XyZ--\r\n";
+    auto r = c.Post("/api/explain", body, "multipart/form-data; boundary=XyZ");
+    ASSERT_TRUE(r) << part;
+    EXPECT_GE(r->status, 400) << part;
+    EXPECT_LT(r->status, 500) << part << " " << r->body;
+  }
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}

@@ -46,7 +46,9 @@ struct HttpError : std::runtime_error {
 
 void send_json(httplib::Response& res, const json& j, int status = 200) {
   res.status = status;
-  res.set_content(j.dump(), "application/json");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  // Bytes that are not UTF-8 (a request's echoed in an error) become U+FFFD, never a throw (a 500).
+  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
@@ -1061,6 +1063,10 @@ void Server::Impl::routes() {
         send_error(res, e.status, one_line(e));
       } catch (const Error& e) {
         send_error(res, e.kind() == ErrorKind::BadInput ? 400 : 500, one_line(e));
+      } catch (const json::type_error& e) {
+        // 316: a string of the request's that is not valid UTF-8 reached a JSON record.
+        if (e.id == 316) send_error(res, 400, "the request holds text that is not valid UTF-8");
+        else send_error(res, 500, one_line(e));
       } catch (const std::exception& e) {
         send_error(res, 500, one_line(e));
       }
