@@ -100,7 +100,9 @@ void print_results(const std::vector<ExplainedInput>& results) {
     std::cout << r.stem << ":";
     const auto& preds = r.json["predictions"];
     for (size_t k = 0; k < std::min<size_t>(3, preds.size()); ++k) {
-      std::cout << (k ? "," : "") << " " << preds[k]["label"].get<std::string>();
+      std::string label = preds[k]["label"].get<std::string>();  // a newline in a label must not split the line
+      for (size_t at = 0; (at = label.find('\n', at)) != std::string::npos; at += 2) label.replace(at, 1, "\\n");
+      std::cout << (k ? "," : "") << " " << label;
       if (preds[k]["probability"].is_number())
         std::cout << " " << std::fixed << std::setprecision(1) << 100.0 * preds[k]["probability"].get<double>() << "%";
       else  // a regression's value

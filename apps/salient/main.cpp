@@ -64,7 +64,8 @@ void add_background_options(CLI::App* cmd, std::string& file, int64_t& max_rows,
                   "tabular: rows.csv whose rows are the baseline distribution of kernel-shap, shapley-sampling, "
                   "feature-ablation, lime, integrated-gradients (expected) and gradient-shap");
   cmd->add_option("--background-max", max_rows, "at most this many background rows (a seeded sample)")->capture_default_str();
-  cmd->add_option("--background-k", k, "summarise the background by K k-means centroids, weighted by cluster size");
+  cmd->add_option("--background-k", k, "summarise the background by K k-means centroids, weighted by cluster size")
+      ->check(CLI::PositiveNumber);
 }
 
 nlohmann::json parse_assignments(const std::vector<std::string>& assignments) {
@@ -104,7 +105,53 @@ struct QuietWarnings : c10::WarningHandler {
 
 }  // namespace
 
+namespace {
+
+// Everything Salient prints passes through this: control characters (a label or feature name from a
+// model's metadata holding ESC[2J, an OSC title, BEL, CR, BS, NUL; a C1 control in UTF-8) are
+// written as \xNN, never to the terminal. Newlines and tabs pass: Salient's own lines end in them.
+class EscapingBuf : public std::streambuf {
+ public:
+  explicit EscapingBuf(std::streambuf* to) : to_(to) {}
+
+ protected:
+  int_type overflow(int_type ch) override {
+    if (traits_type::eq_int_type(ch, traits_type::eof())) return traits_type::not_eof(ch);
+    const auto c = static_cast<unsigned char>(ch);
+    if (pending_c2_) {  // U+0080..U+009F (C1 controls) are \xC2 then \x80..\x9F
+      pending_c2_ = false;
+      if (c >= 0x80 && c <= 0x9F) return put_escaped(0xC2) && put_escaped(c) ? ch : traits_type::eof();
+      if (to_->sputc(static_cast<char>(0xC2)) == traits_type::eof()) return traits_type::eof();
+    }
+    if (c == 0xC2) {
+      pending_c2_ = true;
+      return ch;
+    }
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) return put_escaped(c) ? ch : traits_type::eof();
+    return to_->sputc(static_cast<char>(c)) == traits_type::eof() ? traits_type::eof() : ch;
+  }
+  int sync() override {
+    if (pending_c2_ && to_->sputc(static_cast<char>(0xC2)) != traits_type::eof()) pending_c2_ = false;
+    return to_->pubsync();
+  }
+
+ private:
+  bool put_escaped(unsigned char c) {
+    static const char* hex = "0123456789abcdef";
+    const char out[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    return to_->sputn(out, 4) == 4;
+  }
+  std::streambuf* to_;
+  bool pending_c2_ = false;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // stdout and stderr escape control characters (terminal injection through metadata).
+  // (Never freed: the streams flush at exit, after static objects are gone.)
+  std::cout.rdbuf(new EscapingBuf(std::cout.rdbuf()));
+  std::cerr.rdbuf(new EscapingBuf(std::cerr.rdbuf()));
   static QuietWarnings quiet;
   c10::Warning::set_warning_handler(&quiet);
   CLI::App app{"salient: saliency maps and attributions for TorchScript models"};
