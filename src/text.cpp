@@ -15,26 +15,28 @@ namespace fs = std::filesystem;
 namespace {
 
 // UTF-8 <-> code points. An invalid byte becomes U+FFFD (so a broken file is never a crash).
+// The code point at byte i, advancing i past it.
+char32_t next_cp(const std::string& s, size_t& i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+  if (extra < 0 || (extra > 0 && i + static_cast<size_t>(extra) >= s.size())) {
+    ++i;
+    return 0xFFFD;
+  }
+  char32_t cp = extra == 0 ? c : extra == 1 ? (c & 0x1F) : extra == 2 ? (c & 0x0F) : (c & 0x07);
+  bool ok = true;
+  for (int k = 1; k <= extra; ++k) {
+    const auto d = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
+    if ((d >> 6) != 2) ok = false;
+    cp = (cp << 6) | (d & 0x3F);
+  }
+  i += ok ? static_cast<size_t>(extra) + 1 : 1;
+  return ok ? cp : 0xFFFD;
+}
+
 std::vector<char32_t> decode(const std::string& s) {
   std::vector<char32_t> out;
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (extra < 0 || (extra > 0 && i + static_cast<size_t>(extra) >= s.size())) {
-      out.push_back(0xFFFD);
-      ++i;
-      continue;
-    }
-    char32_t cp = extra == 0 ? c : extra == 1 ? (c & 0x1F) : extra == 2 ? (c & 0x0F) : (c & 0x07);
-    bool ok = true;
-    for (int k = 1; k <= extra; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
-      if ((d >> 6) != 2) ok = false;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    out.push_back(ok ? cp : 0xFFFD);
-    i += ok ? static_cast<size_t>(extra) + 1 : 1;
-  }
+  for (size_t i = 0; i < s.size();) out.push_back(next_cp(s, i));
   return out;
 }
 
@@ -128,6 +130,18 @@ std::string strip_accents(const std::vector<char32_t>& cps) {
 
 }  // namespace
 
+size_t invalid_utf8_at(const std::string& text) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  size_t at = 0;
+  while (at < text.size()) {
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t n = utf8proc_iterate(p + at, static_cast<utf8proc_ssize_t>(text.size() - at), &cp);
+    if (n <= 0) return at;
+    at += static_cast<size_t>(n);
+  }
+  return std::string::npos;
+}
+
 TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::string& base_dir, const std::string& where) {
   TokenizerConfig c;
   try {
@@ -209,6 +223,8 @@ std::string WordPiece::normalise(const std::string& word) const {
 
 namespace {
 
+constexpr size_t kMaxWordChars = 100;  // BERT's max_input_chars_per_word: a longer word is [UNK]
+
 // The basic split; `space` (optional) gets, per word, whether whitespace came before it. It stops
 // after `max_words` words (a text of millions of words is cut at its model's max_length anyway).
 std::vector<std::string> split_words(const std::string& text, std::vector<bool>* space, size_t max_words = SIZE_MAX) {
@@ -223,18 +239,23 @@ std::vector<std::string> split_words(const std::string& text, std::vector<bool>*
     }
     word.clear();
   };
-  for (char32_t c : decode(text)) {
-    if (words.size() >= max_words) break;
+  // Decoded as it goes (a 50 MB text is never a 200 MB vector), and a word keeps at most
+  // kMaxWordChars + 1 characters: past BERT's max_input_chars_per_word it is [UNK] whatever follows.
+  size_t chars = 0;
+  for (size_t i = 0; i < text.size() && words.size() < max_words;) {
+    const char32_t c = next_cp(text, i);
     if (is_space(c)) {
       flush();
+      chars = 0;
       gap = true;
     } else if (is_control(c)) {
       continue;
     } else if (is_punct(c) || is_cjk(c)) {
       flush();
+      chars = 0;
       append(word, c);
       flush();
-    } else {
+    } else if (chars++ <= kMaxWordChars) {
       append(word, c);
     }
   }
@@ -249,7 +270,7 @@ std::vector<std::string> WordPiece::split(const std::string& text) { return spli
 std::vector<std::string> WordPiece::pieces(const std::string& word) const {
   const std::vector<char32_t> cps = decode(word);
   const std::vector<std::string> unknown = config_.unk.empty() ? std::vector<std::string>{} : std::vector<std::string>{config_.unk};
-  if (cps.size() > 100) return unknown;
+  if (cps.size() > kMaxWordChars) return unknown;
   // Byte offsets of each code point: pieces end on character boundaries.
   std::vector<size_t> at{0};
   for (char32_t c : cps) {

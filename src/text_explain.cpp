@@ -282,6 +282,11 @@ std::string check_text_request(Model& model, const ExplainRequest& request) {
 }
 
 Tokenized tokenize_text_input(const WordPiece& tok, const TextInput& in) {
+  // Bytes that are not UTF-8 (a Latin-1 file, a cut sequence) are refused before anything is
+  // written: they would tokenize as nothing and then break the record.
+  if (!in.ids.defined())
+    if (const size_t at = invalid_utf8_at(in.text); at != std::string::npos)
+      throw Error(in.source + ": the text is not valid UTF-8 (byte " + std::to_string(at) + " of it); convert it, e.g. iconv -f latin1 -t utf-8");
   try {
     return in.ids.defined() ? from_ids(tok, in.ids) : tok.encode(in.text);  // an empty text is an error there
   } catch (const Error& e) {
@@ -311,7 +316,16 @@ TextExplained explain_text_input(Model& model, const TextInput& in, const Tokeni
   j["model"] = model.path();
   j["input"] = in.source;
   j["stem"] = in.stem;
-  if (!in.text.empty()) j["text"] = in.text;
+  if (!in.text.empty() && !t.truncated) {
+    j["text"] = in.text;
+  } else if (!in.text.empty()) {  // only what is explained: a 50 MB line of which 32 tokens are explained is not kept whole
+    int64_t last = -1;
+    for (int64_t w : t.word) last = std::max(last, w);
+    std::string kept;
+    for (int64_t w = 0; w <= last; ++w) kept += (w > 0 && t.space_before[static_cast<size_t>(w)] ? " " : "") + t.words[static_cast<size_t>(w)];
+    j["text"] = kept;
+    j["text_cut"] = true;
+  }
   j["tokens"] = t.tokens;
   j["ids"] = t.ids;
   j["words"] = t.words;
@@ -418,7 +432,7 @@ std::vector<ExplainedInput> explain_text(Model& model, const std::vector<TextInp
     TextExplained x = explain_text_input(model, inputs[i], tokenized[i], request, methods, layer, failed_once, i, inputs.size());
     ExplainedInput& e = x.e;
     e.dir = (fs::path(request.out_dir) / inputs[i].stem).string();
-    ensure_writable_dir(e.dir);
+    ensure_inner_dir(e.dir);
     remove_stale_temporaries(e.dir);
     std::set<std::string> written;
     for (const auto& [name, bytes] : x.files) {

@@ -99,6 +99,29 @@ TEST(WordPiece, TokensEqualBertsReferenceAlgorithm) {
   EXPECT_FALSE(TokenizerConfig::from_json({{"vocab", "v.txt"}, {"strip_accents", false}}, "/", "m").strip_accents);
 }
 
+// One 5 MB word is [UNK] as BERT's max_input_chars_per_word makes it, kept as its first 101
+// characters (the tokenizer held the whole word, 5-10 us a character); an explained text cut at
+// max_length keeps only its explained words in explanation.json.
+TEST(WordPiece, AHugeWordIsUnknownAndACutTextKeepsOnlyWhatIsExplained) {
+  TokenizerConfig c;
+  const WordPiece wp(c, {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "the"});
+  const Tokenized t = wp.encode(std::string(5'000'000, 'a') + " the");
+  EXPECT_EQ(t.tokens, (Strings{"[CLS]", "[UNK]", "the", "[SEP]"}));
+  EXPECT_EQ(t.words[0].size(), 101u);
+  test::TempDir dir;
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "the river runs ";
+  const auto r = test::run_cli("explain -m " + test::quoted(test::source_dir() + "/models/langid/langid.pt") + " --text " + test::quoted(text) +
+                               " --method occlusion --out " + test::quoted(dir / "o"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(dir / "o/text-1/explanation.json");
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_TRUE(j["text_cut"].get<bool>());
+  const std::string kept = j["text"];
+  EXPECT_LT(kept.size(), 400u) << kept.size();
+  EXPECT_EQ(kept.rfind("the river runs", 0), 0u);
+}
+
 TEST(WordPiece, LongTextIsTruncatedToMaxLengthAndEmptyTextIsAnError) {
   TokenizerConfig c;
   c.max_length = 5;  // [CLS] + 3 tokens + [SEP]

@@ -14,6 +14,9 @@
 
 namespace salient {
 
+// The offset of the first byte of `text` that is not valid UTF-8, or std::string::npos.
+size_t invalid_utf8_at(const std::string& text);
+
 struct TokenizerConfig {
   std::string vocab;          // the vocabulary file (a metadata's path is relative to the metadata file)
   bool lower_case = true;
