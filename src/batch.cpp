@@ -75,7 +75,7 @@ class StackSink {
     for (auto& [key, rows] : rows_) {
       if (rows.empty()) continue;
       const fs::path dir = root_ / "maps" / key;
-      ensure_writable_dir(dir.string());
+      ensure_inner_dir(dir.string());
       write_npy((dir / part_name(next_)).string(), torch::stack(rows));
       rows.clear();
     }

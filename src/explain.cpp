@@ -342,7 +342,7 @@ nlohmann::json write_explanation_files(const Explanation& e, const std::string& 
   const ModelMetadata& meta = model.metadata();
   nlohmann::json j = e.record;
   std::set<std::string> written;  // file names, for removing what an earlier run left
-  ensure_writable_dir(dir);
+  ensure_inner_dir(dir);
   remove_stale_temporaries(dir);
   const size_t ranks = e.maps.size();
   std::vector<cv::Mat> panels;

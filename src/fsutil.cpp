@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,8 +94,16 @@ OutputLock::OutputLock(const std::string& dir) : dir_(dir) {
   fs::create_directories(dir, ec);
   if (ec) throw Error("cannot create output folder '" + dir + "': " + ec.message());
   const std::string path = (fs::path(dir) / ".salient.lock").string();
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a .salient.lock that is a link (to a file of the user's) is never truncated through.
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+  if (fd_ < 0 && errno == ELOOP) throw Error("'" + path + "' is a symbolic link: refused (writes would land where it points)");
   if (fd_ < 0) throw Error("cannot lock output folder '" + dir + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw Error("'" + path + "' is a pipe or a socket: refused");
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {0};
     const ssize_t got = ::pread(fd_, buf, sizeof(buf) - 1, 0);
@@ -125,8 +134,18 @@ OutputLock::~OutputLock() {
 }
 
 AppendLog::AppendLog(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  // Never through a link (a manifest.jsonl linked to a file of the user's), never a FIFO (the open
+  // would block for ever): refused by name.
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+  if (fd_ < 0 && errno == ELOOP) throw Error("'" + path + "' is a symbolic link: refused (writes would land where it points)");
+  if (fd_ < 0 && errno == ENXIO) throw Error("'" + path + "' is a pipe or a socket: refused");
   if (fd_ < 0) throw Error("cannot open '" + path + "' for appending: " + std::strerror(errno), ErrorKind::Io);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw Error("'" + path + "' is a pipe or a socket: refused");
+  }
 }
 
 AppendLog::~AppendLog() {
@@ -144,6 +163,8 @@ void AppendLog::append(const std::string& line) {
 
 std::vector<std::string> read_log_lines(const std::string& path, std::vector<std::string>& warnings) {
   std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(path, ec)))  // its repair would cut the file it points to
+    throw Error("'" + path + "' is a symbolic link: refused (writes would land where it points)");
   if (!fs::is_regular_file(path, ec)) return {};
   std::string text = read_file(path);
   // A kill between a line's bytes leaves an unterminated last line: it is dropped (and cut from
@@ -200,6 +221,13 @@ void ensure_writable_dir(const std::string& dir) {
     if (!out) throw Error("output folder '" + dir + "' is not writable");
   }
   std::remove(probe.c_str());
+}
+
+void ensure_inner_dir(const std::string& dir) {
+  std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(dir, ec)))
+    throw Error("'" + dir + "' is a symbolic link inside the output folder: refused (writes would land where it points)");
+  ensure_writable_dir(dir);
 }
 
 void check_regular_file(const std::string& path, const std::string& what) {

@@ -74,7 +74,7 @@ void ClassSummary::merge(const ClassSummary& other) {
 
 void ClassSummary::write(const std::string& dir, const ModelMetadata& meta, const RenderOptions& render) const {
   const fs::path root = fs::path(dir) / "summary", sums = root / "sums";
-  ensure_writable_dir(sums.string());
+  ensure_inner_dir(sums.string());
   remove_stale_temporaries(root.string());
   remove_stale_temporaries(sums.string());
   nlohmann::json state = nlohmann::json::object();

@@ -12,6 +12,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // Creates `dir` (and parents) and checks that a file can be created in it; throws a one-line
 // salient::Error otherwise. Leaves nothing behind but the folders.
 void ensure_writable_dir(const std::string& dir);
+// The same for a folder Salient makes inside an output folder (an item's, summary/, maps/): one that
+// is a symbolic link is refused (salient::Error), since writes would land wherever it points.
+void ensure_inner_dir(const std::string& dir);
 // Checks, creating nothing, that `dir` is a folder or can be made one: its nearest existing ancestor
 // is a writable folder and nothing on the way is a file. Throws salient::Error otherwise.
 void check_writable_dir(const std::string& dir);
