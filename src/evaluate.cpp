@@ -35,6 +35,7 @@ nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index,
   const int64_t target = model.predict(x.unsqueeze(0)).argmax(1).item<int64_t>();
   const metrics::Canvas canvas = req.canvas == "blur"    ? metrics::Canvas::Blur
                                  : req.canvas == "zeros" ? metrics::Canvas::Zeros
+                                 : req.canvas == "mean"  ? metrics::Canvas::Mean
                                                          : metrics::Canvas::Black;
   nlohmann::json line{{"index", index}, {"target", target}, {"methods", nlohmann::json::object()}};
   torch::Tensor t = torch::full({1}, target, torch::kLong);
@@ -107,16 +108,21 @@ void validate(const EvaluateRequest& r, Model& model) {
   if (r.canvas == "zero")
     throw Error("--canvas zero is ambiguous: say black (a pixel value of 0 before normalisation) or zeros (0 in the "
                 "model's input space, after normalisation)");
-  if (r.canvas != "black" && r.canvas != "zeros" && r.canvas != "blur")
-    throw Error("--canvas must be black, zeros or blur, got '" + r.canvas + "'");
+  if (!r.canvas.empty() && r.canvas != "black" && r.canvas != "zeros" && r.canvas != "blur" && r.canvas != "mean")
+    throw Error("--canvas must be black, zeros, blur or mean, got '" + r.canvas + "'");
+  if (r.canvas == "mean" && model.metadata().features.empty())
+    throw Error("--canvas mean (the mean row) needs a tabular model: its metadata names no features");
   if (r.data.empty()) throw Error("no data given (--data)");
   if (!fs::exists(r.data)) throw Error("data '" + r.data + "' does not exist");
   if (r.out_dir.empty()) throw Error("no output folder given (--out)");
   check_writable_dir(r.out_dir);  // created when the run starts, not by a check that fails later
 }
 
-nlohmann::json evaluate(Model& model, const EvaluateRequest& req,
+nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
                         const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
+  EvaluateRequest req = request;
+  // Removing a table's feature means its mean, not a raw 0 (proline = 0): the mean row by default.
+  if (req.canvas.empty()) req.canvas = model.metadata().features.empty() ? "black" : "mean";
   validate(req, model);
   // The first --limit items, decoded one at a time as they are evaluated (never the whole data set).
   const Dataset data = Dataset::open(req.data, model.metadata(), req.resize).limit(req.limit);

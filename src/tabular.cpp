@@ -275,8 +275,25 @@ cv::Mat feature_bar_chart(const nlohmann::json& features, const std::string& tit
   return img;
 }
 
+namespace {
+
+// A CSV field that is a finite number, whole (no trailing text).
+bool finite_number(const std::string& v, double& x) {
+  size_t used = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return !v.empty() && used == v.size() && std::isfinite(x);
+}
+
+}  // namespace
+
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
-  const auto records = parse_csv(read_file(path, int64_t{1} << 30), path);
+  std::string text = read_file(path, int64_t{1} << 30);
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a byte-order mark (spreadsheets write one) is no part of the header
+  const auto records = parse_csv(text, path);
   if (records.empty()) throw Error("'" + path + "' is empty: a CSV needs a header row");
   const auto& header = records[0];
   std::map<std::string, size_t> column;
@@ -325,14 +342,7 @@ TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
         continue;
       }
       double x = 0;
-      size_t used = 0;
-      try {
-        x = std::stod(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (v.empty() || used != v.size() || !std::isfinite(x))
-        throw Error(where + ", column '" + f.name + "': '" + v + "' is not a finite number");
+      if (!finite_number(v, x)) throw Error(where + ", column '" + f.name + "': '" + v + "' is not a finite number");
       values.push_back(static_cast<float>((x - f.mean) / f.std));
     }
     InputItem item;
@@ -347,13 +357,7 @@ TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
     if (label_col >= 0 && meta.regression()) {  // a regression's label is the true value, a number
       const std::string v = trim(rec[static_cast<size_t>(label_col)]);
       double value = 0;
-      size_t used = 0;
-      try {
-        value = std::stod(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (v.empty() || used != v.size() || !std::isfinite(value))
+      if (!finite_number(v, value))
         throw Error(where + ", column '" + meta.label_column + "': '" + v.substr(0, 80) + "' is not a finite number (the model is a regression)");
       out.values.push_back(value);
       label = 0;

@@ -343,3 +343,105 @@ TEST(Hostile, DeeplyNestedJsonOnTheCommandLineIsBadInput) {
   EXPECT_EQ(r.code, 2) << r.err.substr(0, 300);
   EXPECT_EQ(test::count_files(dir / "p"), 0);
 }
+
+// Labels from a model's metadata reach the terminal: control characters (ESC[2J, an OSC title, BEL,
+// CR, BS, NUL, a C1 CSI) are printed escaped, and a newline in a label does not split its line.
+TEST(Hostile, ControlCharactersInLabelsNeverReachTheTerminal) {
+  test::TempDir dir;
+  std::filesystem::copy_file(test::demo_model(), dir / "m.pt");
+  nlohmann::json meta = nlohmann::json::parse(std::ifstream(test::source_dir() + "/models/fashion_cnn.json"));
+  meta["labels"][7] = std::string("Sne\x1b[2J\x1b]0;owned\x07" "aker\r\b\x7f") + "\xc2\x9b" + "31m\nnext";
+  std::ofstream(dir / "m.json") << meta.dump();
+  const auto r = test::run_cli("explain -m " + test::quoted(dir / "m.pt") + " -i " + test::quoted(test::first_sample()) +
+                               " --method saliency --target 7 --out " + test::quoted(dir / "o"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const std::string& s : {r.out, r.err}) {
+    for (char c : std::string("\x1b\x07\r\b\x7f", 5)) EXPECT_EQ(s.find(c), std::string::npos) << int(c) << ": " << s;
+    EXPECT_EQ(s.find("\xc2\x9b"), std::string::npos);
+  }
+  EXPECT_NE(r.out.find("Sne\\x1b[2J\\x1b]0;owned\\x07aker\\x0d\\x08\\x7f\\xc2\\x9b31m\\nnext"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;  // one prediction line
+  // The files keep the label as it is (JSON escapes it).
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "o/7-sneaker/explanation.json"));
+  EXPECT_EQ(j["predictions"][0]["label"], meta["labels"][7]);
+}
+
+// A text that is not UTF-8 is refused before anything is written (it exited 1, json type_error
+// 316, after writing the html, png and npy files).
+TEST(Hostile, ATextThatIsNotUtf8IsRefusedBeforeWriting) {
+  test::TempDir dir;
+  const std::string langid = test::source_dir() + "/models/langid/langid.pt";
+  const auto r = test::run_cli("explain -m " + test::quoted(langid) + " --text \"$(printf 'the \\377 river')\" --method integrated-gradients --out " +
+                               test::quoted(dir / "o"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("not valid UTF-8 (byte 4"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_files(dir / "o"), 0);
+}
+
+// A CSV a spreadsheet saved (byte-order mark first) is read as the same rows; --background-k 0 and
+// --shards 0 are refused (they were taken as "not given").
+TEST(Hostile, ABomCsvIsReadAndZeroCountsAreRefused) {
+  test::TempDir dir;
+  const std::string csv = test::source_dir() + "/models/breast_cancer/test.csv", model = test::source_dir() + "/models/breast_cancer/logreg.pt";
+  {
+    std::ifstream in(csv);
+    std::ofstream out(dir / "bom.csv");
+    out << "\xEF\xBB\xBF" << in.rdbuf();
+  }
+  const auto a = test::run_cli("explain -m " + test::quoted(model) + " -i " + test::quoted(csv) + " --method saliency --out " + test::quoted(dir / "a"));
+  const auto b = test::run_cli("explain -m " + test::quoted(model) + " -i " + test::quoted(dir / "bom.csv") + " --method saliency --out " +
+                               test::quoted(dir / "b"));
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(a.out.substr(0, a.out.find('\n')).substr(0, 40), b.out.substr(0, b.out.find('\n')).substr(0, 40));
+  const auto k0 = test::run_cli("explain -m " + test::quoted(model) + " -i " + test::quoted(csv) + " --method kernel-shap --background " +
+                                test::quoted(csv) + " --background-k 0 --out " + test::quoted(dir / "c"));
+  EXPECT_EQ(k0.code, 2) << k0.err;
+  EXPECT_NE(k0.err.find("--background-k"), std::string::npos) << k0.err;
+  const auto s0 = test::run_cli("batch -m " + test::quoted(test::demo_model()) + " -d " + test::quoted(test::source_dir() + "/models/samples") +
+                                " --shards 0 --out " + test::quoted(dir / "d"));
+  EXPECT_EQ(s0.code, 2) << s0.err;
+  EXPECT_NE(s0.err.find("--shards"), std::string::npos) << s0.err;
+  EXPECT_EQ(test::count_files(dir / "c") + test::count_files(dir / "d"), 0);
+}
+
+// Links inside --out are never written through: a .salient.lock, a manifest.jsonl or an item folder
+// that is a symbolic link is refused by name (the lock truncated its target to a pid, the logs were
+// appended through, an item folder's files landed where it pointed); a FIFO manifest is refused,
+// not waited on for ever.
+TEST(Hostile, LinksAndPipesInsideTheOutputFolderAreRefused) {
+  test::TempDir dir;
+  { std::ofstream(dir / "precious.txt") << "keep me"; }
+  auto precious = [&] {
+    std::ifstream in(dir / "precious.txt");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string run = "explain -m " + test::quoted(test::demo_model()) + " -i " + test::quoted(test::first_sample()) + " --method saliency --out ";
+  std::filesystem::create_directories(dir.path / "a");
+  std::filesystem::create_symlink(dir.path / "precious.txt", dir.path / "a" / ".salient.lock");
+  auto r = test::run_cli(run + test::quoted(dir / "a"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find(".salient.lock' is a symbolic link"), std::string::npos) << r.err;
+  EXPECT_EQ(precious(), "keep me");
+  // An item folder that is a link to another folder.
+  std::filesystem::create_directories(dir.path / "elsewhere");
+  std::filesystem::create_directories(dir.path / "b");
+  std::filesystem::create_directory_symlink(dir.path / "elsewhere", dir.path / "b" / "7-sneaker");
+  r = test::run_cli(run + test::quoted(dir / "b"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("symbolic link inside the output folder"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_files(dir.path / "elsewhere"), 0);
+  // batch: a manifest.jsonl that is a link, or a FIFO.
+  const std::string batch = "batch -m " + test::quoted(test::demo_model()) + " -d " + test::quoted(test::first_sample()) + " --method saliency --out ";
+  std::filesystem::create_directories(dir.path / "c");
+  std::filesystem::create_symlink(dir.path / "precious.txt", dir.path / "c" / "manifest.jsonl");
+  r = test::run_cli(batch + test::quoted(dir / "c"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("manifest.jsonl' is a symbolic link"), std::string::npos) << r.err;
+  EXPECT_EQ(precious(), "keep me");
+  std::filesystem::create_directories(dir.path / "d");
+  ASSERT_EQ(::mkfifo((dir / "d/manifest.jsonl").c_str(), 0644), 0);
+  r = test::run_cli(batch + test::quoted(dir / "d"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("manifest.jsonl' is a pipe"), std::string::npos) << r.err;
+}

@@ -574,4 +574,14 @@ TEST(Tabular, CsvDataSetsRunThroughBatchAndEvaluate) {
   std::ifstream in(dir / "e/report.json");
   const auto report = nlohmann::json::parse(in);
   EXPECT_EQ(report["inputs"], 10) << report.dump().substr(0, 400);
+  // A removed column takes its mean (the mean row), not a raw 0: the default canvas of a table.
+  EXPECT_EQ(report["canvas"], "mean");
+  r = test::run_cli("evaluate" + model + data + " --limit 10 --methods saliency --metrics deletion --canvas black -o " + test::quoted(dir / "f"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream black(dir / "f/report.json");
+  EXPECT_EQ(nlohmann::json::parse(black)["canvas"], "black");
+  r = test::run_cli("evaluate -m " + test::quoted(test::demo_model()) + " -d " + test::quoted(test::first_sample()) +
+                    " --methods saliency --metrics deletion --canvas mean -o " + test::quoted(dir / "g"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--canvas mean (the mean row) needs a tabular model"), std::string::npos) << r.err;
 }

@@ -64,7 +64,7 @@ void add_batch(CLI::App& app) {
   cmd->add_option("--labels", f->req.labels, "IDX label file (default: the images file's labels-idx1 sibling)");
   cmd->add_option("--out,-o", f->req.explain.out_dir, "output folder")->required();
   cmd->add_option("--shard", f->shard, "K/N: explain the K-th of N disjoint shards (0-based) into DIR/shard-K-of-N/");
-  cmd->add_option("--shards", f->shards, "N, with K from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX");
+  cmd->add_option("--shards", f->shards, "N, with K from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX")->check(CLI::PositiveNumber);
   cmd->add_option("--limit", f->req.limit, "the first N inputs of the data set (before sharding)");
   cmd->add_option("--format", f->req.format, "files (a folder per input) or stack (maps/<method>/part-NNNNN.npy)")->capture_default_str();
   cmd->add_flag("--no-png", f->no_png, "no heatmap or grid PNGs");

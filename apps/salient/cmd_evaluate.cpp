@@ -27,7 +27,9 @@ void add_evaluate(CLI::App& app) {
                                          "randomisation, sparseness, complexity (default: all)");
   cmd->add_option("--limit", req->limit, "evaluate the first N inputs")->capture_default_str();
   cmd->add_option("--out,-o", req->out_dir, "output folder (report.json, report.md, plots, results.jsonl)")->required();
-  cmd->add_option("--canvas", req->canvas, "what deleted pixels become: black (pixel 0 before normalisation), zeros (0 after it) or blur")->capture_default_str();
+  cmd->add_option("--canvas", req->canvas,
+                  "what deleted features become: black (pixel 0 before normalisation), zeros (0 after it), blur, or mean (a "
+                  "table's mean row; default for a tabular model, black otherwise)");
   cmd->add_option("--steps", req->steps, "points on the deletion/insertion curves and AOPC steps")->capture_default_str();
   auto* o_samples = cmd->add_option("--samples", *samples, "samples of sampling methods");
   cmd->add_option("--seed", req->seed, "random seed")->capture_default_str();

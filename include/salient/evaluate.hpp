@@ -19,8 +19,9 @@ struct EvaluateRequest {
   nlohmann::json method_options = nlohmann::json::object();
   int64_t limit = 20;                     // the first N inputs
   std::string out_dir;
-  std::string canvas = "black";           // deletion/insertion canvas: black (pixel 0 before normalisation),
-                                          // zeros (0 after it) or blur
+  std::string canvas;                     // deletion/insertion canvas: black (pixel 0 before normalisation),
+                                          // zeros (0 after it), blur, or mean (a table's mean row); "":
+                                          // mean for a tabular model, else black
   int steps = 20;                         // points of the deletion/insertion curves
   uint64_t seed = 0;
   Resize resize = Resize::None;           // images of another size than the model's input

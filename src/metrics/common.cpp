@@ -20,6 +20,7 @@ torch::Tensor canvas_for(Model& model, const torch::Tensor& x, Canvas canvas) {
   switch (canvas) {
     case Canvas::Blur: return gaussian_blur(x, std::max(1.0, x.size(-1) / 10.0));
     case Canvas::Zeros: return torch::zeros_like(x);
+    case Canvas::Mean: return Baseline::parse("mean", model.metadata()).make(x, 0);
     case Canvas::Black: break;
   }
   return black_canvas(x, model.metadata());

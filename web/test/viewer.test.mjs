@@ -13,6 +13,7 @@ import { chromium } from 'playwright-core';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SALIENT = process.env.SALIENT_BIN || path.join(root, 'build/salient');
 const SHOTS = process.env.SALIENT_SCREENSHOTS || path.join(root, 'build/screenshots');
+const TESTDATA = process.env.SALIENT_TESTDATA || path.join(root, 'build/testdata');  // ctest's reference fixture
 const MODEL = path.join(root, 'models/fashion_cnn.pt');
 const SAMPLE = path.join(root, 'models/samples/7-sneaker.png');
 const EVIL = '<img src=x onerror=alert(1)>';
@@ -63,7 +64,7 @@ before(async () => {
   tabular = await serve(['--model', path.join(root, 'models/breast_cancer/mlp.pt'), '--data', path.join(root, 'models/breast_cancer/test.csv')]);
   text = await serve(['--model', path.join(root, 'models/langid/langid.pt')]);
   // A segmentation (tools/zoo_models.py, the ctest fixture): a dense output [N, 4, 12, 12].
-  dense = await serve(['--model', path.join(root, 'build/testdata/zoo/segmentation.pt'), '--data', path.join(root, 'models/samples')]);
+  dense = await serve(['--model', path.join(TESTDATA, 'zoo/segmentation.pt'), '--data', path.join(root, 'models/samples')]);
 });
 after(async () => {
   await browser?.close();

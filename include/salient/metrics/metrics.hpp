@@ -21,7 +21,8 @@ torch::Tensor target_probability(Model& model, const torch::Tensor& inputs, int6
 // A map reduced to one relevance per spatial position [H*W] (sum over channels), or per element.
 torch::Tensor relevance(const torch::Tensor& map, const torch::Tensor& x);
 
-enum class Canvas { Black, Zeros, Blur };  // black: pixel 0 before normalisation; zeros: 0 after
+enum class Canvas { Black, Zeros, Blur, Mean };  // black: pixel 0 before normalisation; zeros: 0 after;
+                                                 // mean: a table's mean row (baseline "mean")
 // What removed features become: black (pixel value 0 before preprocessing, per the metadata; 0
 // without metadata) or a blurred copy of the input.
 torch::Tensor canvas_for(Model& model, const torch::Tensor& x, Canvas canvas);
