@@ -9,6 +9,9 @@
 #include <opencv2/imgproc.hpp>
 #include <signal.h>
 #include <spawn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -975,6 +978,60 @@ TEST(Serve, InvalidUtf8IsAFourHundredNeverAFiveHundred) {
     EXPECT_LT(r->status, 500) << part << " " << r->body;
   }
   auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+namespace {
+// One raw HTTP exchange on loopback: what the server answers (status line and all), or "" when it
+// closes first. `seconds` bounds the wait.
+std::string raw_exchange(int port, const std::string& request, int seconds = 10) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "";
+  }
+  timeval tv{seconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server answered and closed before reading it all
+    sent += static_cast<size_t>(n);
+  }
+  std::string answer;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+    answer.append(buf, static_cast<size_t>(n));
+    if (answer.find("\r\n\r\n") != std::string::npos && answer.find('}') != std::string::npos) break;
+  }
+  ::close(fd);
+  return answer;
+}
+}  // namespace
+
+// --max-body is a bound on what a request makes the server hold: a gzip body (995 KB inflating to
+// 1 GB) and a chunked body (200 MB parsed at --max-body 1MB) are refused before their bodies are
+// read, a 415 and a 411; the server stays up.
+TEST(Serve, CompressedAndChunkedBodiesAreRefusedUnread) {
+  auto& s = demo();
+  const std::string gz = "POST /api/explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                         "Content-Length: 20\r\nConnection: close\r\n\r\n" + std::string(20, 'x');
+  std::string a = raw_exchange(s.port, gz);
+  EXPECT_EQ(a.rfind("HTTP/1.1 415", 0), 0u) << a;
+  EXPECT_NE(a.find("compressed request bodies"), std::string::npos) << a;
+  std::string chunked = "POST /api/explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                        "Connection: close\r\n\r\n";
+  for (int i = 0; i < 200; ++i) chunked += "4000\r\n" + std::string(0x4000, '[') + "\r\n";  // 3.2 MB, past --max-body 2 MB
+  chunked += "0\r\n\r\n";
+  a = raw_exchange(s.port, chunked);
+  EXPECT_EQ(a.rfind("HTTP/1.1 411", 0), 0u) << a.substr(0, 200);
+  auto h = s.client().Get("/healthz");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
 }

@@ -1010,6 +1010,17 @@ void Server::Impl::routes() {
   http.set_tcp_nodelay(true);  // small JSON answers go out at once, not after a delayed ACK (40 ms)
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = Clock::now();
+    // --max-body bounds what is read, not what a compressed body inflates to (995 KB of gzip made
+    // 1 GB), nor a chunked body's total: neither is accepted, so every body is bounded by its length.
+    if (req.has_header("Content-Encoding") && req.get_header_value("Content-Encoding") != "identity") {
+      send_error(res, 415, "compressed request bodies (Content-Encoding: " + req.get_header_value("Content-Encoding") +
+                               ") are not accepted: send the body as it is");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.has_header("Transfer-Encoding") && req.get_header_value("Transfer-Encoding") != "identity") {
+      send_error(res, 411, "chunked request bodies are not accepted: send a Content-Length");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!o.cors.empty()) {
       res.set_header("Access-Control-Allow-Origin", o.cors);
       res.set_header("Vary", "Origin");
