@@ -128,7 +128,8 @@ torch::Tensor rule_tensor(const std::vector<double>& v, int64_t b, int64_t e, in
 }  // namespace
 
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
-                             const QuadratureRule& rule, int64_t batch, std::array<double, 2>* ends) {
+                             const QuadratureRule& rule, int64_t batch, std::array<double, 2>* ends,
+                             const std::function<void(double)>& progress) {
   const int64_t steps = static_cast<int64_t>(rule.alphas.size());
   // Every op here runs once per pass or per input: on a small model (a text classifier) their
   // dispatch, not their arithmetic, is what they cost, so there are as few as can be.
@@ -167,6 +168,7 @@ torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::
     torch::Tensor part = (with_ends ? g.slice(0, 0, e - b) : g).sum(0);
     sum = first && e == steps ? part : sum.defined() ? sum + part.to(torch::kDouble) : part.to(torch::kDouble);
     first = false;
+    if (progress) progress(static_cast<double>(e) / static_cast<double>(steps));
   });
   torch::Tensor a = sum * diff;
   return a.scalar_type() == x.scalar_type() ? a : a.to(x.scalar_type());

@@ -2,6 +2,7 @@
 // Path integrals for the path methods (Integrated Gradients and friends): quadrature rules on
 // [0, 1] and the batched integral of the gradient along a straight path.
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,10 @@ QuadratureRule quadrature_rule(Quadrature q, int64_t steps);
 // (both without batch dimension); the path points go through the model `batch` at a time. With
 // `ends`, x and x0 ride along in the first pass and *ends gets f(x)[target] and f(x0)[target]: what
 // completeness is measured against, from the same forward as the gradients, for no extra pass.
+// `progress` (optional) hears the fraction of the path's points done after each pass: where a
+// cancellation is heard.
 torch::Tensor integrate_path(Model& model, const torch::Tensor& x, const torch::Tensor& x0, int64_t target,
-                             const QuadratureRule& rule, int64_t batch, std::array<double, 2>* ends = nullptr);
+                             const QuadratureRule& rule, int64_t batch, std::array<double, 2>* ends = nullptr,
+                             const std::function<void(double)>& progress = {});
 
 }  // namespace salient

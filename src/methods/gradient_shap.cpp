@@ -97,6 +97,7 @@ torch::Tensor GradientShap::compute(Model& model, const torch::Tensor& inputs, c
       torch::Tensor points = x0 + alpha.slice(0, b, e).view(bshape) * (xn - x0);
       torch::Tensor g = target_gradient(model, points, t.expand({e - b}));
       sum += ((xn - x0) * g).to(torch::kDouble).sum(0);
+      report_progress((static_cast<double>(i) + static_cast<double>(e) / static_cast<double>(s)) / static_cast<double>(n));
     });
     torch::Tensor attr = sum / static_cast<double>(s);
     maps.push_back(attr);

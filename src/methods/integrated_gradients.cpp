@@ -93,12 +93,16 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
       f[n + i] = reference_score(model, baselines[i], options_.baseline.weights, inputs.dim() - 1, target_of[i], options_.batch);
     }
   }
+  // Input i's passes report their share (a cancellation is heard after every pass of a long path).
+  auto progress_of = [this, n](int64_t i) {
+    return [this, n, i](double f) { report_progress((static_cast<double>(i) + f) / static_cast<double>(n)); };
+  };
   // One path per reference input, weighted (one baseline: one path of weight 1).
   auto integrate = [&](int64_t i, int64_t target, int64_t steps, bool first) {
     if (!set) {
       std::array<double, 2> ends{};
       torch::Tensor a = integrate_path(model, xs[i], baselines[i], target, quadrature_rule(options_.quadrature, steps),
-                                       options_.batch, first ? &ends : nullptr);
+                                       options_.batch, first ? &ends : nullptr, progress_of(i));
       if (first) {
         f[i] = ends[0];
         f[n + i] = ends[1];
@@ -107,7 +111,8 @@ torch::Tensor IntegratedGradients::compute(Model& model, const torch::Tensor& in
     }
     torch::Tensor sum;
     for (int64_t m = 0; m < baselines[i].size(0); ++m) {
-      torch::Tensor a = integrate_path(model, xs[i], baselines[i][m], target, quadrature_rule(options_.quadrature, steps), options_.batch)
+      torch::Tensor a = integrate_path(model, xs[i], baselines[i][m], target, quadrature_rule(options_.quadrature, steps), options_.batch,
+                                       nullptr, progress_of(i))
                             .to(torch::kDouble) * options_.baseline.weights[m].item<double>();
       sum = sum.defined() ? sum + a : a;
     }

@@ -69,6 +69,16 @@ torch::Tensor NoiseTunnel::compute(Model& model, const torch::Tensor& inputs, co
     for_chunks(s, options_.copies, [&](int64_t b, int64_t e) {
       const torch::Tensor noise = whole ? all.slice(0, b, e)
                                         : make_noise(options_.noise, s, b, e, shape, sd, options_.seed, model.device(), model.dtype());
+      // The base method's own progress is this chunk's: a cancellation (the server's --timeout, a
+      // job's DELETE) is heard within the base's passes, not after the whole chunk (hours of IG).
+      struct Reset {
+        Method& m;
+        ~Reset() { m.set_progress({}); }
+      } reset{*base_};
+      base_->set_progress([&, b, e](double f) {
+        report_progress((static_cast<double>(i) + (static_cast<double>(b) + f * static_cast<double>(e - b)) / static_cast<double>(s)) /
+                        static_cast<double>(n));
+      });
       const torch::Tensor m = base_->attribute(model, x.unsqueeze(0) + noise, targets[i].expand({e - b})).map.to(torch::kDouble);
       sum = sum.defined() ? sum + m.sum(0) : m.sum(0);
       if (options_.variant != SmoothGradVariant::Mean) sum_sq = sum_sq.defined() ? sum_sq + m.square().sum(0) : m.square().sum(0);
