@@ -164,7 +164,10 @@ nlohmann::json signature_of(const Model& model, const BatchRequest& r) {
           {"format", r.format},
           {"png", r.png},
           {"model", fingerprint(model.path())},
-          {"data", r.data},
+          // The data by its content (a file's bytes; a folder's names and sizes), not its path: other
+          // data at the same path is another run, the same file by another path the same one.
+          {"data", fingerprint(r.data)},
+          {"input_shape", model.metadata().input_shape},
           {"limit", r.limit},
           {"shard", r.sharded ? nlohmann::json{r.shard, r.shards} : nlohmann::json()}};
 }
@@ -232,7 +235,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
     auto old = parse_json(read_file(run_file.string()));
     if (!old.is_object() || old.value("signature", nlohmann::json()) != signature) {
       std::string diff = "unreadable run.json";
-      if (old.is_object() && old.contains("signature"))
+      if (old.is_object() && old.contains("signature") && old["signature"].is_object())
         for (const auto& [k, v] : signature.items())
           if (old["signature"].value(k, nlohmann::json()) != v) {
             diff = k + " was " + old["signature"].value(k, nlohmann::json()).dump() + ", now " + v.dump();
@@ -404,6 +407,39 @@ MergeReport merge_shards(const std::string& dir, const RenderOptions& render) {
     shards[k] = e.path();
   }
   if (shards.empty()) throw Error("'" + dir + "' holds no shard folder (shard-K-of-N/)");
+  // A finished unsharded run in the same folder is never rewritten by a merge of stray shards.
+  if (fs::exists(fs::path(dir) / "run.json", ec)) {
+    const auto own = parse_json(read_file((fs::path(dir) / "run.json").string()));
+    if (own.is_object() && own.contains("signature") && own["signature"].is_object() && own["signature"].value("shard", nlohmann::json()).is_null())
+      throw Error("'" + dir + "' holds an unsharded run (its run.json): merging shards into it would replace its manifest; merge the "
+                  "shards in a folder of their own");
+  }
+  // Every shard must be a part of one run: the same model, data, settings and shape (their run.json
+  // signatures equal but for the shard), else the merge would mix runs without a word.
+  {
+    nlohmann::json first;
+    std::string first_name;
+    for (const auto& [k, path] : shards) {
+      auto run = parse_json(fs::exists(path / "run.json", ec) ? read_file((path / "run.json").string()) : std::string());
+      if (!run.is_object() || !run.contains("signature") || !run["signature"].is_object())
+        throw Error("shard '" + path.filename().string() + "' has no readable run.json: not a batch shard");
+      nlohmann::json sig = run["signature"];
+      sig.erase("shard");
+      if (first.is_null()) {
+        first = sig;
+        first_name = path.filename().string();
+        continue;
+      }
+      if (sig == first) continue;
+      std::string keys;
+      for (const auto& [key, v] : first.items())
+        if (sig.value(key, nlohmann::json()) != v) keys += (keys.empty() ? "" : ", ") + key;
+      for (const auto& [key, v] : sig.items())
+        if (!first.contains(key)) keys += (keys.empty() ? "" : ", ") + key;
+      throw Error("shards '" + first_name + "' and '" + path.filename().string() + "' are parts of different runs (their " + keys +
+                  " differ): merge only the shards of one run");
+    }
+  }
   MergeReport report;
   report.shards = n;
   OutputLock lock(dir);

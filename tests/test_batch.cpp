@@ -379,3 +379,42 @@ TEST(Batch, ClassFoldersMapToLabelsByTheDocumentedRuleAndStrayFoldersAreNamed) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("warning: class folder 'misc' maps to no label"), std::string::npos) << r.err;
 }
+
+// Shards of different runs merged without a word (other method options, other data at the same
+// path), a merge that cut a finished unsharded run's manifest, a run.json whose signature is an
+// array (json type_error 306): each is refused by name now.
+TEST(Batch, MergeRefusesMixedRunsAndNeverRewritesAnUnshardedRun) {
+  test::TempDir dir;
+  fs::create_directories(dir.path / "data");
+  for (const char* f : {"0-t-shirt-top.png", "1-trouser.png", "7-sneaker.png", "8-bag.png"})
+    fs::copy_file(test::sample(f), dir.path / "data" / f);
+  const std::string base = "batch -m " + quoted(test::demo_model()) + " -d " + quoted(dir / "data") + " --method saliency --no-png ";
+  ASSERT_EQ(test::run_cli(base + "--shard 0/2 --out " + quoted(dir / "mixed")).code, 0);
+  auto r = test::run_cli(base + "--shard 1/2 --option saliency.abs=false --out " + quoted(dir / "mixed"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("merge " + quoted(dir / "mixed"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("are parts of different runs (their options differ)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir.path / "mixed" / "manifest.jsonl"));
+  // Other data at the same path: its content differs, so its run does.
+  ASSERT_EQ(test::run_cli(base + "--shard 0/2 --out " + quoted(dir / "moved")).code, 0);
+  fs::remove(dir.path / "data" / "8-bag.png");
+  fs::copy_file(test::sample("2-pullover.png"), dir.path / "data" / "8-bag.png");
+  ASSERT_EQ(test::run_cli(base + "--shard 1/2 --out " + quoted(dir / "moved")).code, 0);
+  r = test::run_cli("merge " + quoted(dir / "moved"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("data differ"), std::string::npos) << r.err;
+  // A finished unsharded run plus a stray shard folder: the run's manifest is never replaced.
+  ASSERT_EQ(test::run_cli(base + "--out " + quoted(dir / "whole")).code, 0);
+  const std::string before = read_file((dir.path / "whole" / "manifest.jsonl").string());
+  fs::copy(dir.path / "moved" / "shard-1-of-2", dir.path / "whole" / "shard-1-of-2", fs::copy_options::recursive);
+  r = test::run_cli("merge " + quoted(dir / "whole"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("holds an unsharded run"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file((dir.path / "whole" / "manifest.jsonl").string()), before);
+  // A run.json whose signature is not an object is refused as other settings, exit 2.
+  write_file_atomic((dir.path / "whole" / "run.json").string(), "{\"signature\": [1, 2]}");
+  r = test::run_cli(base + "--out " + quoted(dir / "whole"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("other settings"), std::string::npos) << r.err;
+}
