@@ -165,10 +165,17 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
       // Colour: a numeric column's standardised value, a categorical one's category index.
       const torch::Tensor value = col.feature->type == "categorical" ? x.slice(1, col.offset, col.offset + col.width).argmax(1).to(torch::kDouble)
                                                                      : x.select(1, col.offset).to(torch::kDouble);
-      swarm.push_back({col_name, attr.select(1, static_cast<int64_t>(j)).contiguous(), value.contiguous()});
+      // A categorical column's colours run over its categories in the metadata's order: named, blue to red.
+      std::string shown = col_name;
+      if (col.feature->type == "categorical") {
+        shown += " (";
+        for (size_t v = 0; v < col.feature->values.size(); ++v) shown += (v ? " < " : "") + col.feature->values[v];
+        shown += ")";
+      }
+      swarm.push_back({shown, attr.select(1, static_cast<int64_t>(j)).contiguous(), value.contiguous()});
     }
     write_png((out / ("beeswarm_" + file_safe(name) + ".png")).string(),
-              beeswarm(swarm, name + ": attribution to " + meta.label(c) + " per row (colour: the column's value, low blue, high red)"));
+              beeswarm(swarm, name + ": attribution to " + meta.label(c) + " per row (colour: low blue, high red)"));
     // Every row's attributions as a CSV: id, then the columns.
     std::ostringstream csv;
     csv << "id";

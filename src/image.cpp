@@ -553,11 +553,15 @@ cv::Mat make_grid(const std::vector<cv::Mat>& panels, const std::vector<std::str
     pw = std::max(pw, p.cols);
   }
   const int n = static_cast<int>(panels.size());
-  cv::Mat grid(title_h + cap_h + ph + 2 * pad, n * (pw + pad) + pad, CV_8UC3, cv::Scalar(255, 255, 255));
+  // Rows of at most kGridColumns panels (19 methods made one 4,648-px row).
+  constexpr int kGridColumns = 6;
+  const int cols = std::max(1, std::min(n, kGridColumns)), rows = std::max(1, (n + cols - 1) / cols);
+  const int row_h = cap_h + ph + pad;
+  cv::Mat grid(title_h + rows * row_h + pad, cols * (pw + pad) + pad, CV_8UC3, cv::Scalar(255, 255, 255));
   if (!title.empty())
     cv::putText(grid, title, cv::Point(pad, 20), cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(20, 20, 20), 1, cv::LINE_AA);
   for (int i = 0; i < n; ++i) {
-    const int x = pad + i * (pw + pad), y = title_h + cap_h + pad;
+    const int x = pad + (i % cols) * (pw + pad), y = title_h + (i / cols) * row_h + cap_h + pad;
     panels[i].copyTo(grid(cv::Rect(x, y, panels[i].cols, panels[i].rows)));
     std::string cap = i < static_cast<int>(captions.size()) ? captions[i] : "";
     double scale = 0.5;
@@ -590,13 +594,26 @@ cv::Mat plot_lines(const std::string& title, const std::string& xlabel, const st
   auto py = [&](double y) { return top + ph - static_cast<int>(std::lround((y - y0) / (y1 - y0) * ph)); };
   const cv::Scalar ink(40, 40, 40), grid(225, 225, 225);
   const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  // x ticks: at whole numbers when every x is one (a count of layers never reads 3.4), else sixths.
+  bool whole = true;
+  for (const auto& s : series)
+    for (double x : s.xs) whole = whole && x == std::round(x);
+  std::vector<double> xticks;
+  if (whole) {
+    const double step = std::max(1.0, std::ceil((x1 - x0) / 6.0));
+    for (double xv = std::ceil(x0); xv <= x1 + 1e-9; xv += step) xticks.push_back(xv);
+  } else {
+    for (int k = 0; k <= 5; ++k) xticks.push_back(x0 + (x1 - x0) * k / 5);
+  }
+  char buf[32];
   for (int k = 0; k <= 5; ++k) {
-    const double yv = y0 + (y1 - y0) * k / 5, xv = x0 + (x1 - x0) * k / 5;
+    const double yv = y0 + (y1 - y0) * k / 5;
     cv::line(img, {left, py(yv)}, {left + pw, py(yv)}, grid, 1);
-    cv::line(img, {px(xv), top}, {px(xv), top + ph}, grid, 1);
-    char buf[32];
     std::snprintf(buf, sizeof(buf), "%.3g", yv);
     cv::putText(img, buf, {5, py(yv) + 4}, font, 0.4, ink, 1, cv::LINE_AA);
+  }
+  for (double xv : xticks) {
+    cv::line(img, {px(xv), top}, {px(xv), top + ph}, grid, 1);
     std::snprintf(buf, sizeof(buf), "%.3g", xv);
     cv::putText(img, buf, {px(xv) - 12, top + ph + 18}, font, 0.4, ink, 1, cv::LINE_AA);
   }

@@ -57,6 +57,8 @@ Target Target::sum_of(std::vector<int64_t> classes, std::string text) {
 Target Target::region(int64_t cls, torch::Tensor mask, std::string text) {
   if (cls < 0) throw Error("target '" + text + "': the class must be >= 0");
   if (mask.defined() && mask.dim() != 2) throw Error("target '" + text + "': the mask must be [H, W]");
+  if (mask.defined() && mask.numel() > 0 && !mask.ne(0).any().item<bool>())
+    throw Error("target '" + text + "': the mask is all zeros, an empty region: nothing to explain");
   Target t;
   t.kind_ = Kind::Function;
   t.text_ = std::move(text);

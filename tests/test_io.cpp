@@ -147,3 +147,27 @@ TEST(Baseline, BlackIsPixelZeroBeforeNormalisationAndZerosIsZeroAfter) {
   EXPECT_NEAR(Baseline::parse("0.5", meta).make(x, 0).mean().item<double>(), 0.5, 1e-7);
   EXPECT_THROW(Baseline::parse("zero", meta), Error);
 }
+
+// The grid of many methods wraps at six panels a row (19 methods made one 4,648-px row), each
+// panel where its row and column say; integer .npy outputs (segment labels) keep their type.
+TEST(Image, GridsWrapAtSixPanelsAndIntegerArraysStayIntegers) {
+  std::vector<cv::Mat> panels;
+  std::vector<std::string> captions;
+  for (int i = 0; i < 19; ++i) {
+    panels.emplace_back(28, 28, CV_8UC3, cv::Scalar(i, 100, 200));
+    captions.push_back("m" + std::to_string(i));
+  }
+  const cv::Mat grid = make_grid(panels, captions, "title");
+  const int pad = 8, cap_h = 22, title_h = 28, row_h = cap_h + 28 + pad;
+  EXPECT_EQ(grid.cols, 6 * (28 + pad) + pad);
+  EXPECT_EQ(grid.rows, title_h + 4 * row_h + pad);
+  for (int i : {0, 5, 6, 13, 18}) {
+    const int x = pad + (i % 6) * (28 + pad) + 14, y = title_h + (i / 6) * row_h + cap_h + pad + 14;
+    EXPECT_EQ(grid.at<cv::Vec3b>(y, x)[0], i) << i;
+  }
+  test::TempDir dir;
+  write_npy(dir / "s.npy", torch::arange(6, torch::kInt).view({2, 3}));
+  const torch::Tensor back = read_npy_any(dir / "s.npy");
+  EXPECT_EQ(back.scalar_type(), torch::kInt);
+  EXPECT_TRUE(torch::equal(back, torch::arange(6, torch::kInt).view({2, 3})));
+}

@@ -88,6 +88,14 @@ TEST(Targets, ARegionOfADenseOutputHasItsClosedForm) {
   write_npy(dir / "small.npy", torch::ones({5, 6}));
   EXPECT_THROW(run("saliency", {}, model, Target::parse("region:2:" + (dir / "small.npy"), ModelMetadata{}), x), salient::Error);
   EXPECT_THROW(run("saliency", {}, model, Target::parse("region:7", ModelMetadata{}), x), salient::Error);
+  // An all-zero mask is an empty region, said so (it used to run and warn of dead units).
+  write_npy(dir / "empty.npy", torch::zeros({6, 6}));
+  try {
+    Target::parse("region:2:" + (dir / "empty.npy"), ModelMetadata{});
+    ADD_FAILURE() << "an empty mask was taken";
+  } catch (const salient::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the mask is all zeros"), std::string::npos) << e.what();
+  }
   // A dense output with a class target is refused, naming the region target.
   try {
     run("saliency", {}, model, Target::parse("2", ModelMetadata{}), x);

@@ -30,10 +30,11 @@ void add_layers(CLI::App& app) {
       std::cout << all.dump(2) << "\n";
       return;
     }
-    size_t width = 4;
+    size_t width = 4, type_width = 18;  // columns as wide as their longest entry (long type names stay aligned)
     for (const auto& l : layers) width = std::max(width, l.path.size());
+    for (const auto& l : layers) type_width = std::max(type_width, l.type.size());
     for (const auto& l : layers) {
-      std::cout << std::left << std::setw(static_cast<int>(width) + 2) << l.path << std::setw(20) << l.type;
+      std::cout << std::left << std::setw(static_cast<int>(width) + 2) << l.path << std::setw(static_cast<int>(type_width) + 2) << l.type;
       if (!l.shape.empty()) std::cout << nlohmann::json(l.shape).dump();
       else std::cout << "(" << l.note << ")";
       std::cout << "\n";
