@@ -34,7 +34,7 @@ void add_serve(CLI::App& app) {
   struct Flags {
     std::vector<std::string> models;
     std::string device = "cpu", output, metadata, data, host = "127.0.0.1", max_body = "10MB", token_file, cors, resize = "none";
-    int port = 8080, workers = 1, queue = 16, threads = 0;
+    int port = 8080, workers = 1, queue = 16, threads = 0, connections = 256;
     int64_t max_pixels = 25000000;
     double timeout = 120;
     bool insecure = false, freeze = true;
@@ -47,6 +47,8 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--port", f->port, "port (0: any free one, printed)")->capture_default_str();
   cmd->add_option("--workers", f->workers, "explanations computed at once (each with its own model instances)")->capture_default_str();
   cmd->add_option("--queue", f->queue, "requests waiting for a worker before 503")->capture_default_str();
+  cmd->add_option("--connections", f->connections, "connections served at once (HTTP threads; slow clients hold one each)")
+      ->capture_default_str();
   cmd->add_option("--max-body", f->max_body, "largest request body (413 above)")->capture_default_str();
   cmd->add_option("--max-pixels", f->max_pixels, "largest image, checked from its header before decoding (413 above)")->capture_default_str();
   cmd->add_option("--timeout", f->timeout, "seconds a request or job may run before it is cancelled (504)")->capture_default_str();
@@ -78,6 +80,7 @@ void add_serve(CLI::App& app) {
     o.port = f->port;
     o.workers = f->workers;
     o.queue = f->queue;
+    o.connections = f->connections;
     o.max_body = parse_size(f->max_body);
     o.max_pixels = f->max_pixels;
     o.timeout = f->timeout;

@@ -41,6 +41,8 @@ struct ServeOptions {
   int port = 8080;            // 0: any free port (see Server::port())
   int workers = 1;            // explanations at once
   int queue = 16;             // requests waiting beyond the workers (full: 503 + Retry-After)
+  int connections = 256;      // connections served at once (HTTP threads): slow or idle clients up
+                              // to this many cannot starve /healthz or a small explain
   size_t max_body = 10u << 20;
   int64_t max_pixels = 25000000;
   double timeout = 120;       // seconds a request or job may run before it is cancelled (504)

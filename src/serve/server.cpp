@@ -333,6 +333,7 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
   if (o.models.empty()) throw Error("no model given (--model)");
   if (o.port < 0 || o.port > 65535) throw Error("--port must be in 0..65535, got " + std::to_string(o.port));
   if (o.queue < 0 || o.queue > 100000) throw Error("--queue must be in 0..100000, got " + std::to_string(o.queue));
+  if (o.connections < 1 || o.connections > 4096) throw Error("--connections must be in 1..4096, got " + std::to_string(o.connections));
   if (!(o.timeout > 0)) throw Error("--timeout must be > 0 seconds");
   if (o.max_pixels < 1) throw Error("--max-pixels must be >= 1");
   if (o.max_body < 1024) throw Error("--max-body must be at least 1KB");
@@ -1008,6 +1009,10 @@ void Server::Impl::routes() {
   http.set_write_timeout(30, 0);
   http.set_keep_alive_max_count(100);
   http.set_tcp_nodelay(true);  // small JSON answers go out at once, not after a delayed ACK (40 ms)
+  // cpp-httplib serves a connection per thread, 8 by default: 8 clients sending a header line every
+  // 2 s (under the read timeout) held them all and /healthz waited 10-30 s. Threads are cheap; a
+  // pool of --connections (256) keeps 200 slow or idle connections from starving the others.
+  http.new_task_queue = [n = static_cast<size_t>(o.connections)] { return new httplib::ThreadPool(n); };
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_request_start = Clock::now();
     // --max-body bounds what is read, not what a compressed body inflates to (995 KB of gzip made
