@@ -307,16 +307,19 @@ cv::Mat tensor_to_display(const torch::Tensor& tensor, const ModelMetadata& meta
 }
 
 std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths, size_t count,
-                                          std::vector<std::vector<int64_t>>& shapes) {
+                                          std::vector<std::vector<int64_t>>& shapes, std::vector<torch::ScalarType>* dtypes) {
   if (paths.size() != count)
     throw Error("the model takes " + std::to_string(count) + " inputs: give one --input .npy per input (got " +
                 std::to_string(paths.size()) + ")");
   std::vector<torch::Tensor> stacks;
   shapes.clear();
+  if (dtypes) dtypes->clear();
   for (const auto& p : paths) {
     if (fs::path(p).extension() != ".npy")
       throw Error("'" + p + "': a model of several inputs takes one .npy stack [N, ...] per input");
-    torch::Tensor s = read_npy(p);
+    const torch::Tensor raw = read_npy_any(p);
+    if (dtypes) dtypes->push_back(raw.scalar_type() == torch::kBool ? torch::kFloat : raw.scalar_type());
+    torch::Tensor s = raw.to(torch::kFloat);
     if (s.dim() < 2 || s.size(0) < 1) throw Error("'" + p + "' must hold a stack [N, ...] of at least one input");
     if (!stacks.empty() && s.size(0) != stacks[0].size(0))
       throw Error("'" + p + "' holds " + std::to_string(s.size(0)) + " rows, '" + paths[0] + "' " +

@@ -320,7 +320,12 @@ std::vector<c10::IValue> Model::arguments(const torch::Tensor& x) const {
                 "in that order (their rows are paired)");
   }
   std::vector<c10::IValue> args;
-  for (auto& t : unpack(x)) args.emplace_back(std::move(t));
+  size_t k = 0;
+  for (auto& t : unpack(x)) {
+    const bool integer = k < input_dtypes_.size() && c10::isIntegralType(input_dtypes_[k], /*includeBool=*/false);
+    args.emplace_back(integer ? t.detach().round().to(input_dtypes_[k]) : std::move(t));
+    ++k;
+  }
   return args;
 }
 
@@ -333,8 +338,15 @@ torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, b
     // A model that rejects the input (shape, dtype) is the user's input problem, said in one line.
     std::string want;
     if (!meta_.input_shape.empty()) want = ", the model's metadata expects [N," + shape_str(meta_.input_shape).substr(1);
-    throw Error("the model failed on an input of shape " + shape_str(x.sizes()) + " (" +
-                std::string(c10::toString(x.scalar_type())) + ")" + want + ": " + one_line(e));
+    std::string given = "an input of shape " + shape_str(x.sizes()) + " (" + std::string(c10::toString(x.scalar_type())) + ")";
+    if (packed()) {  // each input by its name and shape, never the packed [N, F1 + F2 + ...]
+      given = "inputs ";
+      for (size_t k = 0; k < args.size() && k < input_names_.size(); ++k)
+        if (args[k].isTensor())
+          given += (k ? ", " : "") + input_names_[k] + " " + shape_str(args[k].toTensor().sizes()) + " (" +
+                   std::string(c10::toString(args[k].toTensor().scalar_type())) + ")";
+    }
+    throw Error("the model failed on " + given + want + ": " + one_line(e));
   }
   torch::Tensor t = select_output(out);
   if (check_batch && t.size(0) != x.size(0))

@@ -127,3 +127,36 @@ TEST(Outputs, ATorchSaveCheckpointIsNamedWithTheFix) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
 }
+
+// forward(x: float [N, 5], ids: int64 [N, 3]): each input keeps its own type (the ids were cast to
+// float with the packed inputs), and a failure names each input's shape, not the packed [N, 8].
+TEST(Outputs, AnIntegerInputBesideAFloatOneKeepsItsType) {
+  test::TempDir dir;
+  torch::manual_seed(12);
+  torch::jit::Module m("Mixed");
+  m.register_parameter("w", torch::randn({2, 5}), false);
+  m.register_parameter("e", torch::randn({10, 2}), false);
+  m.define(R"(
+    def forward(self, x, ids):
+        return torch.matmul(x, self.w.t()) + torch.embedding(self.e, ids).sum(1)
+  )");
+  m.save(dir / "m.pt");
+  const torch::Tensor x = torch::randn({2, 5});
+  write_npy(dir / "x.npy", x);
+  write_npy(dir / "ids.npy", torch::tensor({1, 2, 3, 4, 5, 6}, torch::kLong).view({2, 3}));
+  const auto r = test::run_cli("explain -m " + test::quoted(dir / "m.pt") + " -i " + test::quoted(dir / "x.npy") + " -i " +
+                               test::quoted(dir / "ids.npy") + " --method saliency --no-abs --target 1 --out " + test::quoted(dir / "o"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The gradient with respect to x is w[1], for both rows.
+  const torch::Tensor w = m.attr("w").toTensor();
+  for (const char* item : {"x_0", "x_1"}) {
+    const nlohmann::json j = nlohmann::json::parse(std::ifstream(dir / (std::string("o/") + item + "/explanation.json")));
+    const std::string file = j["explained"][0]["methods"]["saliency"]["npy"]["x"];
+    EXPECT_TRUE(torch::allclose(read_npy(dir / (std::string("o/") + item + "/" + file)), w[1], 1e-5, 1e-6)) << item;
+  }
+  write_npy(dir / "bad.npy", torch::tensor({1, 2, 30, 4, 5, 6}, torch::kLong).view({2, 3}));  // id 30: no such row
+  const auto bad = test::run_cli("explain -m " + test::quoted(dir / "m.pt") + " -i " + test::quoted(dir / "x.npy") + " -i " +
+                                 test::quoted(dir / "bad.npy") + " --method saliency --out " + test::quoted(dir / "p"));
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("inputs x [2,5] (Float), ids [2,3] (Long)"), std::string::npos) << bad.err;
+}

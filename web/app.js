@@ -216,9 +216,17 @@ async function loadModel(name) {
   // A text model (metadata "tokenizer"): a text box instead of pictures, its methods only, no
   // overlay, data browser or pixel checks.
   state.text = (state.info.metadata || {}).modality === 'text' || !!(state.info.metadata || {}).tokenizer;
+  // A tabular model (metadata "features"): rows, not pictures: no resizing, overlay, hovering or
+  // pixel-noise panel.
+  state.table = Array.isArray((state.info.metadata || {}).features) && state.info.metadata.features.length > 0;
+  const imageOnly = new Set(['resize-label', 'controls', 'hover', 'noise-panel']);
   for (const id of ['drop', 'resize-label', 'input-canvas', 'input-row', 'data-browser', 'controls', 'hover', 'noise-panel', 'trust-panel'])
-    $(id).hidden = state.text || (id === 'input-row');
+    $(id).hidden = state.text || (id === 'input-row') || (state.table && imageOnly.has(id));
   $('text-input').hidden = !state.text;
+  // Another model's data browser is stale: emptied (reloaded when opened).
+  $('thumbs').replaceChildren();
+  state.dataOffset = 0;
+  $('data-browser').open = false;
   // The targets this model takes: a dense output's classes as regions (its first explanation is a
   // region, never "top", which a dense output cannot be), else top, top-3 and the labels.
   const dense = !!state.info.dense;

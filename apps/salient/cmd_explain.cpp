@@ -87,8 +87,10 @@ std::vector<ExplainedInput> explain_inputs(Model& model, const std::vector<std::
   std::vector<InputItem> inputs;
   if (model.input_count() > 1) {  // one .npy per forward argument, rows paired, packed into one tensor
     std::vector<std::vector<int64_t>> shapes;
-    inputs = load_paired_inputs(files, model.input_count(), shapes);
+    std::vector<torch::ScalarType> dtypes;
+    inputs = load_paired_inputs(files, model.input_count(), shapes, &dtypes);
     model.set_input_shapes(shapes);
+    model.set_input_dtypes(dtypes);
   } else {
     inputs = load_inputs(files, model.metadata(), parse_resize(flags.resize));
   }

@@ -53,8 +53,10 @@ std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const 
 // Inputs of a model with `count` > 1 tensor inputs: one .npy stack [N, ...] per forward argument, in
 // order, their rows paired (same N); each item's tensor is its rows flattened and concatenated (see
 // Model::set_input_shapes). `shapes` receives each input's shape without the batch dimension.
+// `dtypes` (optional) receives each file's own type (an int64 id input stays int64 for the model).
 std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths, size_t count,
-                                          std::vector<std::vector<int64_t>>& shapes);
+                                          std::vector<std::vector<int64_t>>& shapes,
+                                          std::vector<torch::ScalarType>* dtypes = nullptr);
 // Makes every item's stem a safe, unique folder name under --out: separators and control
 // characters become '_', "." and ".." get a '_' prefix, repeats get the first free "-K" suffix that
 // no other input's stem has (deterministic in input order).

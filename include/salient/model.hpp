@@ -65,6 +65,9 @@ class Model {
   // one input and its map, which splits back per input (pack()/unpack() below). `shapes` are the
   // inputs' shapes without the batch dimension, one per forward argument.
   void set_input_shapes(std::vector<std::vector<int64_t>> shapes);
+  // Each packed input's own type: an integer input (token ids beside a float one) is given to the
+  // model as that integer type, not as the packed float (its gradient, which ids do not have, is 0).
+  void set_input_dtypes(std::vector<torch::ScalarType> dtypes) { input_dtypes_ = std::move(dtypes); }
   const std::vector<std::vector<int64_t>>& input_shapes() const { return input_shapes_; }
   bool packed() const { return input_shapes_.size() > 1; }
   // The forward arguments of a batch: [x] for one input, else x [N, F] split and reshaped per input.
@@ -150,6 +153,7 @@ class Model {
   bool mode_settled_ = false;
   ForwardMode mode_;
   std::vector<std::vector<int64_t>> input_shapes_;
+  std::vector<torch::ScalarType> input_dtypes_;  // per packed input; empty: the model's float type
   std::vector<std::string> input_names_;  // forward's arguments after self
   OutputReduction reduction_;
   std::string output_layer_;

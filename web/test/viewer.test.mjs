@@ -64,7 +64,8 @@ before(async () => {
   tabular = await serve(['--model', path.join(root, 'models/breast_cancer/mlp.pt'), '--data', path.join(root, 'models/breast_cancer/test.csv')]);
   text = await serve(['--model', path.join(root, 'models/langid/langid.pt')]);
   // A segmentation (tools/zoo_models.py, the ctest fixture): a dense output [N, 4, 12, 12].
-  dense = await serve(['--model', path.join(TESTDATA, 'zoo/segmentation.pt'), '--data', path.join(root, 'models/samples')]);
+  // (The Fashion-MNIST demo first: the server's --data is read for its default model.)
+  dense = await serve(['--model', MODEL, '--model', path.join(TESTDATA, 'zoo/segmentation.pt'), '--data', path.join(root, 'models/samples')]);
 });
 after(async () => {
   await browser?.close();
@@ -272,6 +273,8 @@ test('a tabular row: browsed as its columns, explained as signed bars of them', 
   for (let i = 1; i < 12; i++) assert.ok(widths[i] <= widths[i - 1] + 0.5, 'bars sorted by |attribution|');
   assert.ok(widths[0] > 20, 'the largest bar is drawn');
   assert.match(await page.textContent('.card[data-key="kernel-shap"] .meta'), /^f\(baseline\) = \S+ → f\(x\) = /);
+  // A row has no pixels: no resize choice, overlay controls, hover line or pixel-noise panel.
+  for (const id of ['resize-label', 'controls', 'hover', 'noise-panel']) assert.equal(await page.isHidden('#' + id), true, id);
   await page.screenshot({ path: path.join(SHOTS, '7-tabular.png'), fullPage: true });
   assert.deepEqual(seen.errors, []);
   await page.close();
@@ -315,6 +318,15 @@ test('a text model: a text box, its methods only, tokens coloured by the server 
 
 test('a dense output is explained by regions: its classes offered as region targets, the result names the region', { timeout: 120000 }, async () => {
   const { page, seen } = await open(dense);
+  // The demo first, its data browser open; switching to the segmentation empties and closes it (it
+  // kept the other model's data) and its targets are regions.
+  assert.equal(await page.inputValue('#target'), 'top');
+  await page.click('#data-browser summary');
+  await page.waitForSelector('#thumbs button');
+  await page.selectOption('#model', 'segmentation');
+  await page.waitForFunction(() => document.querySelector('#target').value.startsWith('region:'));
+  assert.equal(await page.locator('#thumbs button').count(), 0);
+  assert.equal(await page.$eval('#data-browser', (d) => d.open), false);
   assert.equal(await page.inputValue('#target'), 'region:1');
   const choices = await page.$$eval('#target-choices option', (os) => os.map((o) => [o.value, o.textContent]));
   assert.deepEqual(choices, [['region:0', 'bg'], ['region:1', 'a'], ['region:2', 'b'], ['region:3', 'c']]);
