@@ -1,6 +1,8 @@
 #include "salient/gradients.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include <torch/csrc/autograd/autograd.h>
 
@@ -66,7 +68,49 @@ void for_chunks(int64_t total, int64_t batch, const std::function<void(int64_t, 
   }
 }
 
+namespace {
+
+// One probe per model and input shape: a server builds an Explainer per request, and a probe is a
+// whole forward and backward pass. Keyed by the module object, held weakly (a freed module's
+// address reused by another model is no hit).
+struct ProbeCache {
+  std::mutex mutex;
+  struct Entry {
+    c10::weak_intrusive_ptr<c10::ivalue::Object> module;
+    std::string op;
+  };
+  std::map<std::pair<const void*, std::string>, Entry> entries;
+};
+ProbeCache& probe_cache() {
+  static ProbeCache* c = new ProbeCache;  // never destroyed: used until the process ends
+  return *c;
+}
+
+std::string probe_missing_derivative(Model& model, const torch::Tensor& example);
+
+}  // namespace
+
 std::string missing_derivative(Model& model, const torch::Tensor& example) {
+  if (model.backend() != Backend::TorchScript) return "";
+  const auto module = model.module()._ivalue();
+  const auto key = std::make_pair(static_cast<const void*>(module.get()), c10::str(example.sizes(), example.scalar_type(), model.embedding_layer(),
+                                                                                 model.output_layer()));
+  ProbeCache& cache = probe_cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.entries.find(key);
+    if (it != cache.entries.end() && it->second.module.lock() == module) return it->second.op;
+  }
+  const std::string op = probe_missing_derivative(model, example);
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  if (cache.entries.size() >= 4096) cache.entries.clear();  // bounded: models come and go, shapes vary
+  cache.entries.insert_or_assign(key, ProbeCache::Entry{c10::weak_intrusive_ptr<c10::ivalue::Object>(module), op});
+  return op;
+}
+
+namespace {
+
+std::string probe_missing_derivative(Model& model, const torch::Tensor& example) {
   try {
     torch::Tensor x = example.detach().clone().requires_grad_(true);
     const torch::Tensor out = model.forward(x);
@@ -84,6 +128,8 @@ std::string missing_derivative(Model& model, const torch::Tensor& example) {
   }
   return "";
 }
+
+}  // namespace
 
 std::string missing_derivative_message(const std::string& method, const std::string& op) {
   return method + ": needs gradients, but the model's " + op +
