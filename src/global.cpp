@@ -92,6 +92,17 @@ nlohmann::json global_report(Model& model, const GlobalRequest& req) {
   } else if (labelled) {
     report["accuracy"] = predicted.eq(labels).to(torch::kDouble).mean().item<double>();
   }
+  // Every method is built and checked on the first row before anything is written (a CAM on a table,
+  // or a method whose options cannot apply, failed after the folder and its log existed).
+  for (const auto& name : req.methods) {
+    auto method = Registry::builtin().create(name, req.method_options, meta);
+    try {
+      method->check(model, x.slice(0, 0, 1));
+      method->attribute(model, x.slice(0, 0, 1), torch::full({1}, c, torch::kLong));
+    } catch (const Error& e) {
+      throw Error("--methods " + name + ": " + e.what(), e.kind());
+    }
+  }
   ensure_writable_dir(req.out_dir);
   const fs::path out(req.out_dir);
 

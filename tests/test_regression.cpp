@@ -101,3 +101,14 @@ TEST(Regression, AOneColumnModelWithNoDeclaredOutputIsReadAsABinaryLogitAndSaysS
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("output must be logits, probabilities or regression"), std::string::npos) << bad.err;
 }
+
+// A method that cannot explain a table (a CAM needs convolution maps) is refused before anything is
+// written (it failed after the folder and its attributions log existed).
+TEST(Regression, GlobalChecksItsMethodsBeforeWriting) {
+  test::TempDir dir;
+  const auto r = test::run_cli("global -m " + test::quoted(dir_of() + "/mlp.pt") + " --data " + test::quoted(dir_of() + "/test.csv") +
+                               " --methods integrated-gradients,grad-cam --out " + test::quoted(dir / "g"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--methods grad-cam"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "g"));
+}
