@@ -37,7 +37,7 @@ std::function<void(const BatchProgress&)> progress_printer() {
     if (p.failed) line << ", " << p.failed << " failed";
     if (tty) {
       const int width = 30, filled = p.total ? static_cast<int>(width * p.done / p.total) : width;
-      std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << line.str() << "   "
+      progress_line() << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << line.str() << "   "
                 << (p.done == p.total ? "\n" : "") << std::flush;
     } else if (p.seconds - *last >= 30 || p.done == p.total) {
       *last = p.seconds;

@@ -52,7 +52,7 @@ void add_evaluate(CLI::App& app) {
     auto report = evaluate(model, *req, [tty](int64_t done, int64_t total, const std::string& what) {
       if (!tty) return;
       const int width = 30, filled = total ? static_cast<int>(width * done / total) : width;
-      std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
+      progress_line() << "\r[" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/" << total
                 << " " << what << "   " << (done == total ? "\n" : "") << std::flush;
     });
     if (report.contains("log_warnings"))

@@ -146,7 +146,7 @@ void add_explain(CLI::App& app) {
     if (::isatty(2))
       req.progress = [](const std::string& method, double f) {
         const int width = 30, filled = static_cast<int>(width * std::min(1.0, f));
-        std::cerr << "\r" << method << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
+        progress_line() << "\r" << method << " [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
                   << static_cast<int>(100 * f) << "%   " << (f >= 1.0 ? "\r" + std::string(width + method.size() + 12, ' ') + "\r" : "")
                   << std::flush;
       };

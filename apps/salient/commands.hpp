@@ -1,4 +1,5 @@
 #pragma once
+#include <ostream>
 // The CLI's subcommands: each file adds one to the app and runs it through the library.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -41,6 +42,11 @@ struct MethodFlags {
   struct Values;
   std::shared_ptr<Values> v;
 };
+
+// The terminal's stderr itself, for progress bars only (their "\r" redraws the line; everything
+// else printed goes through the filter that escapes control characters). Only Salient's own text
+// (counts, method names) is written here.
+std::ostream& progress_line();
 
 void add_explain(CLI::App& app);
 void add_batch(CLI::App& app);  // batch and merge

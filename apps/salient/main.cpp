@@ -145,11 +145,21 @@ class EscapingBuf : public std::streambuf {
   bool pending_c2_ = false;
 };
 
+std::streambuf* g_raw_stderr = nullptr;  // the terminal's, before the escaping filter
+
 }  // namespace
+
+namespace salient::cli {
+std::ostream& progress_line() {
+  static std::ostream* raw = new std::ostream(g_raw_stderr ? g_raw_stderr : std::cerr.rdbuf());
+  return *raw;
+}
+}  // namespace salient::cli
 
 int main(int argc, char** argv) {
   // stdout and stderr escape control characters (terminal injection through metadata).
   // (Never freed: the streams flush at exit, after static objects are gone.)
+  g_raw_stderr = std::cerr.rdbuf();
   std::cout.rdbuf(new EscapingBuf(std::cout.rdbuf()));
   std::cerr.rdbuf(new EscapingBuf(std::cerr.rdbuf()));
   static QuietWarnings quiet;
