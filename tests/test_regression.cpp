@@ -3,6 +3,7 @@
 // regression's one output is a value in the target's units: never a sigmoid, never a class.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "helpers.hpp"
@@ -111,4 +112,27 @@ TEST(Regression, GlobalChecksItsMethodsBeforeWriting) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("--methods grad-cam"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "g"));
+}
+
+// Deletion and insertion follow the regression's value (a softmax over its one column was 1 for
+// every input: every curve flat at 1, every method and the random order alike).
+TEST(Regression, EvaluateFollowsTheValueNotAOneColumnSoftmax) {
+  test::TempDir dir;
+  const auto r = test::run_cli("evaluate -m " + test::quoted(dir_of() + "/mlp.pt") + " -d " + test::quoted(dir_of() + "/test.csv") +
+                               " --limit 6 --methods integrated-gradients --metrics deletion,insertion -o " + test::quoted(dir / "e"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The curves are in the target's units (tens to hundreds), and they move.
+  std::vector<double> values;
+  std::ifstream in(dir / "e/results.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    for (const auto& [name, m] : j["methods"].items())
+      for (const char* metric : {"deletion", "insertion"})
+        if (m.contains(metric))
+          for (const auto& v : m[metric]["curve"]) values.push_back(v.get<double>());
+  }
+  const std::string dump = read_json(dir / "e/report.json").dump();
+  ASSERT_FALSE(values.empty()) << dump.substr(0, 400);
+  EXPECT_GT(*std::max_element(values.begin(), values.end()), 20.0);
+  EXPECT_GT(*std::max_element(values.begin(), values.end()) - *std::min_element(values.begin(), values.end()), 10.0);
 }

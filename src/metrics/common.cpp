@@ -6,11 +6,13 @@
 namespace salient::metrics {
 
 torch::Tensor target_probability(Model& model, const torch::Tensor& inputs, int64_t target, int64_t batch) {
+  // As predictions read the output: a softmax over classes, a one-column (binary or multi-label)
+  // model's sigmoid, a regression's value as it is. (A softmax over one column is 1 whatever the
+  // input: every curve of a binary model or a regression was flat at 1.)
   std::vector<torch::Tensor> parts;
-  const bool logits = model.metadata().output != "probabilities";
   for_chunks(inputs.size(0), batch, [&](int64_t b, int64_t e) {
     torch::Tensor out = model.predict(inputs.slice(0, b, e)).to(torch::kCPU, torch::kDouble);
-    parts.push_back((logits ? out.softmax(1) : out).select(1, target));
+    parts.push_back(output_probabilities(model.metadata(), out).select(1, target));
   });
   return torch::cat(parts);
 }
