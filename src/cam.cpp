@@ -22,7 +22,7 @@ std::string default_cam_layer(Model& model, const torch::Tensor& example) {
       torch::Tensor out;
       ReductionScope seen(model, Model::OutputReduction([&out](const torch::Tensor& t) {
                             out = t;
-                            return t.dim() > 2 ? t.flatten(2).mean(2) : t;
+                            return class_means(t);
                           }),
                           "");
       LayerCapture capture(model, {convs.back()});

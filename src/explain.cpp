@@ -1,6 +1,7 @@
 #include "salient/explain.hpp"
 #include "salient/json.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <set>
@@ -159,20 +160,22 @@ void Explainer::check(const torch::Tensor& example) {
   ReductionScope target_scope(model_, request_.target);  // methods see a function target's value
   // A model with an op that has no derivative: its gradient methods are refused by name before any
   // work, the black-box ones run.
-  std::string blocker;
-  bool probed = false;
-  for (size_t m = 0; m < methods_.size(); ++m) {
-    if (methods_[m]->info().access != Access::WhiteBox || model_.backend() != Backend::TorchScript) continue;
-    if (!probed) blocker = missing_derivative(model_, example.to(model_.device()));
-    probed = true;
-    if (blocker.empty()) break;
-    const std::string why = missing_derivative_message(request_.methods[m], blocker);
-    refused_.emplace(request_.methods[m], why);
-    failures_.emplace(request_.methods[m], Error(why));
-  }
+  refused_ = refused_for_gradients(model_, example.to(model_.device()), request_.methods, methods_);
+  for (const auto& [name, why] : refused_) failures_.emplace(name, Error(why));
   for (size_t m = 0; m < methods_.size(); ++m)
     if (!refused_.count(request_.methods[m])) methods_[m]->check(model_, example.to(model_.device()));
   checked_ = true;
+}
+
+std::map<std::string, std::string> refused_for_gradients(Model& model, const torch::Tensor& example,
+                                                         const std::vector<std::string>& names, const MethodList& methods) {
+  std::map<std::string, std::string> refused;
+  const bool any = std::any_of(methods.begin(), methods.end(), [](const auto& m) { return m->info().access == Access::WhiteBox; });
+  const std::string op = any ? missing_derivative(model, example) : "";
+  if (op.empty()) return refused;
+  for (size_t m = 0; m < methods.size(); ++m)
+    if (methods[m]->info().access == Access::WhiteBox) refused.emplace(names[m], missing_derivative_message(names[m], op));
+  return refused;
 }
 
 std::vector<Explanation> Explainer::run(const std::vector<InputItem>& chunk) {

@@ -86,30 +86,6 @@ ProbeCache& probe_cache() {
   return *c;
 }
 
-std::string probe_missing_derivative(Model& model, const torch::Tensor& example);
-
-}  // namespace
-
-std::string missing_derivative(Model& model, const torch::Tensor& example) {
-  if (model.backend() != Backend::TorchScript) return "";
-  const auto module = model.module()._ivalue();
-  const auto key = std::make_pair(static_cast<const void*>(module.get()), c10::str(example.sizes(), example.scalar_type(), model.embedding_layer(),
-                                                                                 model.output_layer()));
-  ProbeCache& cache = probe_cache();
-  {
-    std::lock_guard<std::mutex> lock(cache.mutex);
-    auto it = cache.entries.find(key);
-    if (it != cache.entries.end() && it->second.module.lock() == module) return it->second.op;
-  }
-  const std::string op = probe_missing_derivative(model, example);
-  std::lock_guard<std::mutex> lock(cache.mutex);
-  if (cache.entries.size() >= 4096) cache.entries.clear();  // bounded: models come and go, shapes vary
-  cache.entries.insert_or_assign(key, ProbeCache::Entry{c10::weak_intrusive_ptr<c10::ivalue::Object>(module), op});
-  return op;
-}
-
-namespace {
-
 std::string probe_missing_derivative(Model& model, const torch::Tensor& example) {
   try {
     torch::Tensor x = example.detach().clone().requires_grad_(true);
@@ -130,6 +106,24 @@ std::string probe_missing_derivative(Model& model, const torch::Tensor& example)
 }
 
 }  // namespace
+
+std::string missing_derivative(Model& model, const torch::Tensor& example) {
+  if (model.backend() != Backend::TorchScript) return "";
+  const auto module = model.module()._ivalue();
+  const auto key = std::make_pair(static_cast<const void*>(module.get()), c10::str(example.sizes(), example.scalar_type(), model.embedding_layer(),
+                                                                                 model.output_layer()));
+  ProbeCache& cache = probe_cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.entries.find(key);
+    if (it != cache.entries.end() && it->second.module.lock() == module) return it->second.op;
+  }
+  const std::string op = probe_missing_derivative(model, example);
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  if (cache.entries.size() >= 4096) cache.entries.clear();  // bounded: models come and go, shapes vary
+  cache.entries.insert_or_assign(key, ProbeCache::Entry{c10::weak_intrusive_ptr<c10::ivalue::Object>(module), op});
+  return op;
+}
 
 std::string missing_derivative_message(const std::string& method, const std::string& op) {
   return method + ": needs gradients, but the model's " + op +

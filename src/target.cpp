@@ -232,8 +232,10 @@ std::string Target::to_string() const {
   return "top";
 }
 
+torch::Tensor class_means(const torch::Tensor& output) { return output.dim() > 2 ? output.flatten(2).mean(2) : output; }
+
 torch::Tensor class_scores(Model& model, const torch::Tensor& batch) {
-  ReductionScope classes(model, Model::OutputReduction([](const torch::Tensor& t) { return t.dim() > 2 ? t.flatten(2).mean(2) : t; }));
+  ReductionScope classes(model, Model::OutputReduction(class_means));
   return model.predict(batch);
 }
 
@@ -241,7 +243,7 @@ std::vector<int64_t> model_output_shape(Model& model, const torch::Tensor& batch
   std::vector<int64_t> shape;
   ReductionScope seen(model, Model::OutputReduction([&shape](const torch::Tensor& t) {
                         shape = t.sizes().vec();
-                        return t.dim() > 2 ? t.flatten(2).mean(2) : t;
+                        return class_means(t);
                       }));
   model.predict(batch);
   return shape;

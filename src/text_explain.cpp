@@ -357,17 +357,9 @@ TextExplained explain_text_input(Model& model, const TextInput& in, const Tokeni
   const torch::Tensor emb = model.embed(ids);
   // An op without a derivative (a transformer traced under torch.no_grad()): the gradient methods
   // are refused by name, the black-box ones still run.
-  for (size_t m = 0; m < methods.size(); ++m) {
-    if (methods[m]->info().access != Access::WhiteBox) continue;
-    const std::string op = missing_derivative(model, emb);
-    if (op.empty()) break;
-    for (size_t k = m; k < methods.size(); ++k)
-      if (methods[k]->info().access == Access::WhiteBox) {
-        const std::string why = missing_derivative_message(request.methods[k], op);
-        failed[request.methods[k]] = why;
-        failed_once.emplace(request.methods[k], Error(why));
-      }
-    break;
+  for (const auto& [name, why] : refused_for_gradients(model, emb, request.methods, methods)) {
+    failed[name] = why;
+    failed_once.emplace(name, Error(why));
   }
   for (const int64_t c : targets) {
     nlohmann::json tj{{"class", c}, {"label", meta.label(c)}, {"probability", probs[0][c].item<double>()},

@@ -63,6 +63,12 @@ struct Explanation {
 // computation, so that bad input leaves no file. Throws salient::Error.
 MethodList prepare(const ExplainRequest& request, const ModelMetadata& meta = {});
 
+// The white-box methods of `methods` (named `names`) that cannot run because the model has an op
+// without a derivative (missing_derivative, probed on `example`): name -> why, the refusal to
+// record. Empty when every gradient flows or no method needs one.
+std::map<std::string, std::string> refused_for_gradients(Model& model, const torch::Tensor& example,
+                                                         const std::vector<std::string>& names, const MethodList& methods);
+
 // Compute apart from output: explains chunks of inputs with every method and returns the results in
 // memory. Memory is bounded by the chunk. Methods are called on "batch-size" inputs at a time (10).
 class Explainer {

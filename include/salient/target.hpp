@@ -90,6 +90,8 @@ class ReductionScope {
 // The model's classes for a batch, as predictions list them: its [N, K] output, or a dense output's
 // [N, C, ...] classes by their mean over the positions (a segmentation's per-class mean score).
 torch::Tensor class_scores(Model& model, const torch::Tensor& batch);
+// That reduction itself: [N, C, ...] -> [N, C] by the mean over the positions ([N, K] as it is).
+torch::Tensor class_means(const torch::Tensor& output);
 // The shape of the model's (selected) output for a batch, as the model gives it: [N, K], or a dense
 // [N, C, H, W].
 std::vector<int64_t> model_output_shape(Model& model, const torch::Tensor& batch);
