@@ -329,13 +329,18 @@ std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths,
     stacks.push_back(s.reshape({s.size(0), -1}));
   }
   const torch::Tensor packed = torch::cat(stacks, 1);
+  const torch::Tensor raw_one = stacks[0].reshape([&] {
+    std::vector<int64_t> s{stacks[0].size(0)};
+    s.insert(s.end(), shapes[0].begin(), shapes[0].end());
+    return s;
+  }());
   std::vector<InputItem> items;
   for (int64_t i = 0; i < packed.size(0); ++i) {
     InputItem item;
     item.source = paths[0];
     for (size_t k = 1; k < paths.size(); ++k) item.source += "," + paths[k];
     item.stem = fs::path(paths[0]).stem().string() + "_" + std::to_string(i);
-    item.tensor = packed[i].clone();
+    item.tensor = stacks.size() == 1 ? raw_one[i].clone() : packed[i].clone();  // one input keeps its shape
     items.push_back(std::move(item));
   }
   assign_unique_stems(items);

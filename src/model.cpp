@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <set>
 #include <fstream>
 #include <cmath>
 #include <thread>
@@ -176,6 +177,36 @@ void Model::prepare() {
   // Less self; an argument with a default (`temperature: float = 1.0`, `mask: Optional[Tensor] =
   // None`, a detector's `targets`) is left to its default: it is not an input the user supplies.
   for (size_t i = 1; i < args.size() && !args[i].default_value(); ++i) input_names_.push_back(args[i].name());
+  dict_argument_.clear();
+  if (input_names_.size() == 1) {  // forward(self, x: Dict[str, Tensor]): the entries are the inputs
+    if (const auto d = args[1].type()->cast<c10::DictType>()) {
+      if (d->getKeyType()->kind() != c10::TypeKind::StringType || d->getValueType()->kind() != c10::TypeKind::TensorType)
+        throw Error("the model's forward takes " + args[1].name() + ": " + d->annotation_str() +
+                    "; Salient gives a dict input as Dict[str, Tensor] only");
+      dict_argument_ = args[1].name();
+    }
+  }
+}
+
+void Model::set_input_names(std::vector<std::string> keys) {
+  if (!dict_input()) throw Error("only a model whose forward takes a Dict[str, Tensor] has inputs named by the caller");
+  if (keys.empty()) throw Error("a dict input needs at least one entry");
+  std::set<std::string> seen;
+  for (const auto& k : keys)
+    if (!seen.insert(k).second) throw Error("dict input entry '" + k + "' is given twice");
+  input_names_ = std::move(keys);
+}
+
+Model Model::with_module(torch::jit::Module module) const {
+  Model m(std::move(module), options_, meta_);
+  m.path_ = path_;
+  if (dict_input() && input_names_ != std::vector<std::string>{dict_argument_}) m.input_names_ = input_names_;
+  m.input_shapes_ = input_shapes_;
+  m.input_dtypes_ = input_dtypes_;
+  m.reduction_ = reduction_;
+  m.set_output_layer(output_layer_);
+  if (dtype_ != torch::kFloat) m.to(dtype_);
+  return m;
 }
 
 void Model::check_labels(int64_t columns) const {
@@ -313,6 +344,20 @@ std::vector<c10::IValue> Model::arguments(const torch::Tensor& x) const {
       throw Error("the model's metadata says its inputs are ids,mask, but its forward takes " + std::to_string(input_count()));
     return {x, (x != tokenizer_->pad_id()).to(x.scalar_type())};
   }
+  if (dict_input()) {  // the entries of one Dict[str, Tensor], by the names the caller gave
+    if (input_names_ == std::vector<std::string>{dict_argument_})
+      throw Error("the model's forward takes a dict of tensors (" + dict_argument_ +
+                  ": Dict[str, Tensor]): give each entry as --input KEY=FILE.npy");
+    const auto parts = unpack(x);
+    if (parts.size() != input_names_.size())
+      throw Error("a dict input of " + std::to_string(input_names_.size()) + " entries needs their shapes (set_input_shapes)");
+    c10::Dict<std::string, at::Tensor> entries;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      const bool integer = k < input_dtypes_.size() && c10::isIntegralType(input_dtypes_[k], /*includeBool=*/false);
+      entries.insert(input_names_[k], integer ? parts[k].detach().round().to(input_dtypes_[k]) : parts[k]);
+    }
+    return {c10::IValue(entries)};
+  }
   if (const size_t k = input_count(); k != 1 && !packed()) {
     std::string names;
     for (const auto& n : input_names()) names += (names.empty() ? "" : ", ") + n;
@@ -339,12 +384,14 @@ torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, b
     std::string want;
     if (!meta_.input_shape.empty()) want = ", the model's metadata expects [N," + shape_str(meta_.input_shape).substr(1);
     std::string given = "an input of shape " + shape_str(x.sizes()) + " (" + std::string(c10::toString(x.scalar_type())) + ")";
-    if (packed()) {  // each input by its name and shape, never the packed [N, F1 + F2 + ...]
-      given = "inputs ";
-      for (size_t k = 0; k < args.size() && k < input_names_.size(); ++k)
-        if (args[k].isTensor())
-          given += (k ? ", " : "") + input_names_[k] + " " + shape_str(args[k].toTensor().sizes()) + " (" +
-                   std::string(c10::toString(args[k].toTensor().scalar_type())) + ")";
+    if (packed() || dict_input()) {  // each input by its name and shape, never the packed [N, F1 + F2 + ...]
+      given = dict_input() ? "dict entries " : "inputs ";
+      const std::vector<torch::Tensor> parts = unpack(x);
+      for (size_t k = 0; k < parts.size() && k < input_names_.size(); ++k) {
+        const bool integer = k < input_dtypes_.size() && c10::isIntegralType(input_dtypes_[k], /*includeBool=*/false);
+        given += (k ? ", " : "") + input_names_[k] + " " + shape_str(parts[k].sizes()) + " (" +
+                 std::string(c10::toString(integer ? input_dtypes_[k] : parts[k].scalar_type())) + ")";
+      }
     }
     throw Error("the model failed on " + given + want + ": " + one_line(e));
   }

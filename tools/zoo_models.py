@@ -36,6 +36,10 @@ Writes into OUT_DIR:
                                     path), masked mean, Linear: forward(ids, mask), vocabulary 12
   two_input.pt                      forward(a, b) = linear(a) * linear(b) summed to 2 classes;
                                     two_a.npy, two_b.npy [3,4], two_grad_a.npy, two_grad_b.npy
+  dict_input.pt                     scripted forward(x: Dict[str, Tensor]) = Linear(cat(x["image"],
+                                    x["meta"])) on 2 classes, with an int64 x["ids"] entry ignored
+                                    but for its dtype check; dict_image.npy [3,4], dict_meta.npy
+                                    [3,2], dict_ids.npy [3,1] int64, dict_weight.npy [2,6]
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
                                     at 3x64x64 with Identity nodes fed by initializers (which
                                     OpenCV 4.6 rejects); resnet18_64.pt the same model traced
@@ -43,6 +47,7 @@ Writes into OUT_DIR:
 import json
 import os
 import sys
+from typing import Dict
 
 import numpy as np
 import torch
@@ -279,6 +284,17 @@ class TwoInput(nn.Module):
         return self.la(a) * torch.tanh(self.lb(b))
 
 
+class DictInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 2, bias=False)
+
+    def forward(self, x: Dict[str, torch.Tensor]):
+        if x["ids"].dtype != torch.int64:
+            raise ValueError("ids must be int64")
+        return self.lin(torch.cat([x["image"], x["meta"]], 1))
+
+
 def random_bn(model):
     """Random BatchNorm statistics and affine terms, so that eval-mode BN is not the identity and
     the logits are not all ~0 (as torchvision's fresh initialisation leaves them)."""
@@ -379,6 +395,14 @@ def main():
     save(out, "two_b.npy", b.numpy())
     save(out, "two_grad_a.npy", ga.numpy())
     save(out, "two_grad_b.npy", gb.numpy())
+
+    torch.manual_seed(8)
+    d = torch.jit.script(DictInput().eval())
+    d.save(os.path.join(out, "dict_input.pt"))
+    save(out, "dict_image.npy", torch.randn(3, 4).numpy())
+    save(out, "dict_meta.npy", torch.randn(3, 2).numpy())
+    np.save(os.path.join(out, "dict_ids.npy"), torch.randint(0, 5, (3, 1)).numpy().astype(np.int64))
+    save(out, "dict_weight.npy", d.lin.weight.detach().numpy())
 
     torch.manual_seed(7)
     ids = torch.tensor([[2, 5, 6, 7, 10, 8, 9, 3], [2, 6, 10, 11, 3, 0, 0, 0]])

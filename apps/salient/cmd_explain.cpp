@@ -1,6 +1,8 @@
 // salient explain: saliency maps for inputs, written under --out.
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -81,14 +83,66 @@ ExplainRequest MethodFlags::request(const ModelMetadata& meta) const {
 
 namespace {
 
+// `--input NAME=FILE.npy`: an input named by a forward argument or a dict key; {"", FILE} when
+// not named (a file name may hold '=': only an identifier before it names an input).
+std::pair<std::string, std::string> named_input(const std::string& arg) {
+  const auto eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0 || eq > 64 || std::filesystem::exists(arg)) return {"", arg};
+  const std::string name = arg.substr(0, eq);
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') return {"", arg};
+  if (name == "." || name == "..") return {"", arg};
+  return {name, arg.substr(eq + 1)};
+}
+
+// The files of a model of several inputs in the order of its inputs: by name when named (every
+// one, each once), else as given. A dict model's inputs are the names given.
+std::vector<std::string> order_named_inputs(Model& model, const std::vector<std::string>& args) {
+  std::vector<std::pair<std::string, std::string>> given;
+  size_t named = 0;
+  for (const auto& a : args) {
+    given.push_back(named_input(a));
+    named += !given.back().first.empty();
+  }
+  if (named == 0) {
+    if (model.dict_input())
+      throw Error("the model's forward takes a dict of tensors (Dict[str, Tensor]): give each entry as --input KEY=FILE.npy");
+    return args;
+  }
+  if (named != given.size()) throw Error("name every --input (NAME=FILE.npy) or none");
+  std::vector<std::string> names, files;
+  for (const auto& [n, f] : given) {
+    names.push_back(n);
+    files.push_back(f);
+  }
+  if (model.dict_input()) {
+    model.set_input_names(names);
+    return files;
+  }
+  std::vector<std::string> ordered;
+  std::string known;
+  for (const auto& n : model.input_names()) known += (known.empty() ? "" : ", ") + n;
+  for (const auto& want : model.input_names()) {
+    const auto at = std::find(names.begin(), names.end(), want);
+    if (at == names.end()) throw Error("no --input " + want + "=FILE.npy given (the model's inputs: " + known + ")");
+    if (std::find(at + 1, names.end(), want) != names.end()) throw Error("--input " + want + "= is given twice");
+    ordered.push_back(files[static_cast<size_t>(at - names.begin())]);
+  }
+  for (const auto& n : names)
+    if (std::find(model.input_names().begin(), model.input_names().end(), n) == model.input_names().end())
+      throw Error("--input " + n + "=...: the model has no input '" + n + "' (its inputs: " + known + ")");
+  return ordered;
+}
+
 // Images, .npy stacks, or one .npy per forward argument of a model of several inputs.
 std::vector<ExplainedInput> explain_inputs(Model& model, const std::vector<std::string>& files, const MethodFlags& flags,
                                            const ExplainRequest& req, MethodList& methods, std::vector<Error>& failures) {
   std::vector<InputItem> inputs;
-  if (model.input_count() > 1) {  // one .npy per forward argument, rows paired, packed into one tensor
+  if (model.input_count() > 1 || model.dict_input()) {  // one .npy per input, rows paired, packed into one tensor
+    const std::vector<std::string> ordered = order_named_inputs(model, files);
     std::vector<std::vector<int64_t>> shapes;
     std::vector<torch::ScalarType> dtypes;
-    inputs = load_paired_inputs(files, model.input_count(), shapes, &dtypes);
+    inputs = load_paired_inputs(ordered, model.input_count(), shapes, &dtypes);
     model.set_input_shapes(shapes);
     model.set_input_dtypes(dtypes);
   } else {

@@ -21,7 +21,7 @@ void add_info(CLI::App& app) {
     Model model = flags->load();
     const ModelMetadata& meta = model.metadata();
     // Without an input shape (no metadata, no --input-shape) everything but the output is said.
-    const bool runnable = !shape->empty() || !meta.input_shape.empty() || model.text();
+    const bool runnable = (!shape->empty() || !meta.input_shape.empty() || model.text()) && !model.dict_input();
     nlohmann::json batch_shape, out_shape;
     std::vector<std::string> outputs;  // every output of a tuple/list/dict model
     std::string out_error;             // why the explained output has no shape (several outputs, none chosen)
@@ -41,6 +41,8 @@ void add_info(CLI::App& app) {
                      {"backend", model.backend() == Backend::Onnx ? "onnx" : "torchscript"},
                      {"parameters", model.parameter_count()},
                      {"inputs", model.input_count()},
+                     {"input_names", model.input_names()},
+                     {"dict_input", model.dict_input()},
                      {"input_shape", batch_shape},
                      {"output_shape", out_shape},
                      {"outputs", outputs},
@@ -55,8 +57,17 @@ void add_info(CLI::App& app) {
               << "parameters:   "
               << (model.backend() == Backend::Onnx ? std::string("n/a (ONNX, run by OpenCV DNN)") : std::to_string(model.parameter_count()))
               << "\n"
-              << "inputs:       " << model.input_count() << "\n"
-              << "input shape:  " << (runnable ? batch_shape.dump() : "unknown (no metadata input_shape; pass --input-shape)") << "\n"
+              << "inputs:       " << model.input_count();
+    if (model.dict_input())
+      std::cout << " (" << model.input_names()[0] << ": Dict[str, Tensor]: give one --input KEY=FILE.npy per entry)";
+    else if (model.input_count() > 1)
+      std::cout << " (" << nlohmann::json(model.input_names()).dump() << ": one --input .npy per input, or NAME=FILE.npy)";
+    std::cout << "\n"
+              << "input shape:  "
+              << (runnable ? batch_shape.dump()
+                  : model.dict_input() ? "set by the entries given"
+                                       : "unknown (no metadata input_shape; pass --input-shape)")
+              << "\n"
               << "output shape: " << (runnable ? out_shape.dump() : "unknown")
               << (outputs.size() > 1 && out_shape.is_null() ? " (none chosen: give --output NAME)" : "")
               << (out_shape.is_array() && out_shape.size() > 2

@@ -50,9 +50,9 @@ ImageHeader image_header(const std::string& bytes);
 // becomes one input `stem_i`). An input with a non-finite value (NaN/Inf) is an error naming it.
 std::vector<InputItem> load_inputs(const std::vector<std::string>& paths, const ModelMetadata& meta,
                                    Resize resize = Resize::None);
-// Inputs of a model with `count` > 1 tensor inputs: one .npy stack [N, ...] per forward argument, in
-// order, their rows paired (same N); each item's tensor is its rows flattened and concatenated (see
-// Model::set_input_shapes). `shapes` receives each input's shape without the batch dimension.
+// Inputs of a model of `count` tensor inputs (forward arguments, or a dict's entries): one .npy
+// stack [N, ...] per input, in order, their rows paired (same N); each item's tensor is its rows
+// flattened and concatenated (see Model::set_input_shapes), or, of one input, its row as it is. `shapes` receives each input's shape without the batch dimension.
 // `dtypes` (optional) receives each file's own type (an int64 id input stays int64 for the model).
 std::vector<InputItem> load_paired_inputs(const std::vector<std::string>& paths, size_t count,
                                           std::vector<std::vector<int64_t>>& shapes,

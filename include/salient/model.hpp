@@ -61,6 +61,12 @@ class Model {
   // names ("a", "b").
   size_t input_count() const { return input_names_.size(); }
   const std::vector<std::string>& input_names() const { return input_names_; }
+  // A forward that takes one `Dict[str, Tensor]` (`forward(self, x: Dict[str, Tensor])`): its
+  // entries are the inputs, named by their keys, which the schema does not know -- the caller names
+  // them (`--input KEY=FILE.npy`) with set_input_names before the first forward.
+  bool dict_input() const { return !dict_argument_.empty(); }
+  // The dict's keys, one per input, in the order the packed inputs are given (dict models only).
+  void set_input_names(std::vector<std::string> keys);
   // Models of several tensor inputs run on one packed tensor [N, F1 + F2 + ...]: every method sees
   // one input and its map, which splits back per input (pack()/unpack() below). `shapes` are the
   // inputs' shapes without the batch dimension, one per forward argument.
@@ -127,7 +133,11 @@ class Model {
   const torch::Device& device() const { return device_; }
   const ModelMetadata& metadata() const { return meta_; }
   const std::string& path() const { return path_; }
+  const ModelOptions& options() const { return options_; }
   torch::jit::Module& module();  // TorchScript only (salient::Error for ONNX)
+  // The same model with another module (parameters randomised by a sanity check): the options, the
+  // metadata, the inputs' shapes, types and names, the output reduction and layer carry over.
+  Model with_module(torch::jit::Module module) const;
   int64_t parameter_count() const;
   // Casts the parameters (e.g. to kDouble for finite-difference checks).
   void to(torch::Dtype dtype);
@@ -154,7 +164,8 @@ class Model {
   ForwardMode mode_;
   std::vector<std::vector<int64_t>> input_shapes_;
   std::vector<torch::ScalarType> input_dtypes_;  // per packed input; empty: the model's float type
-  std::vector<std::string> input_names_;  // forward's arguments after self
+  std::vector<std::string> input_names_;  // forward's arguments after self (a dict model's keys)
+  std::string dict_argument_;             // a dict model's one argument, by name; empty: not one
   OutputReduction reduction_;
   std::string output_layer_;
   std::shared_ptr<LayerCapture> layer_capture_;  // built for output_layer_
