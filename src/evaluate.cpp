@@ -15,6 +15,7 @@
 #include "salient/image.hpp"
 #include "salient/metrics/metric.hpp"
 #include "salient/registry.hpp"
+#include "salient/target.hpp"
 
 namespace salient {
 
@@ -29,10 +30,12 @@ std::vector<std::string> chosen_metrics(const EvaluateRequest& r) { return r.met
 
 // One input: every method, every metric (and the random order for metrics that have one).
 nlohmann::json evaluate_one(Model& model, const torch::Tensor& x, int64_t index, const EvaluateRequest& req,
-                            std::vector<std::unique_ptr<Method>>& methods) {
+                            const Target& explained, std::vector<std::unique_ptr<Method>>& methods) {
   const auto& registry = metrics::MetricRegistry::builtin();
   const auto ms = chosen_metrics(req);
-  const int64_t target = model.predict(x.unsqueeze(0)).argmax(1).item<int64_t>();
+  // The predicted class, the class asked for, or a function target's one column (its reduction is
+  // installed on the model for the whole run).
+  const int64_t target = explained.resolve(model.predict(x.unsqueeze(0)))[0][0];
   const metrics::Canvas canvas = req.canvas == "blur"    ? metrics::Canvas::Blur
                                  : req.canvas == "zeros" ? metrics::Canvas::Zeros
                                  : req.canvas == "mean"  ? metrics::Canvas::Mean
@@ -98,8 +101,16 @@ std::string fmt(double v) {
 
 }  // namespace
 
+// The request's target: one per input (top-k and thresholds explain several: not scored here).
+Target evaluated_target(const EvaluateRequest& r, const ModelMetadata& meta) {
+  Target t = Target::parse(r.target.empty() ? "top" : r.target, meta);
+  if (t.several()) throw Error("evaluate scores one target per input; --target " + r.target + " names several");
+  return t;
+}
+
 void validate(const EvaluateRequest& r, Model& model) {
   if (r.methods.empty()) throw Error("no method given (--methods)");
+  evaluated_target(r, model.metadata());
   Registry::builtin().check_option_keys(r.method_options, r.methods);
   for (const auto& m : r.methods) Registry::builtin().create(m, r.method_options, model.metadata());
   for (const auto& m : r.metrics) metrics::MetricRegistry::builtin().get(m);  // unknown: an error listing them
@@ -129,15 +140,18 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
   const int64_t n = data.size();
   std::vector<std::unique_ptr<Method>> methods;
   for (const auto& m : req.methods) methods.push_back(Registry::builtin().create(m, req.method_options, model.metadata()));
+  const Target target = evaluated_target(req, model.metadata());
+  ReductionScope scope(model, target);  // a function target's value is what the metrics score
 
   // Resume: inputs already in the log (for the same model file, data, methods, metrics and options)
   // are not recomputed.
   OutputLock lock(req.out_dir);  // two runs on one --out would both do all the work
   remove_stale_temporaries(req.out_dir);
   const std::string log = (fs::path(req.out_dir) / "results.jsonl").string();
-  const nlohmann::json signature{{"methods", req.methods}, {"metrics", chosen_metrics(req)},
+  nlohmann::json signature{{"methods", req.methods}, {"metrics", chosen_metrics(req)},
                                  {"options", req.method_options}, {"canvas", req.canvas}, {"steps", req.steps},
                                  {"model", fingerprint(model.path())}, {"data", fingerprint(req.data)}};
+  if (target.kind() != Target::Kind::Top) signature["target"] = target.to_string();  // (older logs: top)
   std::map<int64_t, nlohmann::json> done;
   nlohmann::json log_warnings = nlohmann::json::array();
   {
@@ -159,7 +173,7 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
     for (int64_t i = 0; i < n; ++i) {
       if (progress) progress(i, n, done.count(i) ? "resumed" : "evaluating");
       if (done.count(i)) continue;
-      nlohmann::json line = evaluate_one(model, data.get(i, false).input.tensor, i, req, methods);
+      nlohmann::json line = evaluate_one(model, data.get(i, false).input.tensor, i, req, target, methods);
       // NaN and infinities become null in JSON: say where, so the report can count them.
       nlohmann::json bad = nlohmann::json::array();
       list_non_finite(line, "", bad);
@@ -174,7 +188,11 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
   // Aggregate: mean and standard error of every scalar, mean curves, mean randomisation curves.
   std::vector<std::string> rows = req.methods;
   if (done.begin()->second["methods"].contains("random order")) rows.push_back("random order");
+  // What the curves follow: a probability, or a value (a regression's output, a function target's).
+  const bool value = model.metadata().regression() || target.kind() == Target::Kind::Function;
+  const std::string score = value ? "target value" : "target probability";
   nlohmann::json report{{"model", model.path()}, {"data", req.data}, {"inputs", n}, {"canvas", req.canvas},
+                        {"target", target.to_string()}, {"score", value ? "value" : "probability"},
                         {"methods", nlohmann::json::object()}};
   // The report's columns, from the metrics themselves; curves ("<key>_auc") are averaged below.
   std::vector<std::string> scalar_keys, columns;
@@ -260,7 +278,8 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
       }
   std::ostringstream md;
   md << "# Salient evaluation\n\nModel `" << model.path() << "`, data `" << req.data << "`, " << n
-     << " inputs, canvas " << req.canvas << ". Mean ± standard error; under each metric, which is better.\n\n| method |";
+     << " inputs, target " << target.to_string() << " (curves follow its " << (value ? "value" : "probability")
+     << "), canvas " << req.canvas << ". Mean ± standard error; under each metric, which is better.\n\n| method |";
   for (const auto& c : cols) md << " " << c << " (" << better[c] << ") |";
   md << "\n|---|";
   for (size_t i = 0; i < cols.size(); ++i) md << "---|";
@@ -291,10 +310,10 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
   write_file_atomic((fs::path(req.out_dir) / "report.md").string(), md.str());
   if (!del_plot.empty())
     write_png((fs::path(req.out_dir) / "deletion.png").string(),
-              plot_lines("Deletion: target probability as the most relevant pixels are removed", "fraction removed", del_plot));
+              plot_lines("Deletion: " + score + " as the most relevant features are removed", "fraction removed", del_plot));
   if (!ins_plot.empty())
     write_png((fs::path(req.out_dir) / "insertion.png").string(),
-              plot_lines("Insertion: target probability as the most relevant pixels are put back", "fraction inserted", ins_plot));
+              plot_lines("Insertion: " + score + " as the most relevant features are put back", "fraction inserted", ins_plot));
   if (!rand_plot.empty())
     write_png((fs::path(req.out_dir) / "randomisation.png").string(),
               plot_lines("Cascading randomisation: rank correlation with the original map", "layers randomised (from the output)",

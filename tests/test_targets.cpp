@@ -7,6 +7,7 @@
 
 #include "helpers.hpp"
 #include "salient/error.hpp"
+#include "salient/evaluate.hpp"
 #include "salient/explain.hpp"
 #include "salient/npy.hpp"
 #include "salient/registry.hpp"
@@ -235,4 +236,53 @@ TEST(Targets, NeuronAndThresholdTargetsOnTheCommandLine) {
   const auto bad = test::run_cli("explain -m " + model + " -i " + in + " --method grad-cam --target layer:fc1:3 --out " + test::quoted(dir / "x"));
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("cannot explain an inner neuron"), std::string::npos) << bad.err;
+}
+
+// evaluate on a dense output: --target region:C scores the region's value as it is (a sum of
+// logits, not a sigmoid of it), on every metric, the randomised copies included (which carry the
+// reduction); without a target, a segmentation model is refused naming --target region.
+TEST(Targets, EvaluateScoresAFunctionTargetsValueOnADenseOutput) {
+  torch::manual_seed(4);
+  const torch::Tensor w = torch::randn({4, 3, 1, 1}), x = torch::randn({2, 3, 6, 6}) + 2.0;
+  Model model(dense_module(w));
+  test::TempDir dir;
+  write_npy(dir / "data.npy", x);
+  EvaluateRequest req;
+  req.data = dir / "data.npy";
+  req.methods = {"saliency"};
+  req.metrics = {"deletion", "insertion", "randomisation"};
+  req.canvas = "zeros";
+  req.limit = 2;
+  req.steps = 4;
+  req.target = "region:1";
+  req.out_dir = dir / "eval";
+  const nlohmann::json report = evaluate(model, req);
+  EXPECT_EQ(report["score"], "value");
+  EXPECT_EQ(report["target"], "region:1");
+  std::ifstream log(dir.path / "eval" / "results.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(log, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    const int64_t i = j["index"];
+    const double value = torch::conv2d(x[i].unsqueeze(0), w)[0][1].sum().item<double>();  // the region's value
+    const auto del = j["methods"]["saliency"]["deletion"]["curve"], ins = j["methods"]["saliency"]["insertion"]["curve"];
+    EXPECT_NEAR(del.front().get<double>(), value, 1e-3 * (1 + std::abs(value)));  // nothing removed yet
+    EXPECT_NEAR(del.back().get<double>(), 0.0, 1e-5);                             // all zeros: a linear map's 0
+    EXPECT_NEAR(ins.back().get<double>(), value, 1e-3 * (1 + std::abs(value)));
+    EXPECT_EQ(j["methods"]["saliency"]["randomisation"].size(), 1u);  // the one parametrised layer
+    EXPECT_TRUE(j["methods"]["saliency"]["randomisation"][0]["spearman"].is_number());
+    ++lines;
+  }
+  EXPECT_EQ(lines, 2);
+  req.target = "";
+  req.out_dir = dir / "eval2";
+  try {
+    evaluate(model, req);
+    ADD_FAILURE() << "a dense output without a target was evaluated";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--target region:"), std::string::npos) << e.what();
+  }
+  req.target = "top-2";
+  EXPECT_THROW(validate(req, model), Error);
 }

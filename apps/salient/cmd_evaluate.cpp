@@ -30,6 +30,9 @@ void add_evaluate(CLI::App& app) {
   cmd->add_option("--canvas", req->canvas,
                   "what deleted features become: black (pixel 0 before normalisation), zeros (0 after it), blur, or mean (a "
                   "table's mean row; default for a tabular model, black otherwise)");
+  cmd->add_option("--target", req->target,
+                  "what is explained and scored per input: the predicted class (default), a class (index or label), or a "
+                  "function whose value is scored: A+B, region:C[:MASK.npy] (a dense output needs one), layer:PATH:I");
   cmd->add_option("--steps", req->steps, "points on the deletion/insertion curves and AOPC steps")->capture_default_str();
   auto* o_samples = cmd->add_option("--samples", *samples, "samples of sampling methods");
   cmd->add_option("--seed", req->seed, "random seed")->capture_default_str();

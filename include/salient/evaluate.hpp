@@ -22,6 +22,10 @@ struct EvaluateRequest {
   std::string canvas;                     // deletion/insertion canvas: black (pixel 0 before normalisation),
                                           // zeros (0 after it), blur, or mean (a table's mean row); "":
                                           // mean for a tabular model, else black
+  std::string target;                     // what is explained and scored per input (Target::parse):
+                                          // "" or "top": the predicted class; a class ("3", "Bag");
+                                          // a function ("3+5", "region:C[:MASK.npy]", "layer:P:I"),
+                                          // whose value is the score (a dense output needs one)
   int steps = 20;                         // points of the deletion/insertion curves
   uint64_t seed = 0;
   Resize resize = Resize::None;           // images of another size than the model's input

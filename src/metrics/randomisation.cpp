@@ -98,9 +98,9 @@ std::vector<RandomisationStep> randomisation(Model& model, Method& method, const
         item.value.register_parameter(p.name, fresh, false);
       }
     }
-    ModelOptions options;
-    options.device = model.device().str();
-    Model randomised(copy, options, model.metadata());
+    // The model's own settings (its chosen output, a function target's reduction, paired inputs):
+    // a bare Model(copy) explained another function of the randomised network.
+    Model randomised = model.with_module(copy);
     torch::Tensor m = shown(method.attribute(randomised, x.unsqueeze(0), t).map[0]);
     steps.push_back({layer, spearman(original, m), ssim(original, m)});
     if (maps) maps->push_back(m);
