@@ -618,6 +618,8 @@ async function runNoise() {
 }
 
 // ---------- "Can I trust it?" ----------
+// Curves of a score: a probability in [0, 1], or a value (a regression's, a region's) on the range
+// of its curves, the axis' ends labelled.
 function chart(title, curves) {
   const W = 320, H = 200, P = 30;
   const svg = svgEl('svg', { width: W, height: H + 40, role: 'img', 'aria-label': title });
@@ -625,8 +627,18 @@ function chart(title, curves) {
   t.textContent = title;
   svg.append(t);
   svg.append(svgEl('rect', { x: P, y: 20, width: W - 2 * P, height: H - 20 - P, fill: 'none', stroke: '#999' }));
+  const all = curves.flatMap((c) => c.score).filter(Number.isFinite);
+  let lo = Math.min(0, ...all), hi = Math.max(1, ...all);
+  if (all.some((v) => v < 0 || v > 1)) { lo = Math.min(...all); hi = Math.max(...all); }
+  if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
+  const y = (v) => H - P - ((v - lo) / (hi - lo)) * (H - 20 - P);
+  for (const [v, at] of [[hi, 20], [lo, H - P]]) {
+    const tick = svgEl('text', { x: P - 2, y: at + 4, class: 'legend axis', 'text-anchor': 'end' });
+    tick.textContent = Number(v.toPrecision(4)).toString();
+    svg.append(tick);
+  }
   curves.forEach((c, k) => {
-    const pts = c.fraction.map((f, i) => (P + f * (W - 2 * P)).toFixed(1) + ',' + (H - P - c.score[i] * (H - 20 - P)).toFixed(1));
+    const pts = c.fraction.map((f, i) => (P + f * (W - 2 * P)).toFixed(1) + ',' + y(c.score[i]).toFixed(1));
     svg.append(svgEl('polyline', { points: pts.join(' '), fill: 'none', stroke: c.colour, 'stroke-width': 2, 'stroke-dasharray': c.dash || '' }));
     const l = svgEl('text', { x: P, y: H + 4 + 14 * k, fill: c.colour, class: 'legend' });
     l.textContent = c.name + ' — AUC ' + c.auc.toFixed(3);
@@ -638,14 +650,15 @@ async function runTrust() {
   showError(null);
   if (!state.result) await explain();
   const method = $('trust-method').value;
-  const target = String(state.result.explained[0].class);
+  const e = state.result.explained[0];  // a class, or a function target (a region) by its text
+  const target = e.class === null || e.class === undefined ? e.label : String(e.class);
   const body = { model: state.model, method, target, options: chosenOptions(), ...inputFields() };
   status('deletion and insertion…');
   const f = await postJson('/api/checks', { ...body, check: 'faithfulness' });
   $('curves').replaceChildren(
-    chart('Deletion: ' + method + ' (lower is better)', [
+    chart('Deletion: ' + method + ' (' + f.score + ', lower is better)', [
       { name: method, colour: '#c33', ...f.deletion }, { name: 'random order', colour: '#777', dash: '4 3', ...f.random.deletion }]),
-    chart('Insertion: ' + method + ' (higher is better)', [
+    chart('Insertion: ' + method + ' (' + f.score + ', higher is better)', [
       { name: method, colour: '#36c', ...f.insertion }, { name: 'random order', colour: '#777', dash: '4 3', ...f.random.insertion }]));
   status('randomising the layers…');
   const r = await postJson('/api/checks', { ...body, check: 'randomisation' });

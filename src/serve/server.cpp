@@ -769,9 +769,8 @@ void Server::Impl::handle_api_checks(const httplib::Request& req, httplib::Respo
   if (check != "noise" && check != "faithfulness" && check != "randomisation")
     throw HttpError(400, "check must be \"noise\", \"faithfulness\" or \"randomisation\", got \"" + check + "\"");
   auto w = std::make_shared<ExplainWork>(api_work(req, &body, check == "noise" ? "saliency,smoothgrad" : "saliency"));
-  const Target::Kind kind = w->request.target.kind();
-  if ((kind != Target::Kind::Top && kind != Target::Kind::Index) || !w->request.target.layer().empty())
-    throw HttpError(400, "a check explains one class: give target top, a class index or a label");
+  if (w->request.target.several())
+    throw HttpError(400, "a check explains one target: give top, a class index or label, or a function target (A+B, region:C)");
   auto number = [&](const char* key, double fallback, double lo, double hi) {
     if (!body.contains(key)) return fallback;
     if (!body[key].is_number()) throw HttpError(400, std::string(key) + " must be a number");
@@ -791,9 +790,15 @@ void Server::Impl::handle_api_checks(const httplib::Request& req, httplib::Respo
   auto out = std::make_shared<json>();
   wait(submit(w->model, [w, out, check, copies, sigma, steps, seed](Model& model, Task& task) {
     const torch::Tensor x = w->inputs.at(0).tensor;
+    // A function target (a region of a dense output, a sum of classes) is checked on its value.
+    ReductionScope scope(model, w->request.target);
+    const bool function = w->request.target.kind() == Target::Kind::Function;
     const torch::Tensor logits = model.predict(x.unsqueeze(0));
     const int64_t target = w->request.target.resolve(logits).at(0).at(0);
-    json j = {{"check", check}, {"target", target}, {"label", model.metadata().label(target)}};
+    json j = {{"check", check},
+              {"target", function ? json() : json(target)},
+              {"label", function ? w->request.target.to_string() : model.metadata().label(target)},
+              {"score", function || model.metadata().regression() ? "value" : "probability"}};
     auto progress = [&task, &check](double f) {
       task.set_progress(check, f);
       task.checkpoint();

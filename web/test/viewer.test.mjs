@@ -340,6 +340,18 @@ test('a dense output is explained by regions: its classes offered as region targ
   await page.click('#predictions button[data-class="3"]');
   await page.waitForFunction(() => document.querySelector('#explained').textContent === 'Explaining: region:3');
   await page.screenshot({ path: path.join(SHOTS, 'dense-region.png') });
+  // The trust panel checks the region (not "class null"); its value, far outside [0, 1], is drawn
+  // on its own range: every point inside the frame, the axis' ends labelled with it.
+  await page.click('#trust-run');
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('checked') || !document.getElementById('error').hidden);
+  assert.equal(await page.$eval('#error', (b) => b.hidden ? '' : b.textContent), '');
+  assert.equal(await page.locator('#curves svg').count(), 2);
+  assert.match(await page.textContent('#curves'), /Deletion: saliency \(value, lower is better\)/);
+  const ys = await page.$$eval('#curves polyline', (ls) => ls.flatMap((l) => l.getAttribute('points').split(' ').map((p) => Number(p.split(',')[1]))));
+  assert.ok(ys.length > 0 && ys.every((v) => v >= 20 - 1e-6 && v <= 170 + 1e-6), 'a point outside the chart: ' + ys.join(' '));
+  const ticks = await page.$$eval('#curves text.axis', (ts) => ts.map((t) => Number(t.textContent)));
+  assert.ok(ticks.some((v) => v < 0 || v > 1), 'axis ' + ticks.join(', '));
+  await page.locator('#trust-panel').screenshot({ path: path.join(SHOTS, 'dense-trust.png') });
   assert.deepEqual(seen.errors, []);
   await page.close();
 });
