@@ -179,6 +179,28 @@ TEST(Lrp, UnderAFunctionTargetIsInputTimesGradientOfThatFunction) {
   }
 }
 
+// The same on a trained U-Net (models/fashion_unet: BatchNorm, max-pool, nearest up-sampling, a
+// concatenated skip, biases): each image's region of its garment class. LRP-0 is input x gradient
+// for ReLU networks with biases too, so the map equals x times the eager model's own gradient of
+// the region's value, and f(x) is that value; the map's sum differs from f(x) by what the biases
+// absorb, which the diagnostics report (it used to start every pixel from the whole region sum).
+TEST(Lrp, RegionOfATrainedUNetIsInputTimesTheEagerGradient) {
+  const std::string dir = test::source_dir() + "/models/fashion_unet/";
+  Model model(dir + "unet.pt");
+  const torch::Tensor x = read_npy(dir + "reference_x.npy"), cls = read_npy_any(dir + "reference_class.npy"),
+                      value = read_npy_any(dir + "reference_value.npy"), grad = read_npy_any(dir + "reference_gradient.npy");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    const Target target = Target::parse("region:" + std::to_string(cls[i].item<int64_t>()), model.metadata());
+    ReductionScope scope(model, target);
+    const Attribution a = run(model, "lrp", x.slice(0, i, i + 1), torch::zeros({1}, torch::kLong), {{"rule", "epsilon"}, {"epsilon", 0.0}});
+    const torch::Tensor want = (x[i].to(torch::kDouble) * grad[i]).to(torch::kFloat);
+    EXPECT_LE(max_rel_err(a.map[0], want), 1e-4) << i;
+    const double f = value[i].item<double>();
+    EXPECT_NEAR(a.diagnostics["f(x)"][0].get<double>(), f, 1e-4 * std::abs(f)) << i;
+    EXPECT_NEAR(a.diagnostics["sum"][0].get<double>(), want.sum().item<double>(), 1e-3 * std::abs(f)) << i;
+  }
+}
+
 TEST(Lrp, EpsilonConservesRelevanceUpToWhatEpsilonAbsorbs) {
   Model model(bias_free_net());
   torch::manual_seed(4);
