@@ -203,7 +203,7 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   if (model.input_count() > 1)
     throw Error("batch explains models of one input; this model's forward takes " + std::to_string(model.input_count()) +
                 " (use explain with one .npy per argument)");
-  Dataset data = Dataset::open(req.data, model.metadata(), req.resize, req.labels).limit(req.limit);
+  Dataset data = Dataset::open(req.data, model.metadata(), req.resize, req.labels, req.limit).limit(req.limit);
   const int64_t total_all = data.size();
   const std::vector<std::string> data_warnings = data.warnings();
   if (req.sharded) data = data.shard(req.shard, req.shards);

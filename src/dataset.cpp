@@ -66,22 +66,20 @@ class FilesSource : public DataSource {
 };
 
 // Rows of an .npy stack [N, ...], read one at a time from the file.
-// A CSV of a tabular model: parsed and checked whole when opened (every bad row is an error before
-// any work), rows encoded as the metadata's features say; id = the id column's value or row-N.
+// A CSV of a tabular model: checked whole when opened (every bad row is an error before any work),
+// one pass a chunk at a time keeping each row's offset and label; a row is read again and encoded
+// when loaded. id = the id column's value or row-N.
 class CsvSource : public DataSource {
  public:
-  CsvSource(const std::string& path, const ModelMetadata& meta) : rows_(read_csv_rows(path, meta)) {
-    for (int64_t l : rows_.labels) labelled_ = labelled_ || l >= 0;
-  }
-  int64_t count() const override { return static_cast<int64_t>(rows_.items.size()); }
-  std::string id(int64_t row) const override { return rows_.items.at(static_cast<size_t>(row)).stem; }
-  int64_t label(int64_t row) const override { return rows_.labels.at(static_cast<size_t>(row)); }
-  bool has_labels() const override { return labelled_; }
-  InputItem load(int64_t row, bool) const override { return rows_.items.at(static_cast<size_t>(row)); }
+  CsvSource(const std::string& path, const ModelMetadata& meta, int64_t max_rows) : table_(path, meta, max_rows) {}
+  int64_t count() const override { return table_.size(); }
+  std::string id(int64_t row) const override { return table_.stem(row); }
+  int64_t label(int64_t row) const override { return table_.label(row); }
+  bool has_labels() const override { return table_.has_labels(); }
+  InputItem load(int64_t row, bool) const override { return table_.item(row); }
 
  private:
-  TabularRows rows_;
-  bool labelled_ = false;
+  CsvTable table_;
 };
 
 class NpySource : public DataSource {
@@ -333,7 +331,8 @@ const std::string& DataSource::stem(int64_t row) const {
   return stems_.at(static_cast<size_t>(row));
 }
 
-Dataset Dataset::open(const std::string& spec, const ModelMetadata& meta, Resize resize, const std::string& labels) {
+Dataset Dataset::open(const std::string& spec, const ModelMetadata& meta, Resize resize, const std::string& labels,
+                      int64_t max_items) {
   Dataset d;
   d.spec_ = spec;
   std::error_code ec;
@@ -344,7 +343,7 @@ Dataset Dataset::open(const std::string& spec, const ModelMetadata& meta, Resize
   if (fs::is_directory(spec, ec)) d.source_ = open_folder(spec, meta, resize);
   else if (ext == ".txt" || ext == ".lst" || ext == ".list") d.source_ = open_list(spec, meta, resize);
   else if (ext == ".npy") d.source_ = std::make_shared<NpySource>(spec, meta);
-  else if (ext == ".csv") d.source_ = std::make_shared<CsvSource>(spec, meta);
+  else if (ext == ".csv") d.source_ = std::make_shared<CsvSource>(spec, meta, max_items);
   else if (is_image_path(spec))
     d.source_ = std::make_shared<FilesSource>(std::vector<std::string>{spec}, std::vector<std::string>{fs::path(spec).filename().string()},
                                               std::vector<int64_t>{}, meta, resize);

@@ -136,7 +136,7 @@ nlohmann::json evaluate(Model& model, const EvaluateRequest& request,
   if (req.canvas.empty()) req.canvas = model.metadata().features.empty() ? "black" : "mean";
   validate(req, model);
   // The first --limit items, decoded one at a time as they are evaluated (never the whole data set).
-  const Dataset data = Dataset::open(req.data, model.metadata(), req.resize).limit(req.limit);
+  const Dataset data = Dataset::open(req.data, model.metadata(), req.resize, "", req.limit).limit(req.limit);
   const int64_t n = data.size();
   std::vector<std::unique_ptr<Method>> methods;
   for (const auto& m : req.methods) methods.push_back(Registry::builtin().create(m, req.method_options, model.metadata()));

@@ -1,7 +1,10 @@
 #include "salient/tabular.hpp"
 
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <functional>
 #include <filesystem>
 #include <map>
 
@@ -290,95 +293,277 @@ bool finite_number(const std::string& v, double& x) {
 
 }  // namespace
 
-TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
-  std::string text = read_file(path, int64_t{1} << 30);
-  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a byte-order mark (spreadsheets write one) is no part of the header
-  const auto records = parse_csv(text, path);
-  if (records.empty()) throw Error("'" + path + "' is empty: a CSV needs a header row");
-  const auto& header = records[0];
-  std::map<std::string, size_t> column;
-  for (size_t c = 0; c < header.size(); ++c)
-    if (!column.emplace(trim(header[c]), c).second) throw Error("'" + path + "': column '" + trim(header[c]) + "' appears twice in the header");
-  auto find = [&](const std::string& name, const char* what) -> int64_t {
-    if (name.empty()) return -1;
-    auto it = column.find(name);
-    if (it == column.end()) throw Error("'" + path + "' has no column '" + name + "' (the metadata's " + what + ")");
-    return static_cast<int64_t>(it->second);
-  };
-  const int64_t id_col = find(meta.id_column, "id_column"), label_col = find(meta.label_column, "label_column");
-  // The model's columns: the metadata's features, else every column but the id and the label.
-  std::vector<Feature> features = meta.features;
-  if (features.empty())
-    for (size_t c = 0; c < header.size(); ++c)
-      if (static_cast<int64_t>(c) != id_col && static_cast<int64_t>(c) != label_col) {
-        Feature f;
-        f.name = trim(header[c]);
-        features.push_back(std::move(f));
+namespace {
+
+constexpr size_t kMaxCsvField = size_t{1} << 20;  // 1 MiB: no table cell is longer
+
+// At most 80 characters of a field, for an error message.
+std::string quote_field(const std::string& v) { return "'" + (v.size() > 80 ? v.substr(0, 80) + "…" : v) + "'"; }
+
+// CSV records read one at a time from a file through a 64 KiB buffer: fields split on commas,
+// double-quoted fields with "" for a quote, CRLF or LF, blank lines skipped, a leading byte-order
+// mark dropped. record_start() is the byte offset of the record next() returned last.
+class CsvReader {
+ public:
+  // `chunk`: bytes read at a time (a row read again reads about its own length).
+  explicit CsvReader(const std::string& path, size_t chunk = size_t{1} << 16) : path_(path), buf_(chunk) {
+    check_regular_file(path, "CSV file");
+    in_.open(path, std::ios::binary);
+    if (!in_) throw Error("cannot read '" + path + "'");
+    char bom[3] = {0, 0, 0};
+    in_.read(bom, 3);
+    const bool has_bom = in_.gcount() == 3 && std::string(bom, 3) == "\xEF\xBB\xBF";
+    seek(has_bom ? 3 : 0);
+  }
+  void seek(uint64_t offset) {
+    in_.clear();
+    in_.seekg(static_cast<std::streamoff>(offset));
+    base_ = offset;
+    pos_ = len_ = 0;
+  }
+  uint64_t record_start() const { return start_; }
+  uint64_t end_of_record() const { return base_ + pos_; }  // where the next record (or the file's end) begins
+  bool next(std::vector<std::string>& rec) {
+    rec.clear();
+    std::string field;
+    bool quoted = false, in_quotes = false, any = false;
+    start_ = base_ + pos_;
+    auto end_field = [&] {
+      rec.push_back(std::move(field));
+      field.clear();
+      quoted = false;
+    };
+    for (;;) {
+      int c = get();
+      if (c < 0) {
+        if (in_quotes) throw Error("'" + path_ + "': a quoted field is not closed");
+        if (!any) return false;
+        end_field();
+        if (rec.size() == 1 && rec[0].empty()) return false;
+        return true;
       }
+      any = true;
+      if (in_quotes) {
+        if (c == '"' && peek() == '"') {
+          field += '"';
+          get();
+        } else if (c == '"') {
+          in_quotes = false;
+        } else {
+          field += static_cast<char>(c);
+        }
+      } else if (c == '"' && field.empty() && !quoted) {
+        in_quotes = quoted = true;
+      } else if (c == ',') {
+        end_field();
+      } else if (c == '\n' || c == '\r') {
+        if (c == '\r' && peek() == '\n') get();
+        end_field();
+        if (rec.size() == 1 && rec[0].empty()) {  // a blank line is no record
+          rec.clear();
+          any = false;
+          start_ = base_ + pos_;
+          continue;
+        }
+        return true;
+      } else {
+        field += static_cast<char>(c);
+      }
+      if (field.size() > kMaxCsvField)
+        throw Error("'" + path_ + "': a field at byte " + std::to_string(base_ + pos_ - field.size()) +
+                    " is longer than 1 MiB (not a table cell)");
+    }
+  }
+
+ private:
+  int get() {
+    if (pos_ == len_ && !fill()) return -1;
+    return static_cast<unsigned char>(buf_[pos_++]);
+  }
+  int peek() {
+    if (pos_ == len_ && !fill()) return -1;
+    return static_cast<unsigned char>(buf_[pos_]);
+  }
+  bool fill() {
+    base_ += len_;
+    pos_ = 0;
+    in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+    len_ = static_cast<size_t>(in_.gcount());
+    return len_ > 0;
+  }
+  std::string path_;
+  std::ifstream in_;
+  std::vector<char> buf_;
+  uint64_t base_ = 0, start_ = 0;  // the file offset of buf_[0]; of the last record
+  size_t pos_ = 0, len_ = 0;
+};
+
+
+}  // namespace
+
+struct CsvTable::Impl {
+  std::string path;
+  ModelMetadata meta;
+  size_t header_size = 0;
+  std::vector<Feature> features;
   std::vector<size_t> cols;
-  for (const auto& f : features) cols.push_back(static_cast<size_t>(find(f.name, "features")));
-  int64_t width = 0;
-  for (const auto& f : features) width += f.width();
-  if (!meta.input_shape.empty() && meta.input_shape != std::vector<int64_t>{width})
-    throw Error("'" + path + "': its " + std::to_string(features.size()) + " feature columns encode to " + std::to_string(width) +
-                " values; the model's input_shape is not [" + std::to_string(width) + "]");
-  if (records.size() == 1) throw Error("'" + path + "' has a header and no rows");
-  TabularRows out;
-  std::map<std::string, size_t> seen;  // id -> row: outputs are named by it, so it must be unique
-  for (size_t r = 1; r < records.size(); ++r) {
-    const auto& rec = records[r];
+  int64_t id_col = -1, label_col = -1, width = 0;
+  std::vector<uint64_t> offsets;  // per row, its record's byte offset (and the end of the last)
+  std::vector<std::string> stems;  // per row, its id as a file name
+  std::vector<int64_t> labels;
+  std::vector<double> values;
+  bool labelled = false;
+
+  struct Row {
+    InputItem item;
+    int64_t label = -1;
+    double value = 0;
+  };
+
+  // One record checked and encoded (r: 1 = the first row after the header, as errors count).
+  Row decode(const std::vector<std::string>& rec, size_t r) const {
     const std::string where = "'" + path + "' row " + std::to_string(r);
-    if (rec.size() != header.size())
-      throw Error(where + " has " + std::to_string(rec.size()) + " fields; the header has " + std::to_string(header.size()));
-    std::vector<float> values;
-    values.reserve(static_cast<size_t>(width));
+    if (rec.size() != header_size)
+      throw Error(where + " has " + std::to_string(rec.size()) + " fields; the header has " + std::to_string(header_size));
+    std::vector<float> v;
+    v.reserve(static_cast<size_t>(width));
     for (size_t k = 0; k < features.size(); ++k) {
       const Feature& f = features[k];
-      const std::string v = trim(rec[cols[k]]);
+      const std::string x = trim(rec[cols[k]]);
       if (f.type == "categorical") {
-        auto it = std::find(f.values.begin(), f.values.end(), v);
-        if (it == f.values.end()) throw Error(where + ", column '" + f.name + "': '" + v + "' is not one of its categories");
-        for (size_t j = 0; j < f.values.size(); ++j) values.push_back(f.values.begin() + static_cast<std::ptrdiff_t>(j) == it ? 1.f : 0.f);
+        auto it = std::find(f.values.begin(), f.values.end(), x);
+        if (it == f.values.end()) throw Error(where + ", column '" + f.name + "': " + quote_field(x) + " is not one of its categories");
+        for (size_t j = 0; j < f.values.size(); ++j) v.push_back(f.values.begin() + static_cast<std::ptrdiff_t>(j) == it ? 1.f : 0.f);
         continue;
       }
-      double x = 0;
-      if (!finite_number(v, x)) throw Error(where + ", column '" + f.name + "': '" + v + "' is not a finite number");
-      values.push_back(static_cast<float>((x - f.mean) / f.std));
+      double d = 0;
+      if (!finite_number(x, d)) throw Error(where + ", column '" + f.name + "': " + quote_field(x) + " is not a finite number");
+      v.push_back(static_cast<float>((d - f.mean) / f.std));
     }
-    InputItem item;
-    item.source = path;
-    item.stem = id_col >= 0 ? path_safe(trim(rec[static_cast<size_t>(id_col)])) : "row-" + std::to_string(r);
-    if (auto [it, fresh] = seen.emplace(item.stem, r); !fresh)
-      throw Error(where + ", column '" + meta.id_column + "': id '" + trim(rec[static_cast<size_t>(id_col)]) + "' is also row " +
-                  std::to_string(it->second) + "'s (as a file name)");
-    item.tensor = torch::tensor(values, torch::kFloat);
-    out.items.push_back(std::move(item));
-    int64_t label = -1;
+    Row row;
+    row.item.source = path;
+    row.item.stem = id_col >= 0 ? path_safe(trim(rec[static_cast<size_t>(id_col)])) : "row-" + std::to_string(r);
+    row.item.tensor = torch::tensor(v, torch::kFloat);
     if (label_col >= 0 && meta.regression()) {  // a regression's label is the true value, a number
-      const std::string v = trim(rec[static_cast<size_t>(label_col)]);
-      double value = 0;
-      if (!finite_number(v, value))
-        throw Error(where + ", column '" + meta.label_column + "': '" + v.substr(0, 80) + "' is not a finite number (the model is a regression)");
-      out.values.push_back(value);
-      label = 0;
+      const std::string x = trim(rec[static_cast<size_t>(label_col)]);
+      if (!finite_number(x, row.value))
+        throw Error(where + ", column '" + meta.label_column + "': " + quote_field(x) + " is not a finite number (the model is a regression)");
+      row.label = 0;
     } else if (label_col >= 0) {
-      const std::string v = trim(rec[static_cast<size_t>(label_col)]);
-      auto it = std::find(meta.labels.begin(), meta.labels.end(), v);
+      const std::string x = trim(rec[static_cast<size_t>(label_col)]);
+      auto it = std::find(meta.labels.begin(), meta.labels.end(), x);
       if (it != meta.labels.end()) {
-        label = it - meta.labels.begin();
+        row.label = it - meta.labels.begin();
       } else {
         size_t used = 0;
         try {
-          label = std::stoll(v, &used);
+          row.label = std::stoll(x, &used);
         } catch (const std::exception&) {
           used = 0;
         }
-        if (v.empty() || used != v.size() || label < 0 || (!meta.labels.empty() && label >= static_cast<int64_t>(meta.labels.size())))
-          throw Error(where + ", column '" + meta.label_column + "': '" + v + "' is not a label of the model nor a class index");
+        if (x.empty() || used != x.size() || row.label < 0 ||
+            (!meta.labels.empty() && row.label >= static_cast<int64_t>(meta.labels.size())))
+          throw Error(where + ", column '" + meta.label_column + "': " + quote_field(x) + " is not a label of the model nor a class index");
       }
     }
-    out.labels.push_back(label);
+    return row;
   }
+
+  // Every row once, checked; `keep` sees each decoded row.
+  void scan(int64_t max_rows, const std::function<void(Row&&)>& keep) {
+    CsvReader reader(path);
+    std::vector<std::string> rec;
+    if (!reader.next(rec)) throw Error("'" + path + "' is empty: a CSV needs a header row");
+    header_size = rec.size();
+    std::map<std::string, size_t> column;
+    for (size_t c = 0; c < rec.size(); ++c)
+      if (!column.emplace(trim(rec[c]), c).second)
+        throw Error("'" + path + "': column " + quote_field(trim(rec[c])) + " appears twice in the header");
+    auto find = [&](const std::string& name, const char* what) -> int64_t {
+      if (name.empty()) return -1;
+      auto it = column.find(name);
+      if (it == column.end()) throw Error("'" + path + "' has no column '" + name + "' (the metadata's " + what + ")");
+      return static_cast<int64_t>(it->second);
+    };
+    id_col = find(meta.id_column, "id_column");
+    label_col = find(meta.label_column, "label_column");
+    // The model's columns: the metadata's features, else every column but the id and the label.
+    features = meta.features;
+    if (features.empty())
+      for (size_t c = 0; c < rec.size(); ++c)
+        if (static_cast<int64_t>(c) != id_col && static_cast<int64_t>(c) != label_col) {
+          Feature f;
+          f.name = trim(rec[c]);
+          features.push_back(std::move(f));
+        }
+    for (const auto& f : features) cols.push_back(static_cast<size_t>(find(f.name, "features")));
+    for (const auto& f : features) width += f.width();
+    if (!meta.input_shape.empty() && meta.input_shape != std::vector<int64_t>{width})
+      throw Error("'" + path + "': its " + std::to_string(features.size()) + " feature columns encode to " + std::to_string(width) +
+                  " values; the model's input_shape is not [" + std::to_string(width) + "]");
+    // Ids name output folders, so they must be unique: each row's id hashed, collisions checked.
+    std::vector<std::pair<uint64_t, size_t>> ids;
+    while ((max_rows < 0 || static_cast<int64_t>(offsets.size()) < max_rows) && reader.next(rec)) {
+      const size_t r = offsets.size() + 1;
+      Row row = decode(rec, r);
+      offsets.push_back(reader.record_start());
+      stems.push_back(row.item.stem);
+      labels.push_back(row.label);
+      labelled = labelled || row.label >= 0;
+      if (label_col >= 0 && meta.regression()) values.push_back(row.value);
+      if (keep) keep(std::move(row));
+    }
+    if (offsets.empty()) throw Error("'" + path + "' has a header and no rows");
+    offsets.push_back(reader.end_of_record());
+    if (id_col < 0) return;
+    std::vector<size_t> order(stems.size());  // rows by id: a repeated id is two neighbours
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return stems[a] < stems[b]; });
+    for (size_t k = 1; k < order.size(); ++k)
+      if (stems[order[k]] == stems[order[k - 1]]) {
+        const size_t a = order[k - 1], b = order[k];
+        throw Error("'" + path + "' row " + std::to_string(b + 1) + ", column '" + meta.id_column + "': id " +
+                    quote_field(trim(record(b)[static_cast<size_t>(id_col)])) + " is also row " + std::to_string(a + 1) +
+                    "'s (as a file name)");
+      }
+  }
+
+  std::vector<std::string> record(size_t row) const {
+    const uint64_t length = offsets.at(row + 1) - offsets.at(row);
+    CsvReader reader(path, static_cast<size_t>(std::clamp<uint64_t>(length + 2, 64, uint64_t{1} << 16)));
+    reader.seek(offsets.at(row));
+    std::vector<std::string> rec;
+    if (!reader.next(rec)) throw Error("'" + path + "' changed while it was read (row " + std::to_string(row + 1) + ")");
+    return rec;
+  }
+};
+
+CsvTable::CsvTable(const std::string& path, const ModelMetadata& meta, int64_t max_rows) : impl_(std::make_unique<Impl>()) {
+  impl_->path = path;
+  impl_->meta = meta;
+  impl_->scan(max_rows, {});
+}
+CsvTable::~CsvTable() = default;
+CsvTable::CsvTable(CsvTable&&) noexcept = default;
+int64_t CsvTable::size() const { return static_cast<int64_t>(impl_->stems.size()); }
+const std::string& CsvTable::stem(int64_t row) const { return impl_->stems.at(static_cast<size_t>(row)); }
+int64_t CsvTable::label(int64_t row) const { return impl_->labels.at(static_cast<size_t>(row)); }
+bool CsvTable::has_labels() const { return impl_->labelled; }
+bool CsvTable::regression_values() const { return !impl_->values.empty(); }
+double CsvTable::value(int64_t row) const { return impl_->values.at(static_cast<size_t>(row)); }
+InputItem CsvTable::item(int64_t row) const {
+  const auto r = static_cast<size_t>(row);
+  return impl_->decode(impl_->record(r), r + 1).item;
+}
+
+TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {
+  CsvTable::Impl t;
+  t.path = path;
+  t.meta = meta;
+  TabularRows out;
+  t.scan(-1, [&](CsvTable::Impl::Row&& row) { out.items.push_back(std::move(row.item)); });
+  out.labels = t.labels;
+  out.values = t.values;
   return out;
 }
 

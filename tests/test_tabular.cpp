@@ -585,3 +585,67 @@ TEST(Tabular, CsvDataSetsRunThroughBatchAndEvaluate) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--canvas mean (the mean row) needs a tabular model"), std::string::npos) << r.err;
 }
+
+// A CSV data set is streamed: the rows a data set holds are read again from their offsets exactly
+// as a whole read gives them (quotes, CRLF, blank lines, a byte-order mark, over several 64 KiB
+// buffers); `batch --limit` stops reading at the limit (a broken row after it is no error, and the
+// whole file refuses it); a field over 1 MiB is refused and a long bad field is quoted in 80
+// characters, in a one-line error.
+TEST(Tabular, CsvDataSetsAreStreamedAndLongFieldsRefusedInOneLine) {
+  test::TempDir dir;
+  const auto meta = ModelMetadata::load(demo_dir() + "/logreg.json");
+  const auto plain = plain_rows(demo_dir() + "/test.csv");
+  auto join = [](const std::vector<std::string>& row, bool quote) {
+    std::string s;
+    for (const auto& f : row) s += (s.empty() ? "" : ",") + (quote ? "\"" + f + "\"" : f);
+    return s;
+  };
+  std::string text = "\xEF\xBB\xBF" + join(plain[0], false) + "\r\n";
+  int rows = 0;
+  while (text.size() < 300000) {  // ~5 buffers
+    for (size_t r = 1; r < plain.size() && text.size() < 300000; ++r) {
+      std::vector<std::string> row = plain[r];
+      row[0] = "id" + std::to_string(rows++);
+      text += join(row, rows % 3 == 0) + (rows % 2 ? "\r\n" : "\n") + (rows % 7 == 0 ? "\n" : "");
+    }
+  }
+  write(dir / "big.csv", text);
+  const TabularRows whole = read_csv_rows(dir / "big.csv", meta);
+  ASSERT_EQ(static_cast<int>(whole.items.size()), rows);
+  const CsvTable table(dir / "big.csv", meta);
+  ASSERT_EQ(table.size(), rows);
+  for (int64_t r : {int64_t{0}, int64_t{1}, int64_t{rows / 2}, int64_t{rows - 1}}) {
+    EXPECT_EQ(table.stem(r), whole.items[static_cast<size_t>(r)].stem);
+    EXPECT_TRUE(table.item(r).tensor.equal(whole.items[static_cast<size_t>(r)].tensor)) << r;
+    EXPECT_EQ(table.label(r), whole.labels[static_cast<size_t>(r)]);
+  }
+  EXPECT_EQ(CsvTable(dir / "big.csv", meta, 5).size(), 5);
+
+  // A ragged row after the first 3: batch --limit 3 never reads it; the whole file is refused.
+  std::vector<std::string> ragged = plain[4];
+  ragged.pop_back();
+  write(dir / "tail.csv", join(plain[0], false) + "\n" + join(plain[1], false) + "\n" + join(plain[2], false) + "\n" +
+                              join(plain[3], false) + "\n" + join(ragged, false) + "\n");
+  const std::string model = " -m " + test::quoted(demo_dir() + "/logreg.pt");
+  auto r = test::run_cli("batch" + model + " -d " + test::quoted(dir / "tail.csv") + " --limit 3 --method saliency -o " +
+                         test::quoted(dir / "b3"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("batch" + model + " -d " + test::quoted(dir / "tail.csv") + " --method saliency -o " + test::quoted(dir / "ball"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("row 4 has 31 fields"), std::string::npos) << r.err;
+
+  // A 200 KB non-number: quoted in 80 characters; a 2 MiB field: refused as no table cell.
+  std::vector<std::string> long_bad = plain[1];
+  long_bad[4] = std::string(200000, 'x');
+  write(dir / "long.csv", join(plain[0], false) + "\n" + join(long_bad, false) + "\n");
+  std::vector<std::string> huge = plain[1];
+  huge[4] = std::string(size_t{2} << 20, '7');
+  write(dir / "huge.csv", join(plain[0], false) + "\n" + join(huge, false) + "\n");
+  for (const char* name : {"long.csv", "huge.csv"}) {
+    r = test::run_cli("batch" + model + " -d " + test::quoted(dir / name) + " --method saliency -o " + test::quoted(dir / "o"));
+    EXPECT_EQ(r.code, 2) << name;
+    EXPECT_LT(r.err.size(), 400u) << name << ": " << r.err.substr(0, 400);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << name;
+  }
+  EXPECT_NE(r.err.find("longer than 1 MiB"), std::string::npos) << r.err;
+}

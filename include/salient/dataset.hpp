@@ -48,15 +48,18 @@ class Dataset {
   //                 maps to no class leaves the data set unlabelled, and warnings() names it;
   //   a list file   (.txt, .lst, .list) one image path a line, relative to the list's folder; id = the line;
   //   an .npy stack [N, ...] read a row at a time; id = row number;
-  //   a CSV         (tabular) rows encoded as the metadata's features say, read and checked whole;
+  //   a CSV         (tabular) rows encoded as the metadata's features say, checked whole in one
+  //                 streamed pass (only offsets, ids and labels kept; a row is re-read when decoded);
   //                 id = the id column's value (metadata id_column, --id-column) or row-N; labels
   //                 from the metadata's label_column;
   //   an IDX file   images [N,H,W] (plain or .gz), read a row at a time; id = row number; labels from
   //                 `labels` or, when absent, the sibling file named with "labels-idx1" for "images-idx3";
   //   an image file a data set of one.
   // Throws salient::Error naming the problem (missing, empty, unknown kind, shape mismatch).
+  // `max_items` >= 0: a hint that only the first items are wanted (a CSV stops reading there; the
+  // other kinds decode nothing when opened anyway); take them with limit().
   static Dataset open(const std::string& spec, const ModelMetadata& meta, Resize resize = Resize::None,
-                      const std::string& labels = "");
+                      const std::string& labels = "", int64_t max_items = -1);
 
   int64_t size() const { return static_cast<int64_t>(rows_.size()); }
   std::string id(int64_t i) const { return source_->id(rows_.at(i)); }

@@ -2,6 +2,7 @@
 // Tabular inputs: CSV rows with a header, encoded as the metadata's features say (numeric columns
 // standardised, categorical ones one-hot). Columns the model does not take (the id, the label, any
 // other) are skipped; the label column, when named, gives each row's true class.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,30 @@ struct TabularRows {
 // and the column. Without metadata features every column but the id and label ones is numeric and
 // taken as it is.
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta);
+
+// A CSV read as a data set: one pass over the file when opened, a chunk at a time, checks every
+// row as read_csv_rows does (ids unique) and keeps only each row's byte offset, label and value;
+// item(r) reads and encodes row r again. Memory: O(rows) words, never the file (`max_rows` >= 0
+// stops after that many rows: `batch --limit 5` on a huge file reads 5). A field over 1 MiB is an
+// error, and errors quote at most 80 characters of a field.
+class CsvTable {
+ public:
+  CsvTable(const std::string& path, const ModelMetadata& meta, int64_t max_rows = -1);
+  ~CsvTable();
+  CsvTable(CsvTable&&) noexcept;
+  int64_t size() const;
+  InputItem item(int64_t row) const;         // row 0 = the first after the header
+  const std::string& stem(int64_t row) const;  // its id as a file name (kept: ids name outputs)
+  int64_t label(int64_t row) const;          // as TabularRows::labels
+  bool has_labels() const;
+  bool regression_values() const;            // value(row) holds the label column's true values
+  double value(int64_t row) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  friend TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta);
+};
 
 // One encoded row [width] as the user's columns, in order: [{name, value}] (a number as the CSV
 // wrote it, a categorical column's category). Empty when the metadata has no features or the widths differ.
