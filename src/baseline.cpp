@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "salient/error.hpp"
+#include "salient/fsutil.hpp"
 #include "salient/idx.hpp"
 #include "salient/image.hpp"
 #include "salient/npy.hpp"
@@ -220,6 +221,7 @@ Baseline Baseline::parse(const std::string& spec, const ModelMetadata& meta) {
     return b;
   }
   fs::path p(spec);
+  check_file_access(spec);  // first: a server's refusal must not depend on whether the file exists
   if (!fs::exists(p))
     throw Error("baseline '" + spec + "' is neither zeros, black, a number, constant:V, blur[:SIGMA], uniform, nor an existing file");
   b.kind = Kind::Tensor;
@@ -279,6 +281,7 @@ torch::Tensor Baseline::make(const torch::Tensor& x, uint64_t seed, Model* model
 torch::Tensor load_input_set(const std::string& spec, const ModelMetadata& meta, int64_t limit, uint64_t seed,
                              Resize resize) {
   fs::path p(spec);
+  check_file_access(spec);  // first, as above
   if (!fs::exists(p)) throw Error("baseline set '" + spec + "' does not exist");
   torch::Tensor set;
   if (fs::is_directory(p)) {

@@ -435,6 +435,18 @@ TEST(Serve, NoRequestEverReadsAFile) {
   expect_error(with({{"method", "lime"}, {"options", {{"features", dir / "mask.npy"}}}}), 400, "opens no file");
   expect_error(with({{"method", "saliency"}, {"target", "region:1:" + (dir / "mask.npy")}}), 400, "opens no file");
   expect_error(with({{"method", "integrated-gradients"}, {"options", {{"baseline", "../../../../etc/passwd"}}}}), 400, "opens no file");
+  // No existence oracle: a file that exists and one that does not get the same answer, by name.
+  for (const char* key : {"baseline", "baselines"}) {
+    const std::string there = dir / "base.npy", absent = dir / "absent.npy";
+    auto a = with({{"method", std::string(key) == "baseline" ? "integrated-gradients" : "gradient-shap"}, {"options", {{key, there}}}});
+    auto b = with({{"method", std::string(key) == "baseline" ? "integrated-gradients" : "gradient-shap"}, {"options", {{key, absent}}}});
+    ASSERT_TRUE(a && b);
+    std::string ea = json::parse(a->body).value("error", ""), eb = json::parse(b->body).value("error", "");
+    ea.replace(ea.find(there), there.size(), "F");
+    eb.replace(eb.find(absent), absent.size(), "F");
+    EXPECT_EQ(a->status, b->status) << key;
+    EXPECT_EQ(ea, eb) << key;
+  }
   // Traversal in URLs: no route serves a path.
   for (const char* url : {"/api/data/../../../etc/passwd", "/api/data/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd",
                           "/api/results/../../etc/passwd", "/api/data//etc/passwd", "/api/results/00/..%2f..%2fetc%2fpasswd.npy",
