@@ -209,6 +209,8 @@ BatchReport run_batch(Model& model, const BatchRequest& req, MethodList methods,
   if (req.sharded) data = data.shard(req.shard, req.shards);
   const fs::path root = req.sharded ? fs::path(req.explain.out_dir) / ("shard-" + std::to_string(req.shard) + "-of-" + std::to_string(req.shards))
                                     : fs::path(req.explain.out_dir);
+  if (std::error_code ec; req.sharded && fs::is_symlink(fs::symlink_status(root, ec)))
+    throw Error("'" + root.string() + "' is a symbolic link inside the output folder: refused (writes would land where it points)");
   check_writable_dir(root.string());
   Explainer explainer(model, req.explain, std::move(methods));
   if (data.size() > 0) {  // methods that cannot run on this model fail here, before a file is written
@@ -401,7 +403,10 @@ MergeReport merge_shards(const std::string& dir, const RenderOptions& render) {
   for (const auto& e : fs::directory_iterator(dir)) {
     long long k = 0, count = 0;
     char rest = 0;
-    if (!e.is_directory() || std::sscanf(e.path().filename().c_str(), "shard-%lld-of-%lld%c", &k, &count, &rest) != 2) continue;
+    if (std::sscanf(e.path().filename().c_str(), "shard-%lld-of-%lld%c", &k, &count, &rest) != 2) continue;
+    if (e.is_symlink())  // its files would be read from, and the merge would trust, wherever it points
+      throw Error("shard folder '" + e.path().string() + "' is a symbolic link: refused (merge only the shards written here)");
+    if (!e.is_directory()) continue;
     if (n >= 0 && count != n) throw Error("'" + dir + "' holds shards of " + std::to_string(n) + " and of " + std::to_string(count));
     n = count;
     shards[k] = e.path();

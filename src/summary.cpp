@@ -19,6 +19,10 @@ namespace {
 
 torch::Tensor add_to(const torch::Tensor& sum, const torch::Tensor& x) {
   torch::Tensor d = x.detach().to(torch::kCPU, torch::kDouble);
+  // Never broadcast: a [1, H, W] shard's sum would spread over a [3, H, W] summary without a word.
+  if (sum.defined() && sum.sizes() != d.sizes())
+    throw Error("a summary sum of shape " + c10::str(d.sizes()) + " cannot be added to one of shape " + c10::str(sum.sizes()) +
+                " (a shard's summary/sums of another run, or edited?)");
   return sum.defined() ? sum + d : d.clone();
 }
 
@@ -55,6 +59,30 @@ void ClassSummary::add(const std::string& by, int64_t cls, double confidence, co
 }
 
 void ClassSummary::merge(const ClassSummary& other) {
+  // Every class's input sum has one shape, and every class's sums of one method: a shard whose
+  // sums have another (of another run, or edited) is refused, whichever classes it holds.
+  auto shape_of = [this](const std::string& method) -> std::vector<int64_t> {
+    for (const auto& [by, classes] : groups_)
+      for (const auto& [cls, g] : classes) {
+        if (method.empty() && g.input_sum.defined()) return g.input_sum.sizes().vec();
+        if (!method.empty() && g.sums.count(method) && g.sums.at(method).first.defined()) return g.sums.at(method).first.sizes().vec();
+      }
+    return {};
+  };
+  auto check = [&](const std::string& method, const torch::Tensor& t) {
+    const std::vector<int64_t> want = shape_of(method);
+    if (t.defined() && !want.empty() && t.sizes().vec() != want)
+      throw Error("a summary sum of shape " + c10::str(t.sizes()) + " cannot be added to one of shape " + c10::str(want) +
+                  (method.empty() ? " (inputs" : " (" + method) + "; a shard's summary/sums of another run, or edited?)");
+  };
+  for (const auto& [by, classes] : other.groups_)
+    for (const auto& [cls, o] : classes) {
+      check("", o.input_sum);
+      for (const auto& [name, sa] : o.sums) {
+        check(name, sa.first);
+        check(name, sa.second);
+      }
+    }
   for (const auto& [by, classes] : other.groups_)
     for (const auto& [cls, o] : classes) {
       Group& g = groups_[by][cls];

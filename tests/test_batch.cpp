@@ -201,6 +201,14 @@ TEST(ClassModel, EachClassModelIsPredictedAsItsClass) {
   // A class's image does not depend on which others are asked with it.
   const auto alone = class_models(model, {8}, o);
   EXPECT_TRUE(torch::allclose(alone[0].input, models[1].input, 1e-4, 1e-5));
+  // A class named many times, by index and by label, is one class model.
+  test::TempDir dir;
+  std::string many = "Bag";
+  for (int i = 0; i < 2000; ++i) many += ",8";
+  const auto r = test::run_cli("class-model -m " + quoted(test::demo_model()) + " --steps 2 -t " + many + " -o " + quoted(dir / "cm"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(read_file((dir.path / "cm" / "class-model.json").string()));
+  EXPECT_EQ(j["classes"].size(), 1u) << j["classes"].size();
 }
 
 TEST(Batch, ShardsTakenFromFlagsOrSchedulersMergeToTheUnshardedRun) {
@@ -417,4 +425,35 @@ TEST(Batch, MergeRefusesMixedRunsAndNeverRewritesAnUnshardedRun) {
   r = test::run_cli(base + "--out " + quoted(dir / "whole"));
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("other settings"), std::string::npos) << r.err;
+
+  // A shard folder that is a link: batch does not write through it, merge does not read it.
+  fs::create_directories(dir.path / "elsewhere");
+  fs::create_directories(dir.path / "linked");
+  fs::create_directory_symlink(dir.path / "elsewhere", dir.path / "linked" / "shard-0-of-2");
+  r = test::run_cli(base + "--shard 0/2 --out " + quoted(dir / "linked"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("symbolic link"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_empty(dir.path / "elsewhere"));
+  fs::copy(dir.path / "moved" / "shard-1-of-2", dir.path / "elsewhere" / "shard-1-of-2", fs::copy_options::recursive);
+  fs::create_directory_symlink(dir.path / "elsewhere" / "shard-1-of-2", dir.path / "linked" / "shard-1-of-2");
+  fs::remove(dir.path / "linked" / "shard-0-of-2");
+  r = test::run_cli("merge " + quoted(dir / "linked"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("is a symbolic link"), std::string::npos) << r.err;
+
+  // Shard summaries of another shape (edited sums): a clear refusal, never a broadcast.
+  const std::string summed = base + "--summary --out " + quoted(dir / "summed");
+  ASSERT_EQ(test::run_cli(summed + " --shard 0/2").code, 0);
+  ASSERT_EQ(test::run_cli(summed + " --shard 1/2").code, 0);
+  int edited = 0;
+  for (const auto& e : fs::directory_iterator(dir.path / "summed" / "shard-1-of-2" / "summary" / "sums"))
+    if (e.path().extension() == ".npy") {
+      const torch::Tensor t = read_npy(e.path().string());
+      write_npy(e.path().string(), torch::zeros({3, t.size(-2), t.size(-1)}));
+      ++edited;
+    }
+  ASSERT_GT(edited, 0);
+  r = test::run_cli("merge " + quoted(dir / "summed"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("cannot be added"), std::string::npos) << r.err;
 }

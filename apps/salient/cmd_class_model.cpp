@@ -1,4 +1,5 @@
 // salient class-model: the input that maximises each class's score (a global explanation).
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -44,7 +45,9 @@ void add_class_model(CLI::App& app) {
       for (const auto& t : split_list(f->target)) {
         const Target parsed = Target::parse(t, meta);
         if (parsed.kind() != Target::Kind::Index) throw Error("--target of class-model: all, class indices or labels, got '" + t + "'");
-        targets.push_back(parsed.resolve(torch::zeros({1, classes}))[0][0]);
+        const int64_t c = parsed.resolve(torch::zeros({1, classes}))[0][0];
+        // A class named twice (by index and label, or 10,000 times) is one class model.
+        if (std::find(targets.begin(), targets.end(), c) == targets.end()) targets.push_back(c);
       }
     }
     check_writable_dir(f->out);
