@@ -2,7 +2,7 @@
 # Installs Salient's build and test dependencies from Debian 12's packages (run as root).
 set -euo pipefail
 pkgs=(cmake ninja-build g++ ccache time zlib1g-dev
-      libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev pkg-config
+      libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libboost-dev pkg-config
       libgtest-dev libbenchmark-dev libonnx-dev libprotobuf-dev libutf8proc-dev
       python3-torch python3-torchvision python3-numpy dataset-fashion-mnist fonts-dejavu-core)
 missing=()

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <sys/wait.h>
@@ -347,7 +348,7 @@ TEST(Serve, ChecksReturnTheirMapsAndNumbersForOneInput) {
   expect_error(c.Post("/api/checks", json{{"id", "7-sneaker.png"}, {"check", "noise"}, {"copies", 100}}.dump(), "application/json"), 400,
                "copies must be in [1, 16], got 100");
   expect_error(c.Post("/api/checks", json{{"id", "7-sneaker.png"}, {"check", "noise"}, {"target", "top-2"}}.dump(), "application/json"), 400,
-               "a check explains one class");
+               "a check explains one target");
 }
 
 TEST(Serve, JobsReportProgressAndResultsAndDataIsBrowsedById) {
@@ -1096,4 +1097,70 @@ TEST(Serve, SlowAndIdleClientsDoNotStarveTheOthers) {
   stop = true;
   drip.join();
   for (int fd : fds) ::close(fd);
+}
+
+namespace {
+int connect_loopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+// Whether the server has closed `fd` (a read sees the end, or a reset) within `ms`.
+bool closed_within(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, ms) <= 0) return false;
+  char c;
+  return ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+}  // namespace
+
+// The front door bounds what a request may make the service hold before it is whole: a header block
+// over 16 KiB (a million header lines cost 120 MB a connection) is a 431; a header still arriving
+// after --header-timeout is dropped, one line every 200 ms or not; at --max-connections the oldest
+// connection still waiting for a header makes room, so /healthz is answered past the cap.
+TEST(Serve, HeaderSizeTimeAndOpenConnectionsAreBounded) {
+  auto& s = demo();
+  std::string many = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  for (int i = 0; i < 2000; ++i) many += "X-Header-" + std::to_string(i) + ": y\r\n";
+  many += "\r\n";
+  std::string a = raw_exchange(s.port, many);
+  EXPECT_EQ(a.rfind("HTTP/1.1 431", 0), 0u) << a.substr(0, 300);
+  EXPECT_NE(a.find("{\"error\":"), std::string::npos) << a.substr(0, 300);
+  std::string fine = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  for (int i = 0; i < 60; ++i) fine += "X-Header-" + std::to_string(i) + ": y\r\n";
+  a = raw_exchange(s.port, fine + "\r\n");
+  EXPECT_EQ(a.rfind("HTTP/1.1 200", 0), 0u) << a.substr(0, 300);
+
+  serve::ServeOptions o = demo_options();
+  o.header_timeout = 1.0;
+  o.max_connections = 40;
+  Running r(o);
+  // A header dripped a line every 200 ms: closed after about a second, long before its 3 s.
+  const int slow = connect_loopback(r.port);
+  ASSERT_GE(slow, 0);
+  (void)!::send(slow, "GET /healthz HTTP/1.1\r\n", 23, MSG_NOSIGNAL);
+  bool closed = false;
+  for (int i = 0; i < 15 && !closed; ++i) {
+    (void)!::send(slow, "X-Drip: 1\r\n", 11, MSG_NOSIGNAL);
+    closed = closed_within(slow, 200);
+  }
+  EXPECT_TRUE(closed) << "a header dripping for 3 s was not dropped at a 1 s deadline";
+  ::close(slow);
+  // 100 idle connections over a cap of 40: the oldest are dropped, and /healthz is answered.
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) idle.push_back(connect_loopback(r.port));
+  auto c = r.client();
+  c.set_read_timeout(5, 0);
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_TRUE(closed_within(idle.front(), 500)) << "the oldest idle connection was kept past the cap";
+  for (int fd : idle) ::close(fd);
 }

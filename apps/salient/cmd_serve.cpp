@@ -34,7 +34,8 @@ void add_serve(CLI::App& app) {
   struct Flags {
     std::vector<std::string> models;
     std::string device = "cpu", output, metadata, data, host = "127.0.0.1", max_body = "10MB", token_file, cors, resize = "none";
-    int port = 8080, workers = 1, queue = 16, threads = 0, connections = 256;
+    int port = 8080, workers = 1, queue = 16, threads = 0, connections = 256, max_connections = 1024;
+    double header_timeout = 10;
     int64_t max_pixels = 25000000;
     double timeout = 120;
     bool insecure = false, freeze = true;
@@ -47,7 +48,11 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--port", f->port, "port (0: any free one, printed)")->capture_default_str();
   cmd->add_option("--workers", f->workers, "explanations computed at once (each with its own model instances)")->capture_default_str();
   cmd->add_option("--queue", f->queue, "requests waiting for a worker before 503")->capture_default_str();
-  cmd->add_option("--connections", f->connections, "connections served at once (HTTP threads; slow clients hold one each)")
+  cmd->add_option("--max-connections", f->max_connections,
+                  "open client connections; at the cap the oldest one still waiting for a request's header is dropped")
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", f->header_timeout, "seconds a request's header may take to arrive")->capture_default_str();
+  cmd->add_option("--connections", f->connections, "requests served at once (HTTP threads; a request reaches one only once it has arrived whole)")
       ->capture_default_str();
   cmd->add_option("--max-body", f->max_body, "largest request body (413 above)")->capture_default_str();
   cmd->add_option("--max-pixels", f->max_pixels, "largest image, checked from its header before decoding (413 above)")->capture_default_str();
@@ -81,6 +86,8 @@ void add_serve(CLI::App& app) {
     o.workers = f->workers;
     o.queue = f->queue;
     o.connections = f->connections;
+    o.max_connections = f->max_connections;
+    o.header_timeout = f->header_timeout;
     o.max_body = parse_size(f->max_body);
     o.max_pixels = f->max_pixels;
     o.timeout = f->timeout;

@@ -41,8 +41,10 @@ struct ServeOptions {
   int port = 8080;            // 0: any free port (see Server::port())
   int workers = 1;            // explanations at once
   int queue = 16;             // requests waiting beyond the workers (full: 503 + Retry-After)
-  int connections = 256;      // connections served at once (HTTP threads): slow or idle clients up
-                              // to this many cannot starve /healthz or a small explain
+  int connections = 256;      // requests served at once (HTTP threads); they reach them whole
+  int max_connections = 1024; // open client connections: at the cap the oldest one still waiting for
+                              // a request's header is dropped (idle and slow clients cost a socket)
+  double header_timeout = 10; // seconds a request's header may take to arrive (408/closed after)
   size_t max_body = 10u << 20;
   int64_t max_pixels = 25000000;
   double timeout = 120;       // seconds a request or job may run before it is cancelled (504)

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <thread>
 
+#include "front.hpp"
 #include "pool.hpp"
 #include "salient/checks.hpp"
 #include "salient/dataset.hpp"
@@ -277,6 +278,7 @@ struct Server::Impl {
   std::unique_ptr<Pool> pool;
   httplib::Server http;
   int bound_port = -1;
+  std::unique_ptr<Front> front;  // the public listener; `http` listens on loopback behind it
   Metrics metrics;
 
   // --data: items by id; their predictions (for the filters) once computed.
@@ -334,6 +336,10 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
   if (o.port < 0 || o.port > 65535) throw Error("--port must be in 0..65535, got " + std::to_string(o.port));
   if (o.queue < 0 || o.queue > 100000) throw Error("--queue must be in 0..100000, got " + std::to_string(o.queue));
   if (o.connections < 1 || o.connections > 4096) throw Error("--connections must be in 1..4096, got " + std::to_string(o.connections));
+  if (o.max_connections < 1 || o.max_connections > 100000)
+    throw Error("--max-connections must be in 1..100000, got " + std::to_string(o.max_connections));
+  if (!(o.header_timeout >= 0.1 && o.header_timeout <= 3600))
+    throw Error("--header-timeout must be in [0.1, 3600] seconds, got " + std::to_string(o.header_timeout));
   if (!(o.timeout > 0)) throw Error("--timeout must be > 0 seconds");
   if (o.max_pixels < 1) throw Error("--max-pixels must be >= 1");
   if (o.max_body < 1024) throw Error("--max-body must be at least 1KB");
@@ -1403,19 +1409,36 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(op
 Server::~Server() { stop(); }
 
 int Server::bind() {
-  const int port = impl_->o.port == 0 ? impl_->http.bind_to_any_port(impl_->o.host)
-                                      : (impl_->http.bind_to_port(impl_->o.host, impl_->o.port) ? impl_->o.port : -1);
-  if (port < 0) throw Error("cannot listen on " + impl_->o.host + ":" + std::to_string(impl_->o.port) + " (in use, or not an address of this machine)");
+  const ServeOptions& o = impl_->o;
+  // cpp-httplib on a free loopback port, reached only through the front door (front.hpp), which
+  // takes the public address and passes on requests that arrived whole and within bounds.
+  const int upstream = impl_->http.bind_to_any_port("127.0.0.1");
+  if (upstream < 0) throw Error("cannot listen on a loopback port for the service");
+  FrontOptions f;
+  f.max_body = o.max_body;
+  f.max_connections = static_cast<size_t>(o.max_connections);
+  f.header_deadline = std::chrono::milliseconds(static_cast<int64_t>(o.header_timeout * 1000));
+  f.idle_timeout = std::min(f.idle_timeout, f.header_deadline);
+  f.body_budget = std::max<size_t>(size_t{64} << 20, 4 * o.max_body);
+  impl_->front = std::make_unique<Front>(f, upstream);
+  const int port = impl_->front->bind(o.host, o.port);
+  if (port < 0) throw Error("cannot listen on " + o.host + ":" + std::to_string(o.port) + " (in use, or not an address of this machine)");
   impl_->bound_port = port;
   return port;
 }
 
 int Server::port() const { return impl_->bound_port; }
 
-void Server::run() { impl_->http.listen_after_bind(); }
+void Server::run() {
+  std::thread service([this] { impl_->http.listen_after_bind(); });
+  impl_->front->run();
+  impl_->http.stop();
+  service.join();
+}
 
 void Server::stop() {
   if (!impl_) return;
+  if (impl_->front) impl_->front->stop();
   impl_->http.stop();
   impl_->pool->stop();
 }
