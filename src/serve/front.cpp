@@ -132,6 +132,8 @@ class Session : public std::enable_shared_from_this<Session> {
     upstream_.async_connect(s_.upstream, [self = shared_from_this()](error_code ec) {
       if (ec) return self->fail(http::status::bad_gateway, "the service is not answering (restarting?)");
       self->upstream_.expires_never();
+      error_code ignored;
+      self->upstream_.socket().set_option(tcp::no_delay(true), ignored);  // no delayed-ACK wait (40 ms)
       http::async_write(self->upstream_, self->parser_->get(), [self](error_code ec, size_t) {
         if (ec) return self->fail(http::status::bad_gateway, "the service closed the request");
         self->answer_.emplace();
