@@ -772,6 +772,13 @@ TEST(Serve, ResultsAreKeptWithinTheCacheBoundsNewestFirst) {
   const std::string second = body_of(d.Post("/api/explain", body, "application/json"))["id"];
   EXPECT_EQ(d.Get(("/api/results/" + first + "/saliency.npy").c_str())->status, 404);
   EXPECT_EQ(d.Get(("/api/results/" + second + "/saliency.npy").c_str())->status, 200);
+  // What is counted is what is held: at least the answer's JSON and the tensors (as /healthz says).
+  auto answer = d.Post("/api/explain", body, "application/json");
+  ASSERT_TRUE(answer);
+  const json health = body_of(d.Get("/healthz"));
+  EXPECT_EQ(health["results"]["kept"], 1);
+  EXPECT_GE(health["results"]["bytes"].get<size_t>(), answer->body.size() + 28 * 28 * 4 * 2);
+  EXPECT_EQ(health["results"]["max_bytes"], 12000);
 }
 
 // A tabular model served over its CSV: a row is browsed as its columns (JSON, not a picture), its
