@@ -128,6 +128,9 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = req.keep_alive();
     head_ = req.method() == http::verb::head;
     req.keep_alive(false);
+    // The length as received: a POST that came without one (and so without a body) would make the
+    // service wait its read timeout (5 s) for a body.
+    req.content_length(req.body().size());
     upstream_.expires_after(std::chrono::seconds(30));
     upstream_.async_connect(s_.upstream, [self = shared_from_this()](error_code ec) {
       if (ec) return self->fail(http::status::bad_gateway, "the service is not answering (restarting?)");
