@@ -1006,7 +1006,7 @@ TEST(Serve, InvalidUtf8IsAFourHundredNeverAFiveHundred) {
 namespace {
 // One raw HTTP exchange on loopback: what the server answers (status line and all), or "" when it
 // closes first. `seconds` bounds the wait.
-std::string raw_exchange(int port, const std::string& request, int seconds = 10) {
+int connect_loopback(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -1014,8 +1014,20 @@ std::string raw_exchange(int port, const std::string& request, int seconds = 10)
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+// Whether the server has closed `fd` (a read sees the end, or a reset) within `ms`.
+bool closed_within(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, ms) <= 0) return false;
+  char c;
+  return ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+std::string raw_exchange(int port, const std::string& request, int seconds = 10) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "";
   timeval tv{seconds, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   size_t sent = 0;
@@ -1106,27 +1118,6 @@ TEST(Serve, SlowAndIdleClientsDoNotStarveTheOthers) {
   for (int fd : fds) ::close(fd);
 }
 
-namespace {
-int connect_loopback(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-// Whether the server has closed `fd` (a read sees the end, or a reset) within `ms`.
-bool closed_within(int fd, int ms) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, ms) <= 0) return false;
-  char c;
-  return ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
-}
-}  // namespace
 
 // The front door bounds what a request may make the service hold before it is whole: a header block
 // over 16 KiB (a million header lines cost 120 MB a connection) is a 431; a header still arriving

@@ -36,7 +36,7 @@ TEXT = os.path.join(MODELS, "langid", "langid.pt")
 SAMPLES = os.path.join(MODELS, "samples")
 
 sys.path.insert(0, HERE)
-from fuzz_inputs import mutate  # noqa: E402  (the same byte mutations)
+from fuzz_inputs import mutate, run as run_cli  # noqa: E402  (the same byte mutations and runner)
 
 
 # ---- the service ----
@@ -240,11 +240,7 @@ def fuzz_service(args, rng, work):
 # ---- files through the CLI ----
 
 def run(cmd, timeout=20):
-    try:
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        return p.returncode, p.stderr.decode(errors="replace")
-    except subprocess.TimeoutExpired:
-        return "timeout", ""
+    return run_cli(cmd, timeout)
 
 
 def judge(name, code, err):
