@@ -8,6 +8,10 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/cuda.h>
 
@@ -94,6 +98,44 @@ namespace fs = std::filesystem;
 // How far (relative to the output's largest magnitude) a frozen copy may stray from the plain module.
 constexpr double kForwardCopyTolerance = 1e-4;
 
+namespace {
+
+// The library holding torchvision's TorchScript operators, found by a documented search: the file
+// $SALIENT_TORCHVISION_OPS names, else Debian's python3-torchvision (its _C*.so needs no Python).
+// dlopen'ed once, RTLD_GLOBAL (its operators register with LibTorch as it loads).
+void load_torchvision_ops(const std::string& model, const std::string& why) {
+  static std::mutex mutex;
+  static bool loaded = false;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (loaded) return;
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("SALIENT_TORCHVISION_OPS"); env && *env) {
+    candidates.push_back(env);
+  } else {
+    std::error_code ec;
+    for (const char* dir : {"/usr/lib/python3/dist-packages/torchvision", "/usr/local/lib/python3/dist-packages/torchvision"})
+      for (const auto& e : fs::directory_iterator(dir, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("_C", 0) == 0 && e.path().extension() == ".so") candidates.push_back(e.path().string());
+      }
+  }
+  std::string failures;
+  for (const auto& c : candidates) {
+    if (::dlopen(c.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+      loaded = true;
+      return;
+    }
+    const char* err = ::dlerror();
+    failures += "; " + c + ": " + (err ? err : "cannot be loaded");
+  }
+  const std::string op = why.substr(why.find("torchvision::"), why.find_first_of(" .(", why.find("torchvision::")) - why.find("torchvision::"));
+  throw Error("'" + model + "' uses torchvision's operators (" + op + "), which need torchvision's library: install Debian's " +
+              "python3-torchvision, or set SALIENT_TORCHVISION_OPS to its _C*.so" +
+              (std::getenv("SALIENT_TORCHVISION_OPS") ? " (SALIENT_TORCHVISION_OPS is set)" : "") + failures);
+}
+
+}  // namespace
+
 Model::Model(const std::string& path, ModelOptions options) : path_(path), options_(std::move(options)) {
   check_regular_file(path, "model file");
   {
@@ -114,7 +156,17 @@ Model::Model(const std::string& path, ModelOptions options) : path_(path), optio
     return;
   }
   try {
-    module_ = torch::jit::load(path, device_);
+    try {
+      module_ = torch::jit::load(path, device_);
+    } catch (const std::exception& e) {
+      // torchvision's operators (nms, roi_align: every torchvision detector) live in its own
+      // library: loaded on demand, then the model again.
+      if (std::string(e.what()).find("Unknown builtin op: torchvision::") == std::string::npos) throw;
+      load_torchvision_ops(path, one_line(e));
+      module_ = torch::jit::load(path, device_);
+    }
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     const std::string why = one_line(e);
     // torch.save(model) or torch.save(model.state_dict()) writes a zip of pickles with no code

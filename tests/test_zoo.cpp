@@ -327,6 +327,24 @@ TEST(Zoo, DictInputModelTakesNamedEntriesAndGetsOneMapPerEntry) {
   EXPECT_NE(r.err.find("no --input b=FILE.npy"), std::string::npos) << r.err;
 }
 
+// A model using torchvision's operators (every torchvision detector: nms, roi_align) loads: their
+// library is found and loaded on demand; it runs as the eager model did, gradients included. When
+// the library cannot be found: exit 2 naming the package and the variable that points at it.
+TEST(Zoo, TorchvisionOperatorsAreLoadedOnDemand) {
+  Model model(zoo("nms.pt"));
+  const torch::Tensor x = read_npy(zoo("nms_input.npy")), want = read_npy(zoo("nms_output.npy"));
+  EXPECT_TRUE(torch::allclose(model.predict(x), want));
+  const torch::Tensor g = run(model, "saliency", x, torch::full({1}, 3, torch::kLong), {{"abs", false}}).map;
+  EXPECT_TRUE(torch::allclose(g[0], torch::tensor({0.f, 0.f, 0.f, 1.f, 0.f}))) << g;  // d(x3 * kept3)/dx
+  test::TempDir dir;
+  ::setenv("SALIENT_TORCHVISION_OPS", (dir / "none.so").c_str(), 1);  // inherited by the CLI
+  const test::RunResult r = test::run_cli("info -m " + q(zoo("nms.pt")) + " --input-shape 5");
+  ::unsetenv("SALIENT_TORCHVISION_OPS");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("python3-torchvision"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("SALIENT_TORCHVISION_OPS"), std::string::npos) << r.err;
+}
+
 // 1 (JSON) and 20: explanation.json says which copy ran; LibTorch's own warnings stay off stderr.
 TEST(Zoo, ExplanationSaysWhichForwardRanAndLibTorchWarningsAreQuiet) {
   test::TempDir dir;

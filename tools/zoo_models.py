@@ -40,6 +40,9 @@ Writes into OUT_DIR:
                                     x["meta"])) on 2 classes, with an int64 x["ids"] entry ignored
                                     but for its dtype check; dict_image.npy [3,4], dict_meta.npy
                                     [3,2], dict_ids.npy [3,1] int64, dict_weight.npy [2,6]
+  nms.pt                            scripted: x * (1 on the boxes torchvision.ops.nms keeps of 5
+                                    fixed boxes scored by x[0]); needs torchvision's operators
+                                    library; nms_input.npy [1,5], nms_output.npy (eager)
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
                                     at 3x64x64 with Identity nodes fed by initializers (which
                                     OpenCV 4.6 rejects); resnet18_64.pt the same model traced
@@ -295,6 +298,16 @@ class DictInput(nn.Module):
         return self.lin(torch.cat([x["image"], x["meta"]], 1))
 
 
+class NmsNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("boxes", torch.tensor([[0., 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [21, 20, 31, 30], [50, 50, 60, 60]]))
+
+    def forward(self, x):
+        keep = torchvision.ops.nms(self.boxes, x[0], 0.5)
+        return x * torch.zeros(5).index_fill(0, keep, 1.0)
+
+
 def random_bn(model):
     """Random BatchNorm statistics and affine terms, so that eval-mode BN is not the identity and
     the logits are not all ~0 (as torchvision's fresh initialisation leaves them)."""
@@ -403,6 +416,12 @@ def main():
     save(out, "dict_meta.npy", torch.randn(3, 2).numpy())
     np.save(os.path.join(out, "dict_ids.npy"), torch.randint(0, 5, (3, 1)).numpy().astype(np.int64))
     save(out, "dict_weight.npy", d.lin.weight.detach().numpy())
+
+    nms = torch.jit.script(NmsNet().eval())
+    nms.save(os.path.join(out, "nms.pt"))
+    nms_x = torch.tensor([[0.9, 0.8, 0.3, 0.7, 0.1]])
+    save(out, "nms_input.npy", nms_x.numpy())
+    save(out, "nms_output.npy", nms(nms_x).numpy())
 
     torch.manual_seed(7)
     ids = torch.tensor([[2, 5, 6, 7, 10, 8, 9, 3], [2, 6, 10, 11, 3, 0, 0, 0]])
