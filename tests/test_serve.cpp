@@ -1161,4 +1161,13 @@ TEST(Serve, HeaderSizeTimeAndOpenConnectionsAreBounded) {
   EXPECT_EQ(h->status, 200);
   EXPECT_TRUE(closed_within(idle.front(), 500)) << "the oldest idle connection was kept past the cap";
   for (int fd : idle) ::close(fd);
+  // One kept-alive client, 150 requests: its upstream connection is kept and renewed past the
+  // service's 100 requests a connection, every answer a 200.
+  auto k = s.client();
+  int ok = 0;
+  for (int i = 0; i < 150; ++i) {
+    auto a = k.Get("/healthz");
+    ok += a && a->status == 200;
+  }
+  EXPECT_EQ(ok, 150);
 }

@@ -12,8 +12,9 @@
 //   - at most `max_connections` open: at the cap the oldest connection still waiting for its
 //     request's header is dropped for the new one;
 //   - bodies being received at once hold at most `body_budget` bytes in all (503 + Retry-After).
-// Requests are forwarded as parsed (one upstream connection per client connection, kept alive)
-// and answers relayed back; errors are the service's {"error": "..."} JSON.
+// Requests are forwarded as parsed and answers relayed back; a client connection keeps its
+// upstream one between requests while fewer than `max_idle_upstream` are kept (each holds a
+// service thread while idle); errors are the service's {"error": "..."} JSON.
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -30,6 +31,7 @@ struct FrontOptions {
   size_t min_rate = 64u << 10;                      // bytes a second a body must at least arrive at
   size_t max_connections = 1024;
   size_t body_budget = 64u << 20;
+  size_t max_idle_upstream = 32;                    // upstream connections kept between a client's requests
 };
 
 class Front {
