@@ -7,6 +7,8 @@
 #include <functional>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <sstream>
 
 #include <opencv2/imgproc.hpp>
 
@@ -14,54 +16,6 @@
 #include "salient/fsutil.hpp"
 
 namespace salient {
-
-std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name) {
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> row;
-  std::string field;
-  bool quoted = false, in_quotes = false, any = false;
-  auto end_field = [&] {
-    row.push_back(field);
-    field.clear();
-    quoted = false;
-  };
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    any = true;
-    if (in_quotes) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        in_quotes = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"' && field.empty() && !quoted) {
-      in_quotes = quoted = true;
-    } else if (c == ',') {
-      end_field();
-    } else if (c == '\n' || c == '\r') {
-      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
-      end_field();
-      rows.push_back(std::move(row));
-      row.clear();
-      any = false;
-    } else {
-      field += c;
-    }
-  }
-  if (in_quotes) throw Error("'" + name + "': a quoted field is not closed");
-  if (any) {
-    end_field();
-    rows.push_back(std::move(row));
-  }
-  // Blank lines are no rows.
-  std::vector<std::vector<std::string>> kept;
-  for (auto& r : rows)
-    if (!(r.size() == 1 && r[0].empty())) kept.push_back(std::move(r));
-  return kept;
-}
 
 namespace {
 
@@ -308,16 +262,18 @@ class CsvReader {
   // `chunk`: bytes read at a time (a row read again reads about its own length).
   explicit CsvReader(const std::string& path, size_t chunk = size_t{1} << 16) : path_(path), buf_(chunk) {
     check_regular_file(path, "CSV file");
-    in_.open(path, std::ios::binary);
-    if (!in_) throw Error("cannot read '" + path + "'");
-    char bom[3] = {0, 0, 0};
-    in_.read(bom, 3);
-    const bool has_bom = in_.gcount() == 3 && std::string(bom, 3) == "\xEF\xBB\xBF";
-    seek(has_bom ? 3 : 0);
+    auto file = std::make_unique<std::ifstream>(path, std::ios::binary);
+    if (!*file) throw Error("cannot read '" + path + "'");
+    in_ = std::move(file);
+    skip_bom();
+  }
+  // A CSV's text in memory, `name` for errors.
+  CsvReader(const std::string& text, const std::string& name) : path_(name), in_(std::make_unique<std::istringstream>(text)), buf_(size_t{1} << 16) {
+    skip_bom();
   }
   void seek(uint64_t offset) {
-    in_.clear();
-    in_.seekg(static_cast<std::streamoff>(offset));
+    in_->clear();
+    in_->seekg(static_cast<std::streamoff>(offset));
     base_ = offset;
     pos_ = len_ = 0;
   }
@@ -387,12 +343,18 @@ class CsvReader {
   bool fill() {
     base_ += len_;
     pos_ = 0;
-    in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
-    len_ = static_cast<size_t>(in_.gcount());
+    in_->read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+    len_ = static_cast<size_t>(in_->gcount());
     return len_ > 0;
   }
+  void skip_bom() {  // a byte-order mark (spreadsheets write one) is no part of the header
+    char bom[3] = {0, 0, 0};
+    in_->read(bom, 3);
+    const bool has_bom = in_->gcount() == 3 && std::string(bom, 3) == "\xEF\xBB\xBF";
+    seek(has_bom ? 3 : 0);
+  }
   std::string path_;
-  std::ifstream in_;
+  std::unique_ptr<std::istream> in_;
   std::vector<char> buf_;
   uint64_t base_ = 0, start_ = 0;  // the file offset of buf_[0]; of the last record
   size_t pos_ = 0, len_ = 0;
@@ -554,6 +516,13 @@ double CsvTable::value(int64_t row) const { return impl_->values.at(static_cast<
 InputItem CsvTable::item(int64_t row) const {
   const auto r = static_cast<size_t>(row);
   return impl_->decode(impl_->record(r), r + 1).item;
+}
+
+std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name) {
+  CsvReader reader(text, name);
+  std::vector<std::vector<std::string>> records;
+  for (std::vector<std::string> rec; reader.next(rec);) records.push_back(rec);
+  return records;
 }
 
 TabularRows read_csv_rows(const std::string& path, const ModelMetadata& meta) {

@@ -83,7 +83,8 @@ struct SwarmColumn {
 // (high: 95th). 8-bit BGR.
 cv::Mat beeswarm(const std::vector<SwarmColumn>& columns, const std::string& title);
 
-// The CSV's records: fields split on commas, double-quoted fields with "" for a quote.
+// The CSV's records: fields split on commas, double-quoted fields with "" for a quote, CRLF or LF,
+// blank lines skipped, a leading byte-order mark dropped (the reader CSV data sets stream through).
 std::vector<std::vector<std::string>> parse_csv(const std::string& text, const std::string& name);
 
 }  // namespace salient
