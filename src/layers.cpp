@@ -205,6 +205,7 @@ c10::IValue run_on_module(jit::GraphFunction& function, Model& model, const torc
   torch::Tensor x = cast ? model.cast_input(inputs) : inputs;
   jit::Stack stack{model.module()._ivalue()};
   for (auto& a : model.arguments(x)) stack.push_back(std::move(a));
+  for (auto& a : model.default_arguments()) stack.push_back(std::move(a));
   stack.insert(stack.end(), extra.begin(), extra.end());
   try {
     function.run(stack);

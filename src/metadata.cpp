@@ -10,6 +10,7 @@
 
 #include "salient/error.hpp"
 #include "salient/fsutil.hpp"
+#include "salient/detection_format.hpp"
 #include "salient/text.hpp"
 
 namespace salient {
@@ -54,6 +55,10 @@ ModelMetadata ModelMetadata::load(const std::string& path) {
       nlohmann::json tok = j.at("tokenizer");
       tok["vocab"] = t.vocab;
       m.tokenizer = tok.dump();
+    }
+    if (j.contains("detection")) {  // checked here, so a bad layout is the metadata's error, at load
+      DetectionFormat::from_json(j.at("detection"), "model metadata '" + path + "'");
+      m.detection = j.at("detection").dump();
     }
     if (j.contains("features"))
       for (const auto& f : j.at("features")) {
@@ -138,6 +143,7 @@ nlohmann::json ModelMetadata::to_json() const {
   j["multi_label"] = multi_label;
   if (!modality.empty()) j["modality"] = modality;
   if (!tokenizer.empty()) j["tokenizer"] = nlohmann::json::parse(tokenizer);
+  if (!detection.empty()) j["detection"] = nlohmann::json::parse(detection);
   if (!features.empty()) {
     j["features"] = nlohmann::json::array();
     for (const auto& f : features) {

@@ -230,6 +230,10 @@ void Model::prepare() {
   // None`, a detector's `targets`) is left to its default: it is not an input the user supplies.
   for (size_t i = 1; i < args.size() && !args[i].default_value(); ++i) input_names_.push_back(args[i].name());
   dict_argument_.clear();
+  list_input_ = false;
+  if (input_names_.size() == 1)
+    if (const auto l = args[1].type()->cast<c10::ListType>())
+      list_input_ = l->getElementType()->kind() == c10::TypeKind::TensorType;
   if (input_names_.size() == 1) {  // forward(self, x: Dict[str, Tensor]): the entries are the inputs
     if (const auto d = args[1].type()->cast<c10::DictType>()) {
       if (d->getKeyType()->kind() != c10::TypeKind::StringType || d->getValueType()->kind() != c10::TypeKind::TensorType)
@@ -256,6 +260,7 @@ Model Model::with_module(torch::jit::Module module) const {
   m.input_shapes_ = input_shapes_;
   m.input_dtypes_ = input_dtypes_;
   m.reduction_ = reduction_;
+  m.output_function_ = output_function_;
   m.set_output_layer(output_layer_);
   if (dtype_ != torch::kFloat) m.to(dtype_);
   return m;
@@ -308,6 +313,12 @@ std::vector<std::string> Model::describe_outputs(const torch::Tensor& batch) {
 }
 
 torch::Tensor Model::select_output(const c10::IValue& out, bool reduce) const {
+  if (output_function_ && reduce) {
+    torch::Tensor t = output_function_(out);
+    if (t.dim() == 1) t = t.unsqueeze(1);
+    if (t.dim() != 2) throw Error("an output function returned shape " + shape_str(t.sizes()) + ", not [N, K]", ErrorKind::Internal);
+    return t;
+  }
   std::string sel = options_.output;
   torch::Tensor t;
   if (out.isTensor()) {
@@ -410,6 +421,7 @@ std::vector<c10::IValue> Model::arguments(const torch::Tensor& x) const {
     }
     return {c10::IValue(entries)};
   }
+  if (list_input_) return {c10::IValue(c10::List<at::Tensor>(x.unbind(0)))};
   if (const size_t k = input_count(); k != 1 && !packed()) {
     std::string names;
     for (const auto& n : input_names()) names += (names.empty() ? "" : ", ") + n;
@@ -424,6 +436,15 @@ std::vector<c10::IValue> Model::arguments(const torch::Tensor& x) const {
     ++k;
   }
   return args;
+}
+
+std::vector<c10::IValue> Model::default_arguments() const {
+  std::vector<c10::IValue> out;
+  if (backend_ == Backend::Onnx) return out;
+  const auto& args = module_.get_method("forward").function().getSchema().arguments();
+  for (size_t i = 1 + (dict_input() ? 1 : input_names_.size()); i < args.size(); ++i)
+    if (args[i].default_value()) out.push_back(*args[i].default_value());
+  return out;
 }
 
 torch::Tensor Model::run_module(torch::jit::Module& m, const torch::Tensor& x, bool check_batch) {
@@ -695,11 +716,12 @@ torch::Tensor Model::predict(const torch::Tensor& batch) {
   if (backend_ == Backend::Onnx) {
     mode_.mode = "onnx";
     torch::Tensor out = onnx_forward(*onnx_, batch.detach().to(torch::kCPU, torch::kFloat).contiguous());
-    if (reduction_) out = reduction_(out);
+    if (output_function_) out = output_function_(c10::IValue(out));
+    else if (reduction_) out = reduction_(out);
     if (out.dim() == 1) out = out.unsqueeze(1);
     if (out.dim() != 2 || out.size(0) != batch.size(0))
       throw Error("the ONNX model returned shape " + shape_str(out.sizes()) + " for a batch of " + std::to_string(batch.size(0)));
-    if (!reduction_) check_labels(out.size(1));
+    if (!reduction_ && !output_function_) check_labels(out.size(1));
     return out;
   }
   if (!embedding_layer_.empty()) return embedding_output(batch);
@@ -707,6 +729,19 @@ torch::Tensor Model::predict(const torch::Tensor& batch) {
   if (!output_layer_.empty()) return layer_output(x);  // the plain module: its layers are the user's
   if (!mode_settled_) choose_forward_copy(x);
   return fast_ ? run_module(*fast_, x, true) : run_module(module_, x, true);
+}
+
+c10::IValue Model::run_raw(const torch::Tensor& batch) {
+  torch::NoGradGuard no_grad;
+  if (backend_ == Backend::Onnx) return onnx_forward(*onnx_, batch.detach().to(torch::kCPU, torch::kFloat).contiguous());
+  const torch::Tensor x = cast_input(batch);
+  try {
+    return module_.forward(arguments(x));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("the model failed on an input of shape " + shape_str(x.sizes()) + ": " + one_line(e));
+  }
 }
 
 int64_t Model::parameter_count() const {

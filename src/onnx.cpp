@@ -1,5 +1,6 @@
 #include "salient/onnx.hpp"
 
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/dnn.hpp>
 
 #include <map>
@@ -13,6 +14,9 @@ namespace salient {
 
 struct OnnxNet {
   cv::dnn::Net net;
+  // OpenCV 4.6 cannot broadcast a constant over the batch (a YOLO export's grid offsets): such a
+  // net runs a batch row by row, once a batch failed where its first row alone ran.
+  bool rows_only = false;
 };
 
 namespace {
@@ -66,19 +70,46 @@ std::shared_ptr<OnnxNet> load_onnx(const std::string& path) {
   return n;
 }
 
-torch::Tensor onnx_forward(OnnxNet& n, const torch::Tensor& batch) {
+namespace {
+
+torch::Tensor run_net(cv::dnn::Net& net, const torch::Tensor& batch) {
   std::vector<int> dims(batch.sizes().begin(), batch.sizes().end());
   cv::Mat blob(static_cast<int>(dims.size()), dims.data(), CV_32F, const_cast<float*>(batch.data_ptr<float>()));
-  cv::Mat out;
+  net.setInput(blob);
+  cv::Mat out = net.forward();
+  std::vector<int64_t> shape(out.size.p, out.size.p + out.dims);
+  return torch::from_blob(out.data, shape, torch::kFloat).clone();
+}
+
+// OpenCV logs a failed layer before it throws; the exception says it again, in Salient's words.
+struct QuietOpenCv {
+  cv::utils::logging::LogLevel saved = cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  ~QuietOpenCv() { cv::utils::logging::setLogLevel(saved); }
+};
+
+}  // namespace
+
+torch::Tensor onnx_forward(OnnxNet& n, const torch::Tensor& batch) {
+  QuietOpenCv quiet;
+  auto rows = [&] {
+    std::vector<torch::Tensor> out;
+    for (int64_t i = 0; i < batch.size(0); ++i) out.push_back(run_net(n.net, batch.slice(0, i, i + 1).contiguous()));
+    return torch::cat(out);
+  };
   try {
-    n.net.setInput(blob);
-    out = n.net.forward().clone();
+    if (n.rows_only) return rows();
+    try {
+      return run_net(n.net, batch);
+    } catch (const cv::Exception&) {
+      if (batch.size(0) == 1) throw;
+      torch::Tensor out = rows();  // a batch failed: does each row run alone?
+      n.rows_only = true;
+      return out;
+    }
   } catch (const cv::Exception& e) {
     std::string what = e.err.empty() ? e.what() : e.err;
     throw Error("the ONNX model failed on an input of shape " + c10::str(batch.sizes()) + " (" + what.substr(0, what.find('\n')) + ")");
   }
-  std::vector<int64_t> shape(out.size.p, out.size.p + out.dims);
-  return torch::from_blob(out.data, shape, torch::kFloat).clone();
 }
 
 }  // namespace salient

@@ -43,6 +43,13 @@ Writes into OUT_DIR:
   nms.pt                            scripted: x * (1 on the boxes torchvision.ops.nms keeps of 5
                                     fixed boxes scored by x[0]); needs torchvision's operators
                                     library; nms_input.npy [1,5], nms_output.npy (eager)
+  linear_detector.pt (+ .json)      scripted, torchvision's detector layout (List[Tensor] in,
+                                    (losses, List[Dict]) out) with scores linear in the image:
+                                    linear_detector_w.npy [3,3,16,16] (each box's weights),
+                                    linear_detector_image.npy [1,3,16,16]
+  tiny_yolo.pt, tiny_yolo.onnx      a YOLOv5-layout head [N, 16, 4+1+3] (cxcywh pixels, sigmoid
+                                    scores) on 3x32x32, traced and exported to ONNX (one
+                                    tiny_yolo.json beside both); tiny_yolo_image.npy
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
                                     at 3x64x64 with Identity nodes fed by initializers (which
                                     OpenCV 4.6 rejects); resnet18_64.pt the same model traced
@@ -50,7 +57,7 @@ Writes into OUT_DIR:
 import json
 import os
 import sys
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -308,6 +315,51 @@ class NmsNet(nn.Module):
         return x * torch.zeros(5).index_fill(0, keep, 1.0)
 
 
+class LinearDetector(nn.Module):
+    """torchvision's detector layout with a closed form: forward(images: List[Tensor], targets=None)
+    returns (losses, [{boxes, labels, scores}]) per image: three fixed boxes, scores linear in the
+    image (score_d = bias_d + <w_d, image>). Boxes 0 (class 1) and 1 (class 2) overlap; box 2
+    (class 1, overlapping neither) is dropped while its score is below 0 (it vanishes on a black image)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.randn(3, 3, 16, 16) * 0.01)
+        self.w[2] = torch.rand(3, 16, 16) * 0.02
+        self.register_buffer("bias", torch.tensor([5.0, 5.0, -2.5]))
+        self.register_buffer("boxes", torch.tensor([[2., 2, 10, 10], [4, 4, 12, 12], [11, 0, 16, 4]]))
+        self.register_buffer("labels", torch.tensor([1, 2, 1]))
+
+    def forward(self, images: List[torch.Tensor], targets: Optional[List[Dict[str, torch.Tensor]]] = None
+                ) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, torch.Tensor]]]:
+        out: List[Dict[str, torch.Tensor]] = []
+        for img in images:
+            scores = self.bias + (self.w * img.unsqueeze(0)).sum([1, 2, 3])
+            keep = (scores >= 0).nonzero().view(-1)
+            out.append({"boxes": self.boxes[keep], "labels": self.labels[keep], "scores": scores[keep]})
+        losses: Dict[str, torch.Tensor] = {}
+        return losses, out
+
+
+class TinyYolo(nn.Module):
+    """A YOLOv5-layout head: [N, A, 4 + 1 + C] (cx, cy, w, h in pixels, objectness, class
+    probabilities) over a 4x4 grid of anchors on a 3x32x32 image, from two small convolutions."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
+        self.head = nn.Conv2d(16, 5 + classes, 1)
+        gy, gx = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+        self.register_buffer("centres", torch.stack([gx, gy]).unsqueeze(0) * 8 + 4)  # [1, 2, 4, 4]
+
+    def forward(self, x):
+        # Decoded in [N, C, H, W] (OpenCV DNN 4.6 cannot broadcast a constant over [N, A, K])
+        p = self.head(self.features(x))
+        xy = self.centres + (torch.sigmoid(p[:, 0:2]) - 0.5) * 8
+        wh = 6 + 10 * torch.sigmoid(p[:, 2:4])
+        return torch.cat([xy, wh, torch.sigmoid(p[:, 4:])], 1).flatten(2).transpose(1, 2)  # [N, 16, 5 + C]
+
+
 def random_bn(model):
     """Random BatchNorm statistics and affine terms, so that eval-mode BN is not the identity and
     the logits are not all ~0 (as torchvision's fresh initialisation leaves them)."""
@@ -422,6 +474,27 @@ def main():
     nms_x = torch.tensor([[0.9, 0.8, 0.3, 0.7, 0.1]])
     save(out, "nms_input.npy", nms_x.numpy())
     save(out, "nms_output.npy", nms(nms_x).numpy())
+
+    torch.manual_seed(11)
+    det = torch.jit.script(LinearDetector().eval())
+    det.save(os.path.join(out, "linear_detector.pt"))
+    meta(out, "linear_detector.json", modality="detection", labels=["background", "car", "person"],
+         detection={"format": "torchvision", "score_threshold": 0.25})
+    save(out, "linear_detector_w.npy", det.w.numpy())
+    save(out, "linear_detector_image.npy", torch.rand(1, 3, 16, 16).numpy())
+
+    torch.manual_seed(12)
+    yolo = TinyYolo().eval()
+    with torch.no_grad():  # a confident detector: scores spread around the threshold
+        yolo.head.weight.mul_(4.0)
+        yolo.head.bias[4:] = 0.5
+    yx = torch.rand(1, 3, 32, 32)
+    trace(yolo, yx, os.path.join(out, "tiny_yolo.pt"))
+    torch.onnx.export(yolo, yx, os.path.join(out, "tiny_yolo.onnx"), opset_version=13, input_names=["input"],
+                      output_names=["predictions"], dynamic_axes={"input": {0: "batch"}, "predictions": {0: "batch"}})
+    meta(out, "tiny_yolo.json", modality="detection", labels=["car", "person", "sign"],  # both files' sidecar
+         detection={"format": "yolov5", "box": "cxcywh", "score_threshold": 0.2})
+    save(out, "tiny_yolo_image.npy", yx.numpy())
 
     torch.manual_seed(7)
     ids = torch.tensor([[2, 5, 6, 7, 10, 8, 9, 3], [2, 6, 10, 11, 3, 0, 0, 0]])

@@ -9,7 +9,9 @@
 #include "commands.hpp"
 #include "salient/error.hpp"
 #include "salient/json.hpp"
+#include "salient/detect_explain.hpp"
 #include "salient/explain.hpp"
+#include "salient/fsutil.hpp"
 #include "salient/registry.hpp"
 #include "salient/text_explain.hpp"
 
@@ -77,7 +79,7 @@ ExplainRequest MethodFlags::request(const ModelMetadata& meta) const {
     if (f.given[i]->count()) req.method_options[names[i]] = values[i];
   req.method_options.update(parse_assignments(options));
   apply_background(req.method_options, req.methods, background, background_max, background_k);
-  req.target = Target::parse(target, meta);
+  if (!meta.detector()) req.target = Target::parse(target, meta);  // a detector's: DetectionTarget
   return req;
 }
 
@@ -184,6 +186,7 @@ void add_explain(CLI::App& app) {
     MethodFlags method;
     std::vector<std::string> inputs, texts;
     std::string out;
+    int64_t max_boxes = 5;
   };
   auto f = std::make_shared<Flags>();
   f->model.add_to(cmd);
@@ -191,6 +194,8 @@ void add_explain(CLI::App& app) {
   cmd->add_option("--text", f->texts, "a text model's input text (repeatable)");
   cmd->add_option("--out,-o", f->out, "output folder")->required();
   f->method.add_to(cmd);
+  cmd->add_option("--max-boxes", f->max_boxes, "detectors: boxes explained per input at most (of --target all or class:LABEL)")
+      ->capture_default_str();
 
   cmd->callback([=] {
     // Everything that can be checked is checked before the first file is written.
@@ -206,7 +211,22 @@ void add_explain(CLI::App& app) {
       };
     std::vector<Error> failures;
     std::vector<ExplainedInput> results;
-    if (model.text()) {  // token attributions at the embedding layer; --layer names it
+    if (model.metadata().detector()) {  // boxes: each one's D-RISE similarity is what is explained
+      if (!f->texts.empty()) throw Error("--text is for text models; '" + model.path() + "' is a detector");
+      if (f->inputs.empty()) throw Error("no input: give --input FILE (images)");
+      const DetectionTarget target = DetectionTarget::parse(f->method.target, model.metadata(), f->max_boxes);
+      MethodList methods = prepare(req, model.metadata());
+      const std::vector<InputItem> inputs = load_inputs(f->inputs, model.metadata(), parse_resize(f->method.resize));
+      std::vector<DetectionExplanation> done = explain_detections(model, inputs, req, target, methods, &failures);
+      OutputLock lock(req.out_dir);
+      for (const auto& e : done) {
+        const std::string dir = (std::filesystem::path(req.out_dir) / e.input.stem).string();
+        const nlohmann::json j = write_detection_files(e, dir, model, req.render);
+        std::cout << e.input.stem << ": " << e.reported.size() << " detection(s), " << e.boxes.size() << " explained  ->  " << dir << "/\n";
+        if (j.contains("warnings"))
+          for (const auto& w : j["warnings"]) std::cerr << "warning: " << e.input.stem << ": " << w.get<std::string>() << "\n";
+      }
+    } else if (model.text()) {  // token attributions at the embedding layer; --layer names it
       if (auto it = req.method_options.find("layer"); it != req.method_options.end()) {
         const nlohmann::json one = it->is_array() && it->size() == 1 ? (*it)[0] : *it;
         if (!one.is_string()) throw Error("--layer: a text model takes one embedding layer (a module path)");
@@ -221,7 +241,7 @@ void add_explain(CLI::App& app) {
       MethodList methods = prepare(req, model.metadata());
       results = explain_inputs(model, f->inputs, f->method, req, methods, failures);
     }
-    print_results(results);
+    if (!model.metadata().detector()) print_results(results);
     if (!failures.empty()) {
       // The other methods' files are written; the run still fails, with the failures' own exit code.
       bool internal = false;

@@ -43,6 +43,9 @@ struct ModelMetadata {
   std::string id_column, label_column;    // tabular: a CSV's row id and true class (not inputs)
   std::string tokenizer;                  // text: the "tokenizer" object as JSON text (see text.hpp),
                                           // checked at load, its vocab path made absolute; "" = none
+  std::string detection;                  // detectors: the "detection" object as JSON text (see
+                                          // detection.hpp), checked at load; "" = none (a model of
+                                          // modality "detection" without it: torchvision's layout)
 
   // Reads `path`; throws salient::Error naming the file and the field on a malformed file.
   static ModelMetadata load(const std::string& path);
@@ -52,6 +55,7 @@ struct ModelMetadata {
   void select_output(const std::string& output);
   std::string label(int64_t index) const;  // the label, or the index as text
   bool regression() const { return output == "regression"; }
+  bool detector() const { return modality == "detection" || !detection.empty(); }
   nlohmann::json to_json() const;
 };
 

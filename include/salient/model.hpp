@@ -78,6 +78,9 @@ class Model {
   bool packed() const { return input_shapes_.size() > 1; }
   // The forward arguments of a batch: [x] for one input, else x [N, F] split and reshaped per input.
   std::vector<c10::IValue> arguments(const torch::Tensor& x) const;
+  // The default values of forward's arguments after the inputs (a detector's `targets=None`), for
+  // a graph run on its own stack (a layer capture), which does not fill them in as forward() does.
+  std::vector<c10::IValue> default_arguments() const;
   // A packed [N, F] tensor (a map) split into one tensor [N, shape_i] per input.
   std::vector<torch::Tensor> unpack(const torch::Tensor& x) const;
 
@@ -87,6 +90,18 @@ class Model {
   using OutputReduction = std::function<torch::Tensor(const torch::Tensor&)>;
   void set_output_reduction(OutputReduction f) { reduction_ = std::move(f); }
   const OutputReduction& output_reduction() const { return reduction_; }
+
+  // A function of the model's whole raw output (a tensor, a tuple, a detector's List[Dict]) as the
+  // explained output: it returns [N, K] and takes the place of --output's selection and of the
+  // reduction (a detector's box target: detection.hpp's box_function). Empty: none.
+  using OutputFunction = std::function<torch::Tensor(const c10::IValue&)>;
+  void set_output_function(OutputFunction f) { output_function_ = std::move(f); }
+  const OutputFunction& output_function() const { return output_function_; }
+  // The model's raw output for a batch (no autograd): what a detector's detections are read from.
+  c10::IValue run_raw(const torch::Tensor& batch);
+  // forward(self, images: List[Tensor]) (torchvision's detectors): a batch [N, ...] is given as the
+  // list of its N rows.
+  bool list_input() const { return list_input_; }
 
   // An inner layer's output as the explained output (an inner-neuron target, `layer:PATH:INDEX`):
   // forward() and predict() run the model up to module `path` and return its activation, reduced
@@ -167,6 +182,8 @@ class Model {
   std::vector<std::string> input_names_;  // forward's arguments after self (a dict model's keys)
   std::string dict_argument_;             // a dict model's one argument, by name; empty: not one
   OutputReduction reduction_;
+  OutputFunction output_function_;
+  bool list_input_ = false;
   std::string output_layer_;
   std::shared_ptr<LayerCapture> layer_capture_;  // built for output_layer_
   torch::Tensor layer_output(const torch::Tensor& x);
