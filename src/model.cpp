@@ -300,7 +300,7 @@ std::vector<std::pair<std::string, c10::IValue>> output_items(const c10::IValue&
 }  // namespace
 
 std::vector<std::string> Model::describe_outputs(const torch::Tensor& batch) {
-  if (backend_ == Backend::Onnx) return {"0: Tensor " + shape_str(predict(batch).sizes())};
+  if (backend_ == Backend::Onnx) return {"0: Tensor " + shape_str(run_raw(batch).toTensor().sizes())};
   torch::NoGradGuard no_grad;
   c10::IValue out;
   try {

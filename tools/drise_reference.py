@@ -4,7 +4,8 @@ objectness, then the masks weighted by those similarities), over the masks Salie
 (`--option d-rise.keep-masks=true`) and the same TorchScript model run by eager PyTorch. Two
 deliberate differences from xaitk-saliency 0.x, which Salient follows the paper on: IoU of
 continuous coordinates (xaitk adds 1 pixel to each side) and cosine *similarity* (its cdist
-'cosine' is a distance, 1 - similarity). Salient's map is sum_i s_i M_i / (N p).
+'cosine' is a distance, 1 - similarity). Salient's map is the paper's sum_i s_i M_i / (N p) less
+the mean similarity (as its RISE; the paper's own map is d-rise_bI.raw.npy).
 
 usage: drise_reference.py SALIENT_BIN ZOO_DIR WORK_DIR   (exit 1 on a mismatch beyond 1e-5)
 """
@@ -79,7 +80,7 @@ def check(salient, zoo, work, name, box, samples, grid):
         b, o, v = proposals(model, fmt, x * torch.from_numpy(m).float()[None], classes)
         if len(b):
             sims[i] = (iou(b, ref_box) * cosine(v, ref_vec) * o).max()
-    want = (sims[:, None, None] * masks).sum(0) / (len(masks) * keep)
+    want = (sims[:, None, None] * masks).sum(0) / (len(masks) * keep) - sims.mean()
     err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-12)
     vanished = int((sims == 0).sum())
     print(f"{name}: {len(masks)} masks, max relative difference {err:.2e}, similarity range "

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "salient/detect_evaluate.hpp"
 #include "salient/error.hpp"
 #include "salient/evaluate.hpp"
 #include "salient/method.hpp"
@@ -20,6 +21,7 @@ void add_evaluate(CLI::App& app) {
   auto options = std::make_shared<std::vector<std::string>>();
   auto samples = std::make_shared<int64_t>(0);
   auto resize = std::make_shared<std::string>("none");
+  auto boxes = std::make_shared<std::string>();
   flags->add_to(cmd);
   cmd->add_option("--data,-d", req->data, "a folder of images, an IDX image file (.gz), or an .npy stack [N, ...]")->required();
   cmd->add_option("--methods", *methods, "comma-separated methods")->capture_default_str();
@@ -38,6 +40,8 @@ void add_evaluate(CLI::App& app) {
   cmd->add_option("--seed", req->seed, "random seed")->capture_default_str();
   cmd->add_option("--option", *options, "KEY=VALUE method option (repeatable)");
   add_resize_option(cmd, *resize);
+  cmd->add_option("--boxes", *boxes, "detectors: ground-truth boxes, a CSV image,x1,y1,x2,y2,label or COCO-style JSON "
+                                     "(pointing game, energy pointing game, deletion of each true box the detector finds)");
   cmd->callback([=] {
     req->methods = split_list(*methods);
     req->metrics = split_list(*metrics);
@@ -50,6 +54,27 @@ void add_evaluate(CLI::App& app) {
     req->resize = parse_resize(*resize);
     req->method_options.update(parse_assignments(*options));
     Model model = flags->load_not_text("evaluate");
+    if (model.metadata().detector()) {
+      if (boxes->empty()) throw Error("evaluating a detector needs its ground truth: --boxes FILE (CSV image,x1,y1,x2,y2,label or COCO JSON)");
+      DetectionEvaluateRequest d;
+      d.data = req->data;
+      d.boxes = *boxes;
+      d.methods = req->methods;
+      d.method_options = req->method_options;
+      d.limit = req->limit;
+      d.steps = req->steps;
+      d.seed = req->seed;
+      d.out_dir = req->out_dir;
+      const nlohmann::json r = evaluate_detections(model, d);
+      std::cout << "evaluated " << r["explained_boxes"] << " of " << r["true_boxes"] << " true boxes (found by the detector) in "
+                << r["images"] << " images -> " << d.out_dir << "/ (report.md, report.json)\n";
+      for (const auto& [name, m] : r["methods"].items())
+        std::cout << "  " << name << ": pointing_game " << m["pointing_game"].get<double>() << " energy_pointing_game "
+                  << m["energy_pointing_game"].dump() << " deletion_auc " << m["deletion_auc"].get<double>() << " (random order "
+                  << m["deletion_auc_random"].get<double>() << ")\n";
+      return;
+    }
+    if (!boxes->empty()) throw Error("--boxes is for detectors; '" + model.path() + "' is not one (metadata \"detection\")");
     validate(*req, model);
     const bool tty = ::isatty(2);
     auto report = evaluate(model, *req, [tty](int64_t done, int64_t total, const std::string& what) {

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "salient/detection.hpp"
 #include "salient/error.hpp"
 #include "salient/target.hpp"
 #include "salient/text.hpp"
@@ -25,11 +26,17 @@ void add_info(CLI::App& app) {
     nlohmann::json batch_shape, out_shape;
     std::vector<std::string> outputs;  // every output of a tuple/list/dict model
     std::string out_error;             // why the explained output has no shape (several outputs, none chosen)
+    nlohmann::json detector;           // a detector's layout and its detections on the sample
     if (runnable) {
       torch::Tensor sample = sample_input(model, *shape);
       batch_shape = sample.sizes().vec();
       outputs = model.describe_outputs(sample);
-      try {  // the explained output as the model gives it: [N, K], or a dense [N, C, H, W]
+      if (meta.detector()) {  // boxes, not an [N, K] output: what the detector reports on the sample
+        const DetectionFormat f = detection_format(model);
+        const Detections d = report_detections(decode_detections(model.run_raw(sample), f).at(0), f);
+        detector = f.to_json();
+        detector["detections_on_sample"] = d.size();
+      } else try {  // the explained output as the model gives it: [N, K], or a dense [N, C, H, W]
         out_shape = model_output_shape(model, sample);
       } catch (const Error& e) {
         if (outputs.size() < 2) throw;
@@ -48,6 +55,7 @@ void add_info(CLI::App& app) {
                      {"outputs", outputs},
                      {"output_error", out_error.empty() ? nlohmann::json() : nlohmann::json(out_error)},
                      {"metadata", meta.to_json()}};
+    if (!detector.is_null()) j["detector"] = detector;
     if (*json) {
       std::cout << j.dump(2) << "\n";
       return;
@@ -68,7 +76,7 @@ void add_info(CLI::App& app) {
                   : model.dict_input() ? "set by the entries given"
                                        : "unknown (no metadata input_shape; pass --input-shape)")
               << "\n"
-              << "output shape: " << (runnable ? out_shape.dump() : "unknown")
+              << "output shape: " << (runnable ? (meta.detector() ? std::string("boxes (a detector)") : out_shape.dump()) : "unknown")
               << (outputs.size() > 1 && out_shape.is_null() ? " (none chosen: give --output NAME)" : "")
               << (out_shape.is_array() && out_shape.size() > 2
                       ? " (dense: predictions are each class's mean over the pixels; explain a region with --target region:CLASS)"
@@ -76,6 +84,9 @@ void add_info(CLI::App& app) {
               << "\n";
     if (outputs.size() > 1)
       for (const auto& o : outputs) std::cout << "  output " << o << "\n";
+    if (meta.detector())
+      std::cout << "detector:     " << (detector.is_null() ? detection_format(model).to_json() : detector).dump()
+                << " (explain boxes: --target box:I, box:X1,Y1,X2,Y2[:LABEL], class:LABEL)\n";
     if (meta.present) {
       std::cout << "metadata:     " << meta.name << ", " << meta.labels.size() << " labels";
       if (model.text())

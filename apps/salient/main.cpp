@@ -48,6 +48,9 @@ Model ModelFlags::load_not_text(const std::string& command) const {
   if (m.text())
     throw Error("salient " + command + " does not take text models yet: explain text with `salient explain --text ...` or "
                 "`--input FILE.txt` (one example a line)");
+  if (m.metadata().detector() && command != "evaluate")
+    throw Error("salient " + command + " does not take detectors yet: explain boxes with `salient explain` and measure "
+                "them with `salient evaluate --boxes`");
   return m;
 }
 

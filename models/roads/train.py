@@ -43,16 +43,19 @@ class RoadDetector(nn.Module):
                                       block(32, 48), nn.MaxPool2d(2), block(48, 64), block(64, 64))
         self.head = nn.Conv2d(64, 5 + classes, 1)
         gy, gx = torch.meshgrid(torch.arange(float(GRID)), torch.arange(float(GRID)), indexing="ij")
+        self.register_buffer("grid", torch.stack([gx, gy]).unsqueeze(0))  # [1, 2, G, G]
         self.register_buffer("cells", torch.stack([gx, gy], -1).view(1, GRID * GRID, 2))
 
     def raw(self, x):
         return self.head(self.features(x)).flatten(2).transpose(1, 2)  # [N, A, 5 + C]
 
     def forward(self, x):
-        p = self.raw(x)
-        xy = (self.cells + torch.sigmoid(p[..., :2])) * STRIDE
-        wh = 48 * torch.sigmoid(p[..., 2:4])
-        return torch.cat([xy, wh, torch.sigmoid(p[..., 4:])], -1)
+        # Decoded in [N, C, G, G] (OpenCV DNN 4.6 cannot add a constant to [N, A, K]), then laid out
+        # as YOLOv5's [N, A, 4 + 1 + C].
+        p = self.head(self.features(x))
+        xy = (self.grid + torch.sigmoid(p[:, 0:2])) * STRIDE
+        wh = 48 * torch.sigmoid(p[:, 2:4])
+        return torch.cat([xy, wh, torch.sigmoid(p[:, 4:])], 1).flatten(2).transpose(1, 2)
 
 
 def targets_of(boxes):
@@ -121,6 +124,21 @@ def average_precision(dets, truths, cls):
     return float(((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]).sum())
 
 
+def write_heldout(out, test_x, test_b, count=40):
+    """The first `count` held-out scenes as PNG files and their boxes (the demo's and tests' inputs)."""
+    from PIL import Image
+    held = os.path.join(out, "heldout")
+    os.makedirs(held, exist_ok=True)
+    with open(os.path.join(held, "boxes.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "x1", "y1", "x2", "y2", "label"])
+        for i in range(count):
+            name = f"scene_{i:02d}.png"
+            Image.fromarray(test_x[i]).save(os.path.join(held, name))
+            for x1, y1, x2, y2, label in test_b[i]:
+                w.writerow([name, x1, y1, x2, y2, LABELS[label]])
+
+
 def main():
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -182,17 +200,7 @@ def main():
                    "metrics": {"mAP@0.5": round(float(np.nanmean(aps)), 4),
                                "AP@0.5": {l: round(a, 4) for l, a in zip(LABELS, aps)}, "heldout_scenes": len(test_x)}},
                   f, indent=1)
-    held = os.path.join(out, "heldout")
-    os.makedirs(held, exist_ok=True)
-    import cv2
-    with open(os.path.join(held, "boxes.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["image", "x1", "y1", "x2", "y2", "label"])
-        for i in range(40):  # the first 40 held-out scenes ship (the demo's and the tests' inputs)
-            name = f"scene_{i:02d}.png"
-            cv2.imwrite(os.path.join(held, name), test_x[i][:, :, ::-1])
-            for x1, y1, x2, y2, label in test_b[i]:
-                w.writerow([name, x1, y1, x2, y2, LABELS[label]])
+    write_heldout(out, test_x, test_b)
     print(f"done in {time.time() - start:.0f} s")
 
 

@@ -19,9 +19,11 @@ struct RiseOptions : BlackBoxCommon {
 };
 
 // D-RISE (Petsiuk et al. 2021): RISE's masks weighted by a detection's similarity (a box target's
-// value: IoU x class cosine x objectness of the best match), without RISE's offset: the map is
-// sum_i s_i M_i / (N p). keep-masks adds the masks themselves as extra "masks" [N, H, W], so an
-// independent implementation can score the same ones.
+// value: IoU x class cosine x objectness of the best match). The paper's map sum_i s_i M_i / (N p)
+// is extra "raw"; as for RISE the map returned is raw minus the mean similarity over the masks
+// (diagnostics "offset"), 0 where the detector does not look (the paper's map is that offset
+// everywhere plus this: a heatmap of it was one flat colour). keep-masks adds the masks as extra
+// "masks" [N, H, W], so an independent implementation can score the same ones.
 struct DriseOptions : BlackBoxCommon {
   int64_t samples = 1000;
   int64_t grid = 16;
@@ -80,10 +82,12 @@ torch::Tensor rise(const BlackBoxCall& c, const RiseOptions& o) {
 torch::Tensor drise(const BlackBoxCall& c, const DriseOptions& o) {
   double total = 0;
   torch::Tensor masks;
-  torch::Tensor map = masked_sum(c, "d-rise", o.samples, o.grid, o.keep, total, o.keep_masks ? &masks : nullptr);
-  c.diag["mean_similarity"] = total / static_cast<double>(o.samples);
+  torch::Tensor raw = masked_sum(c, "d-rise", o.samples, o.grid, o.keep, total, o.keep_masks ? &masks : nullptr);
+  const double offset = total / static_cast<double>(o.samples);
+  c.diag["offset"] = offset;
+  c.extra["raw"] = raw;
   if (o.keep_masks) c.extra["masks"] = masks;
-  return map;
+  return raw - offset;
 }
 
 }  // namespace

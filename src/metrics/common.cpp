@@ -13,7 +13,7 @@ torch::Tensor target_probability(Model& model, const torch::Tensor& inputs, int6
   for_chunks(inputs.size(0), batch, [&](int64_t b, int64_t e) {
     torch::Tensor out = model.predict(inputs.slice(0, b, e)).to(torch::kCPU, torch::kDouble);
     // A function target's value (a region's summed logits, a sum of classes) is scored as it is.
-    parts.push_back(model.output_reduction() ? out.select(1, target) : output_probabilities(model.metadata(), out).select(1, target));
+    parts.push_back(model.output_reduction() || model.output_function() ? out.select(1, target) : output_probabilities(model.metadata(), out).select(1, target));
   });
   return torch::cat(parts);
 }

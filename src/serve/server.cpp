@@ -390,6 +390,9 @@ Server::Impl::Impl(ServeOptions options) : o(std::move(options)) {
   // Describe each model on worker 0's instance, before the threads start.
   for (const auto& [name, path] : o.models) {
     Model& m = pool->instance(0, name);
+    if (m.metadata().detector())
+      throw Error("model '" + name + "' is a detector: the service does not explain boxes yet (use `salient explain` and "
+                  "`salient evaluate --boxes`)");
     ModelDescription d;
     d.name = name;
     d.file = std::filesystem::path(path).filename().string();
