@@ -56,6 +56,7 @@ const std::vector<Case>& cases() {
       {"occlusion", {{"window", "7x7"}, {"stride", "7x7"}}},
       {"feature-ablation", {{"features", "grid:4"}}},
       {"rise", {{"samples", 64}, {"grid", 4}}},
+      {"d-rise", {{"samples", 64}, {"grid", 4}}},
       {"lime", {{"samples", 64}, {"features", "grid:4"}}},
       {"kernel-shap", {{"samples", 64}, {"features", "grid:4"}}},
       {"shapley-sampling", {{"samples", 2}, {"features", "grid:4"}}},

@@ -245,3 +245,32 @@ TEST(Detection, TrainedRoadDetectorsOnnxExportGivesTheSameDrise) {
   }
   EXPECT_LT(max_abs(mp - mo) / max_abs(mp), 1e-4);
 }
+
+// torchvision's own detectors, scripted as users script them (FasterRCNN: RPN, RoIAlign, NMS;
+// RetinaNet; FCOS), on a tiny backbone: they load (torchvision's operators on demand, the defaulted
+// `targets` argument left alone), their detections are eager PyTorch's, the gradient of detection
+// 0's box equals eager autograd of the same similarity written in Python, and Grad-CAM at the
+// backbone captures through the scripted detector.
+TEST(Detection, ScriptedTorchvisionDetectorsExplainTheirBoxesAsEagerPyTorch) {
+  const torch::Tensor x = read_npy(zoo("tv_image.npy"));
+  for (const std::string name : {"frcnn", "retinanet", "fcos"}) {
+    SCOPED_TRACE(name);
+    Model model(zoo("tv_" + name + ".pt"));
+    ASSERT_TRUE(model.list_input());
+    const Detections d = reported(model, x);
+    const torch::Tensor boxes = read_npy(zoo("tv_" + name + "_boxes.npy")), scores = read_npy(zoo("tv_" + name + "_scores.npy"));
+    ASSERT_EQ(d.size(), boxes.size(0));
+    EXPECT_LT(max_abs(d.boxes - boxes), 1e-4);
+    EXPECT_LT(max_abs(d.confidence - scores), 1e-5);
+    EXPECT_TRUE(d.labels.equal(read_npy_any(zoo("tv_" + name + "_labels.npy")).to(torch::kLong)));
+    const BoxReference box = DetectionTarget::parse("box:0", model.metadata()).resolve(d, 64, 48)[0];
+    OutputFunctionScope scope(model, box_function({box}, detection_format(model)));
+    EXPECT_NEAR(model.predict(x)[0][0].item<double>(), scores[0].item<double>(), 1e-5);  // IoU 1, same class
+    const torch::Tensor g = attribute(model, "saliency", x, {{"abs", false}}), want = read_npy(zoo("tv_" + name + "_grad0.npy"));
+    EXPECT_LT(max_abs(g[0] - want) / max_abs(want), 1e-4);
+    const torch::Tensor cam = attribute(model, "grad-cam", x, {{"layer", "backbone.2"}});
+    EXPECT_EQ(cam.sizes(), (std::vector<int64_t>{1, 1, 48, 64}));  // one plane at the input's size
+    EXPECT_GE(cam.min().item<double>(), 0.0);
+    EXPECT_GT(cam.max().item<double>(), 0.0);
+  }
+}

@@ -50,6 +50,10 @@ Writes into OUT_DIR:
   tiny_yolo.pt, tiny_yolo.onnx      a YOLOv5-layout head [N, 16, 4+1+3] (cxcywh pixels, sigmoid
                                     scores) on 3x32x32, traced and exported to ONNX (one
                                     tiny_yolo.json beside both); tiny_yolo_image.npy
+  tv_frcnn.pt, tv_retinanet.pt,     torchvision's FasterRCNN, RetinaNet and FCOS on a tiny backbone,
+  tv_fcos.pt (+ .json)              scripted; on tv_image.npy [1,3,48,64] their eager detections
+                                    (tv_NAME_boxes/scores/labels.npy) and the eager gradient of
+                                    detection 0's D-RISE similarity (tv_NAME_grad0.npy)
   resnet18.onnx                     ResNet-18 (export_resnet18.build's weights) exported to ONNX
                                     at 3x64x64 with Identity nodes fed by initializers (which
                                     OpenCV 4.6 rejects); resnet18_64.pt the same model traced
@@ -360,6 +364,49 @@ class TinyYolo(nn.Module):
         return torch.cat([xy, wh, torch.sigmoid(p[:, 4:])], 1).flatten(2).transpose(1, 2)  # [N, 16, 5 + C]
 
 
+class TinyBackbone(nn.Sequential):
+    """Two stride-2 convolutions: a backbone small enough for torchvision's detectors in tests."""
+
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 32, 3, stride=2, padding=1), nn.ReLU())
+        self.out_channels = 32
+
+
+def torchvision_detectors():
+    """torchvision's FasterRCNN (RPN, RoIAlign, NMS), RetinaNet and FCOS on a tiny backbone, 64-px
+    inputs, every detection kept (score_thresh 0), scripted as users script them."""
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+    anchors = AnchorGenerator(sizes=((8, 16, 32),), aspect_ratios=((0.5, 1.0, 2.0),))
+    common = dict(min_size=64, max_size=64)
+    frcnn = FasterRCNN(TinyBackbone(), num_classes=3, rpn_anchor_generator=anchors,
+                       box_roi_pool=MultiScaleRoIAlign(featmap_names=["0"], output_size=4, sampling_ratio=2),
+                       rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20, box_detections_per_img=10,
+                       box_score_thresh=0.0, representation_size=32, **common)
+    with torch.no_grad():  # scores spread out, not all ~1/3
+        frcnn.roi_heads.box_predictor.cls_score.weight.mul_(30)
+    retina = RetinaNet(TinyBackbone(), num_classes=3, anchor_generator=anchors, detections_per_img=10, score_thresh=0.0,
+                       topk_candidates=50, **common)
+    fcos = FCOS(TinyBackbone(), num_classes=3, anchor_generator=AnchorGenerator(sizes=((8,),), aspect_ratios=((1.0,),)),
+                detections_per_img=10, score_thresh=0.0, topk_candidates=50, **common)
+    return {"frcnn": frcnn.eval(), "retinanet": retina.eval(), "fcos": fcos.eval()}
+
+
+def box_similarity(det, ref_box, ref_label):
+    """D-RISE's similarity of the best match, written as Salient computes it (torchvision: one-hot
+    classes, the score as objectness)."""
+    b = det["boxes"]
+    lt = torch.max(b[:, :2].unsqueeze(1), ref_box[:2].view(1, 1, 2))
+    rb = torch.min(b[:, 2:].unsqueeze(1), ref_box[2:].view(1, 1, 2))
+    wh = (rb - lt).clamp_min(0)
+    inter = wh[..., 0] * wh[..., 1]
+    area = lambda x: (x[:, 2] - x[:, 0]).clamp_min(0) * (x[:, 3] - x[:, 1]).clamp_min(0)
+    uni = area(b).unsqueeze(1) + area(ref_box.view(1, 4)).unsqueeze(0) - inter
+    iou = torch.where(uni > 0, inter / uni.clamp_min(1e-12), torch.zeros_like(inter)).squeeze(1)
+    return (iou * (det["labels"] == ref_label).to(iou.dtype) * det["scores"]).max()
+
+
 def random_bn(model):
     """Random BatchNorm statistics and affine terms, so that eval-mode BN is not the identity and
     the logits are not all ~0 (as torchvision's fresh initialisation leaves them)."""
@@ -495,6 +542,22 @@ def main():
     meta(out, "tiny_yolo.json", modality="detection", labels=["car", "person", "sign"],  # both files' sidecar
          detection={"format": "yolov5", "box": "cxcywh", "score_threshold": 0.2})
     save(out, "tiny_yolo_image.npy", yx.numpy())
+
+    torch.manual_seed(13)
+    tv_x = torch.rand(1, 3, 48, 64)
+    save(out, "tv_image.npy", tv_x.numpy())
+    for name, det in torchvision_detectors().items():
+        scripted = torch.jit.script(det)
+        scripted.save(os.path.join(out, f"tv_{name}.pt"))
+        meta(out, f"tv_{name}.json", modality="detection", labels=["background", "car", "person"],
+             detection={"format": "torchvision", "score_threshold": 0.0, "max_detections": 10})
+        x = tv_x[0].clone().requires_grad_(True)
+        d = scripted([x])[1][0]
+        save(out, f"tv_{name}_boxes.npy", d["boxes"].detach().numpy())
+        save(out, f"tv_{name}_scores.npy", d["scores"].detach().numpy())
+        np.save(os.path.join(out, f"tv_{name}_labels.npy"), d["labels"].numpy())
+        sim = box_similarity(d, d["boxes"][0].detach(), int(d["labels"][0]))
+        save(out, f"tv_{name}_grad0.npy", torch.autograd.grad(sim, x)[0].numpy())
 
     torch.manual_seed(7)
     ids = torch.tensor([[2, 5, 6, 7, 10, 8, 9, 3], [2, 6, 10, 11, 3, 0, 0, 0]])
